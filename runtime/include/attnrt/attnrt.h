@@ -1,0 +1,151 @@
+/*===- attnrt.h - attnc host runtime C API ------------------------*- C -*-===*\
+|*                                                                            *|
+|* Loads an attnc host artifact directory (manifest.json + kernel library),   *|
+|* describes its kernels and runs them on a thread pool after validating      *|
+|* every argument against the manifest. See docs/runtime.md.                  *|
+|*                                                                            *|
+\*===----------------------------------------------------------------------===*/
+
+#ifndef ATTNRT_ATTNRT_H
+#define ATTNRT_ATTNRT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ATTNRT_API __attribute__((visibility("default")))
+#else
+#define ATTNRT_API
+#endif
+
+/* Every entry point returns a status; on failure attnrt_last_error() holds a
+ * one-line message (what failed, where, how to fix it). */
+typedef enum attnrt_status {
+  ATTNRT_OK = 0,
+  ATTNRT_ERR_INVALID_ARGUMENT = 1, /* API misuse: null pointer, bad index */
+  ATTNRT_ERR_IO = 2,               /* a file is missing or unreadable */
+  ATTNRT_ERR_MANIFEST = 3,         /* manifest.json is not valid JSON/schema */
+  ATTNRT_ERR_UNSUPPORTED = 4,      /* format_version or target not supported */
+  ATTNRT_ERR_LIBRARY = 5,          /* dlopen or dlsym failed */
+  ATTNRT_ERR_NOT_FOUND = 6,        /* no kernel with that name */
+  ATTNRT_ERR_VALIDATION = 7        /* tensors do not match the manifest */
+} attnrt_status;
+
+typedef enum attnrt_dtype {
+  ATTNRT_DTYPE_F32 = 0,
+  ATTNRT_DTYPE_F16 = 1,
+  ATTNRT_DTYPE_BF16 = 2,
+  ATTNRT_DTYPE_I32 = 3
+} attnrt_dtype;
+
+typedef enum attnrt_role {
+  ATTNRT_ROLE_QUERY = 0,
+  ATTNRT_ROLE_KEY = 1,
+  ATTNRT_ROLE_VALUE = 2,
+  ATTNRT_ROLE_CU_SEQLENS_Q = 3,
+  ATTNRT_ROLE_CU_SEQLENS_K = 4,
+  ATTNRT_ROLE_OUTPUT = 5,
+  ATTNRT_ROLE_LSE = 6
+} attnrt_role;
+
+typedef enum attnrt_dir { ATTNRT_DIR_IN = 0, ATTNRT_DIR_OUT = 1 } attnrt_dir;
+
+/* One dimension of a manifest shape: static (symbol == NULL, value >= 0) or
+ * symbolic. A symbol is a name, optionally with a constant offset ("batch+1"):
+ * symbol_name is the bare name, value is the offset. */
+typedef struct attnrt_dim {
+  const char *symbol; /* full manifest text, e.g. "batch+1"; NULL if static */
+  const char *symbol_name; /* e.g. "batch"; NULL if static */
+  int64_t value;           /* static size, or the offset added to the symbol */
+} attnrt_dim;
+
+typedef struct attnrt_arg_info {
+  const char *name;
+  attnrt_role role;
+  attnrt_dir dir;
+  attnrt_dtype dtype;
+  int rank;
+  const attnrt_dim *shape; /* rank entries */
+} attnrt_arg_info;
+
+typedef struct attnrt_attention_info {
+  int ragged; /* layout "ragged" (1) or "dense" (0) */
+  int64_t num_q_heads;
+  int64_t num_kv_heads;
+  int64_t head_dim;
+  attnrt_dtype dtype;
+  double scale;
+  double softcap; /* 0 = none */
+  int causal;
+  int bottom_right; /* align: 1 = bottom_right, 0 = top_left */
+  int64_t window;   /* -1 = no sliding window */
+  int64_t sinks;
+  int has_lse;
+  /* Tile info; 0 when the manifest does not give it. */
+  int64_t block_q;
+  int64_t block_kv;
+  int64_t vector_width;
+  int64_t workspace_bytes;
+} attnrt_attention_info;
+
+/* A caller tensor. sizes and strides are in elements; strides may be NULL
+ * for row-major contiguous. The data is not copied. */
+typedef struct attnrt_tensor {
+  void *data;
+  attnrt_dtype dtype;
+  int rank;
+  const int64_t *sizes;
+  const int64_t *strides;
+} attnrt_tensor;
+
+typedef struct attnrt_module attnrt_module;
+typedef struct attnrt_kernel attnrt_kernel; /* owned by its module */
+
+/* Message of the last failing call on this thread ("" after a success). */
+ATTNRT_API const char *attnrt_last_error(void);
+ATTNRT_API const char *attnrt_status_string(attnrt_status status);
+ATTNRT_API const char *attnrt_dtype_name(attnrt_dtype dtype);
+ATTNRT_API const char *attnrt_role_name(attnrt_role role);
+ATTNRT_API int64_t attnrt_dtype_size(attnrt_dtype dtype);
+
+/* Opens DIR/manifest.json and DIR/<library>. num_threads is the default
+ * number of threads for attnrt_run (0 = std::thread::hardware_concurrency). */
+ATTNRT_API attnrt_status attnrt_open(const char *dir, int num_threads,
+                                     attnrt_module **out);
+ATTNRT_API void attnrt_close(attnrt_module *module);
+
+ATTNRT_API int attnrt_num_kernels(const attnrt_module *module);
+/* NULL (and an error message) when index is out of range. */
+ATTNRT_API const attnrt_kernel *attnrt_kernel_at(const attnrt_module *module,
+                                                 int index);
+ATTNRT_API attnrt_status attnrt_find_kernel(const attnrt_module *module,
+                                            const char *name,
+                                            const attnrt_kernel **out);
+
+ATTNRT_API const char *attnrt_kernel_name(const attnrt_kernel *kernel);
+ATTNRT_API int attnrt_kernel_num_args(const attnrt_kernel *kernel);
+ATTNRT_API const attnrt_arg_info *attnrt_kernel_arg(const attnrt_kernel *kernel,
+                                                    int index);
+ATTNRT_API const attnrt_attention_info *
+attnrt_kernel_attention(const attnrt_kernel *kernel);
+
+/* Checks args against the manifest exactly as attnrt_run does, runs nothing. */
+ATTNRT_API attnrt_status attnrt_validate(const attnrt_kernel *kernel,
+                                         const attnrt_tensor *args,
+                                         int num_args);
+
+/* Validates, then runs all work items. num_threads: 0 = the module default,
+ * 1 = only the calling thread. */
+ATTNRT_API attnrt_status attnrt_run(attnrt_module *module,
+                                    const attnrt_kernel *kernel,
+                                    const attnrt_tensor *args, int num_args,
+                                    int num_threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTNRT_ATTNRT_H */

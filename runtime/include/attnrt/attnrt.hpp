@@ -1,0 +1,94 @@
+//===- attnrt.hpp - header-only C++ wrapper over attnrt.h -------*- C++ -*-===//
+//
+// RAII for modules and exceptions for failures; nothing here adds behavior,
+// it only forwards to the C API so both stay in sync.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNRT_ATTNRT_HPP
+#define ATTNRT_ATTNRT_HPP
+
+#include "attnrt/attnrt.h"
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attnrt {
+
+class Error : public std::runtime_error {
+public:
+  Error(attnrt_status status, const std::string &message)
+      : std::runtime_error(message), status_(status) {}
+  attnrt_status status() const { return status_; }
+
+private:
+  attnrt_status status_;
+};
+
+inline void check(attnrt_status status) {
+  if (status != ATTNRT_OK)
+    throw Error(status, attnrt_last_error());
+}
+
+/// Non-owning handle to a kernel of a Module.
+class Kernel {
+public:
+  explicit Kernel(const attnrt_kernel *k = nullptr) : k_(k) {}
+  const attnrt_kernel *get() const { return k_; }
+  std::string name() const { return attnrt_kernel_name(k_); }
+  int numArgs() const { return attnrt_kernel_num_args(k_); }
+  const attnrt_arg_info &arg(int i) const {
+    const attnrt_arg_info *info = attnrt_kernel_arg(k_, i);
+    if (!info)
+      throw Error(ATTNRT_ERR_INVALID_ARGUMENT,
+                  "argument index " + std::to_string(i) + " out of range");
+    return *info;
+  }
+  const attnrt_attention_info &attention() const {
+    return *attnrt_kernel_attention(k_);
+  }
+  void validate(const std::vector<attnrt_tensor> &args) const {
+    check(attnrt_validate(k_, args.data(), static_cast<int>(args.size())));
+  }
+
+private:
+  const attnrt_kernel *k_;
+};
+
+class Module {
+public:
+  explicit Module(const std::string &dir, int numThreads = 0) {
+    check(attnrt_open(dir.c_str(), numThreads, &m_));
+  }
+  ~Module() { attnrt_close(m_); }
+  Module(const Module &) = delete;
+  Module &operator=(const Module &) = delete;
+  Module(Module &&other) noexcept : m_(other.m_) { other.m_ = nullptr; }
+
+  attnrt_module *get() const { return m_; }
+  int numKernels() const { return attnrt_num_kernels(m_); }
+  Kernel kernel(int i) const {
+    const attnrt_kernel *k = attnrt_kernel_at(m_, i);
+    if (!k)
+      throw Error(ATTNRT_ERR_INVALID_ARGUMENT, attnrt_last_error());
+    return Kernel(k);
+  }
+  Kernel kernel(const std::string &name) const {
+    const attnrt_kernel *k = nullptr;
+    check(attnrt_find_kernel(m_, name.c_str(), &k));
+    return Kernel(k);
+  }
+  void run(Kernel k, const std::vector<attnrt_tensor> &args,
+           int numThreads = 0) {
+    check(attnrt_run(m_, k.get(), args.data(), static_cast<int>(args.size()),
+                     numThreads));
+  }
+
+private:
+  attnrt_module *m_ = nullptr;
+};
+
+} // namespace attnrt
+
+#endif // ATTNRT_ATTNRT_HPP

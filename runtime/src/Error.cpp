@@ -1,0 +1,91 @@
+//===- Error.cpp - attnrt error reporting ---------------------------------===//
+//
+// Thread-local last-error message and the name tables of the C API enums.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Error.h"
+
+using namespace attnrt;
+
+// Thread-local so concurrent callers on different threads never see each
+// other's messages.
+static thread_local std::string lastError;
+
+attnrt_status attnrt::setError(attnrt_status status,
+                               const std::string &message) {
+  lastError = message;
+  return status;
+}
+
+void attnrt::clearError() { lastError.clear(); }
+
+extern "C" const char *attnrt_last_error(void) { return lastError.c_str(); }
+
+extern "C" const char *attnrt_status_string(attnrt_status status) {
+  switch (status) {
+  case ATTNRT_OK:
+    return "ok";
+  case ATTNRT_ERR_INVALID_ARGUMENT:
+    return "invalid argument";
+  case ATTNRT_ERR_IO:
+    return "i/o error";
+  case ATTNRT_ERR_MANIFEST:
+    return "invalid manifest";
+  case ATTNRT_ERR_UNSUPPORTED:
+    return "unsupported artifact";
+  case ATTNRT_ERR_LIBRARY:
+    return "kernel library error";
+  case ATTNRT_ERR_NOT_FOUND:
+    return "kernel not found";
+  case ATTNRT_ERR_VALIDATION:
+    return "argument validation failed";
+  }
+  return "unknown status";
+}
+
+extern "C" const char *attnrt_dtype_name(attnrt_dtype dtype) {
+  switch (dtype) {
+  case ATTNRT_DTYPE_F32:
+    return "f32";
+  case ATTNRT_DTYPE_F16:
+    return "f16";
+  case ATTNRT_DTYPE_BF16:
+    return "bf16";
+  case ATTNRT_DTYPE_I32:
+    return "i32";
+  }
+  return "?";
+}
+
+extern "C" int64_t attnrt_dtype_size(attnrt_dtype dtype) {
+  switch (dtype) {
+  case ATTNRT_DTYPE_F32:
+  case ATTNRT_DTYPE_I32:
+    return 4;
+  case ATTNRT_DTYPE_F16:
+  case ATTNRT_DTYPE_BF16:
+    return 2;
+  }
+  return 0;
+}
+
+extern "C" const char *attnrt_role_name(attnrt_role role) {
+  switch (role) {
+  case ATTNRT_ROLE_QUERY:
+    return "query";
+  case ATTNRT_ROLE_KEY:
+    return "key";
+  case ATTNRT_ROLE_VALUE:
+    return "value";
+  case ATTNRT_ROLE_CU_SEQLENS_Q:
+    return "cu_seqlens_q";
+  case ATTNRT_ROLE_CU_SEQLENS_K:
+    return "cu_seqlens_k";
+  case ATTNRT_ROLE_OUTPUT:
+    return "output";
+  case ATTNRT_ROLE_LSE:
+    return "lse";
+  }
+  return "?";
+}

@@ -1,0 +1,41 @@
+//===- Library.cpp - kernel shared library loading ------------------------===//
+
+#include "Library.h"
+#include "Error.h"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+using namespace attnrt;
+
+Library::Library(const std::string &path) : path(path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0)
+    fail(ATTNRT_ERR_IO, "kernel library " + path +
+                            " does not exist; the manifest's 'library' "
+                            "must name a file in the artifact directory");
+  // RTLD_LOCAL keeps kernels of different artifacts from interposing.
+  handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    const char *why = dlerror();
+    fail(ATTNRT_ERR_LIBRARY, "cannot load kernel library " + path + ": " +
+                                 (why ? why : "unknown error") +
+                                 "; rebuild the artifact for this host");
+  }
+}
+
+Library::~Library() {
+  if (handle)
+    dlclose(handle);
+}
+
+void *Library::symbol(const std::string &name, const std::string &what) const {
+  dlerror();
+  void *sym = dlsym(handle, name.c_str());
+  if (!sym)
+    fail(ATTNRT_ERR_LIBRARY, what + ": symbol '" + name + "' is missing from " +
+                                 path +
+                                 "; the library and manifest.json do not "
+                                 "match, regenerate both with attnc");
+  return sym;
+}

@@ -1,0 +1,201 @@
+//===- attnrt.cpp - C API: modules, kernels, runs -------------------------===//
+//
+// Glue between the C API and the internal pieces (Manifest, Library,
+// Validate, ThreadPool). Every entry point goes through guard() so failures
+// become a status plus attnrt_last_error().
+//
+//===----------------------------------------------------------------------===//
+
+#include "Error.h"
+#include "Library.h"
+#include "Manifest.h"
+#include "ThreadPool.h"
+#include "Validate.h"
+
+#include <memory>
+
+using namespace attnrt;
+
+namespace {
+using RunFn = void (*)(void **, int64_t, int64_t);
+using WorkItemsFn = int64_t (*)(void **);
+} // namespace
+
+struct attnrt_kernel {
+  attnrt_module *module = nullptr;
+  KernelDesc desc;
+  RunFn run = nullptr;
+  WorkItemsFn workItems = nullptr;
+};
+
+struct attnrt_module {
+  std::string dir;
+  std::unique_ptr<Library> library;
+  std::vector<std::unique_ptr<attnrt_kernel>> kernels;
+  std::unique_ptr<ThreadPool> pool;
+};
+
+namespace {
+
+/// Builds the C views into the (now address-stable) descriptors.
+void linkViews(KernelDesc &k) {
+  k.argViews.clear();
+  for (ArgDesc &a : k.args) {
+    a.dimViews.clear();
+    for (DimDesc &d : a.shape)
+      a.dimViews.push_back({d.symbol.empty() ? nullptr : d.symbol.c_str(),
+                            d.symbol.empty() ? nullptr : d.symbolName.c_str(),
+                            d.value});
+    k.argViews.push_back({a.name.c_str(), a.role, a.dir, a.dtype,
+                          static_cast<int>(a.shape.size()), a.dimViews.data()});
+  }
+}
+
+void requireKernel(const attnrt_kernel *kernel) {
+  if (!kernel)
+    fail(ATTNRT_ERR_INVALID_ARGUMENT, "attnrt: kernel is NULL; get one from "
+                                      "attnrt_find_kernel or attnrt_kernel_at");
+}
+
+unsigned threadCount(int threads, const char *what) {
+  if (threads < 0)
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(what) + ": num_threads is " + std::to_string(threads) +
+             "; pass 0 (default) or a positive count");
+  return static_cast<unsigned>(threads);
+}
+
+} // namespace
+
+extern "C" attnrt_status attnrt_open(const char *dir, int numThreads,
+                                     attnrt_module **out) {
+  return guard([&] {
+    if (!out)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT, "attnrt_open: out is NULL");
+    *out = nullptr;
+    if (!dir || !*dir)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           "attnrt_open: directory is empty; pass the directory attnc -o "
+           "wrote");
+    unsigned threads = threadCount(numThreads, "attnrt_open");
+    auto module = std::make_unique<attnrt_module>();
+    module->dir = dir;
+    Manifest manifest = loadManifest(module->dir);
+    module->library =
+        std::make_unique<Library>(module->dir + "/" + manifest.library);
+    for (KernelDesc &k : manifest.kernels) {
+      auto kernel = std::make_unique<attnrt_kernel>();
+      kernel->module = module.get();
+      kernel->desc = std::move(k);
+      std::string what = "kernel '" + kernel->desc.name + "'";
+      kernel->run = reinterpret_cast<RunFn>(
+          module->library->symbol(kernel->desc.entryRun, what));
+      kernel->workItems = reinterpret_cast<WorkItemsFn>(
+          module->library->symbol(kernel->desc.entryWorkItems, what));
+      linkViews(kernel->desc);
+      module->kernels.push_back(std::move(kernel));
+    }
+    module->pool = std::make_unique<ThreadPool>(threads);
+    *out = module.release();
+  });
+}
+
+extern "C" void attnrt_close(attnrt_module *module) { delete module; }
+
+extern "C" int attnrt_num_kernels(const attnrt_module *module) {
+  return module ? static_cast<int>(module->kernels.size()) : 0;
+}
+
+extern "C" const attnrt_kernel *attnrt_kernel_at(const attnrt_module *module,
+                                                 int index) {
+  const attnrt_kernel *result = nullptr;
+  guard([&] {
+    if (!module)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT, "attnrt_kernel_at: module is NULL");
+    if (index < 0 || static_cast<size_t>(index) >= module->kernels.size())
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           "attnrt_kernel_at: index " + std::to_string(index) +
+               " is out of range; the artifact has " +
+               std::to_string(module->kernels.size()) + " kernels");
+    result = module->kernels[index].get();
+  });
+  return result;
+}
+
+extern "C" attnrt_status attnrt_find_kernel(const attnrt_module *module,
+                                            const char *name,
+                                            const attnrt_kernel **out) {
+  return guard([&] {
+    if (!module || !name || !out)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           "attnrt_find_kernel: module, name and out must be non-NULL");
+    *out = nullptr;
+    std::string names;
+    for (const auto &k : module->kernels) {
+      if (k->desc.name == name) {
+        *out = k.get();
+        return;
+      }
+      names += (names.empty() ? "" : ", ") + k->desc.name;
+    }
+    fail(ATTNRT_ERR_NOT_FOUND, std::string("no kernel named '") + name +
+                                   "' in " + module->dir +
+                                   "; available: " + names);
+  });
+}
+
+extern "C" const char *attnrt_kernel_name(const attnrt_kernel *kernel) {
+  return kernel ? kernel->desc.name.c_str() : nullptr;
+}
+
+extern "C" int attnrt_kernel_num_args(const attnrt_kernel *kernel) {
+  return kernel ? static_cast<int>(kernel->desc.args.size()) : 0;
+}
+
+extern "C" const attnrt_arg_info *attnrt_kernel_arg(const attnrt_kernel *kernel,
+                                                    int index) {
+  if (!kernel || index < 0 ||
+      static_cast<size_t>(index) >= kernel->desc.argViews.size())
+    return nullptr;
+  return &kernel->desc.argViews[index];
+}
+
+extern "C" const attnrt_attention_info *
+attnrt_kernel_attention(const attnrt_kernel *kernel) {
+  return kernel ? &kernel->desc.attention : nullptr;
+}
+
+extern "C" attnrt_status attnrt_validate(const attnrt_kernel *kernel,
+                                         const attnrt_tensor *args,
+                                         int numArgs) {
+  return guard([&] {
+    requireKernel(kernel);
+    validateArgs(kernel->desc, args, numArgs, nullptr);
+  });
+}
+
+extern "C" attnrt_status attnrt_run(attnrt_module *module,
+                                    const attnrt_kernel *kernel,
+                                    const attnrt_tensor *args, int numArgs,
+                                    int numThreads) {
+  return guard([&] {
+    requireKernel(kernel);
+    if (!module || kernel->module != module)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           "attnrt_run: kernel '" + kernel->desc.name +
+               "' does not belong to this module; pass the module it came "
+               "from");
+    unsigned threads = threadCount(numThreads, "attnrt_run");
+    Descriptors desc;
+    validateArgs(kernel->desc, args, numArgs, &desc);
+    void **argv = desc.pointers.data();
+    int64_t n = kernel->workItems(argv);
+    if (n < 0)
+      fail(ATTNRT_ERR_LIBRARY,
+           "kernel '" + kernel->desc.name + "': work_items returned " +
+               std::to_string(n) + "; the kernel library is broken");
+    RunFn run = kernel->run;
+    module->pool->parallelFor(
+        n, threads, [&](int64_t begin, int64_t end) { run(argv, begin, end); });
+  });
+}
