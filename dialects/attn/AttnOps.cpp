@@ -1,0 +1,171 @@
+//===- AttnOps.cpp - attn dialect operations ------------------------------===//
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace attnc::attn;
+
+#define GET_OP_CLASSES
+#include "attn/AttnOps.cpp.inc"
+
+namespace {
+/// Positions of the named dimensions in Q/K/V for one batch form.
+struct QKVLayout {
+  int64_t rank, heads, headDim;
+  const char *shapeText;
+};
+} // namespace
+
+static QKVLayout layoutFor(bool ragged) {
+  if (ragged)
+    return {3, 1, 2, "[total_tokens, heads, head_dim]"};
+  return {4, 2, 3, "[batch, seq_len, heads, head_dim]"};
+}
+
+static std::string dimText(int64_t d) {
+  return ShapedType::isDynamic(d) ? "?" : std::to_string(d);
+}
+
+/// Static sizes that disagree; dynamic sizes are checked at run time.
+static bool mismatch(int64_t a, int64_t b) {
+  return !ShapedType::isDynamic(a) && !ShapedType::isDynamic(b) && a != b;
+}
+
+int64_t AttentionOp::getNumQueryHeads() {
+  return getQuery().getType().getDimSize(layoutFor(isRagged()).heads);
+}
+int64_t AttentionOp::getNumKVHeads() {
+  return getKey().getType().getDimSize(layoutFor(isRagged()).heads);
+}
+int64_t AttentionOp::getHeadDim() {
+  return getQuery().getType().getDimSize(layoutFor(isRagged()).headDim);
+}
+
+double AttentionOp::getScaleOrDefault() {
+  if (auto scale = getScaleAttr())
+    return scale.getValueAsDouble();
+  return 1.0 / std::sqrt(static_cast<double>(getHeadDim()));
+}
+
+MaskAttr AttentionOp::getMaskOrNone() {
+  if (auto mask = getMaskAttr())
+    return mask;
+  return MaskAttr::get(getContext(), false, -1, 0, false);
+}
+
+LogicalResult AttentionOp::verify() {
+  bool ragged = isRagged();
+  QKVLayout layout = layoutFor(ragged);
+  RankedTensorType q = getQuery().getType(), k = getKey().getType(),
+                   v = getValue().getType();
+  const char *form = ragged ? "ragged (cu_seqlens)" : "dense";
+
+  struct Named {
+    const char *name;
+    RankedTensorType type;
+  } qkv[] = {{"query", q}, {"key", k}, {"value", v}};
+  for (auto [name, type] : qkv)
+    if (type.getRank() != layout.rank)
+      return emitOpError() << name << " must be " << layout.shapeText
+                           << " (rank " << layout.rank << ") in the " << form
+                           << " form, got rank " << type.getRank();
+
+  Type elem = q.getElementType();
+  if (!elem.isF32() && !elem.isF16() && !elem.isBF16())
+    return emitOpError() << "query element type must be f32, f16 or bf16, got "
+                         << elem;
+  for (auto [name, type] : ArrayRef(qkv).drop_front())
+    if (type.getElementType() != elem)
+      return emitOpError() << name << " element type " << type.getElementType()
+                           << " differs from the query's " << elem
+                           << "; quantized caches use attn.paged_attention";
+
+  // Head counts and head size shape the generated code: they must be static.
+  for (auto [name, type] : qkv)
+    for (int64_t dim : {layout.heads, layout.headDim})
+      if (type.isDynamicDim(dim))
+        return emitOpError()
+               << name << " has a dynamic "
+               << (dim == layout.heads ? "head count" : "head size")
+               << " (dimension " << dim
+               << "); head counts and head size must be static";
+
+  int64_t hq = q.getDimSize(layout.heads), hkv = k.getDimSize(layout.heads);
+  int64_t d = q.getDimSize(layout.headDim);
+  if (hq < 1 || hkv < 1 || d < 1)
+    return emitOpError() << "head counts and head size must be positive";
+  if (v.getDimSize(layout.heads) != hkv)
+    return emitOpError() << "value has " << v.getDimSize(layout.heads)
+                         << " heads but key has " << hkv;
+  if (hq % hkv != 0)
+    return emitOpError() << "query heads (" << hq
+                         << ") must be a multiple of key/value heads (" << hkv
+                         << ") for grouped-query attention";
+  if (k.getDimSize(layout.headDim) != d || v.getDimSize(layout.headDim) != d)
+    return emitOpError() << "head size differs: query " << d << ", key "
+                         << k.getDimSize(layout.headDim) << ", value "
+                         << v.getDimSize(layout.headDim)
+                         << "; all three must match";
+  for (int64_t i = 0; i < layout.heads; ++i)
+    if (mismatch(k.getDimSize(i), v.getDimSize(i)))
+      return emitOpError() << "key and value differ in dimension " << i << " ("
+                           << dimText(k.getDimSize(i)) << " vs "
+                           << dimText(v.getDimSize(i)) << ")";
+  if (!ragged && mismatch(q.getDimSize(0), k.getDimSize(0)))
+    return emitOpError() << "query batch " << q.getDimSize(0)
+                         << " differs from key batch " << k.getDimSize(0);
+
+  if (ragged) {
+    for (auto [name, val] : {std::pair{"cu_seqlens_q", getCuSeqlensQ()},
+                             std::pair{"cu_seqlens_k", getCuSeqlensK()}}) {
+      auto t = cast<RankedTensorType>(val.getType());
+      if (t.getRank() != 1 || !t.getElementType().isInteger(32))
+        return emitOpError() << name << " must be a 1-D i32 tensor of size "
+                             << "batch + 1, got " << t;
+    }
+    if (mismatch(getCuSeqlensQ().getType().getDimSize(0),
+                 getCuSeqlensK().getType().getDimSize(0)))
+      return emitOpError() << "cu_seqlens_q and cu_seqlens_k must have the "
+                              "same size (batch + 1)";
+  }
+
+  if (getOutput().getType() != q)
+    return emitOpError() << "result must have the query's type " << q
+                         << ", got " << getOutput().getType();
+
+  if (Value lse = getLse()) {
+    auto t = cast<RankedTensorType>(lse.getType());
+    SmallVector<int64_t> expect =
+        ragged ? SmallVector<int64_t>{hq, q.getDimSize(0)}
+               : SmallVector<int64_t>{q.getDimSize(0), hq, q.getDimSize(1)};
+    const char *text = ragged ? "[q_heads, total_q]" : "[batch, q_heads, seq_q]";
+    if (!t.getElementType().isF32() || t.getRank() != (int64_t)expect.size() ||
+        llvm::any_of(llvm::zip(t.getShape(), expect), [](auto p) {
+          return mismatch(std::get<0>(p), std::get<1>(p));
+        }))
+      return emitOpError() << "log-sum-exp result must be f32 " << text
+                           << " = " << RankedTensorType::get(expect,
+                                               Float32Type::get(getContext()))
+                           << ", got " << t;
+  }
+
+  if (auto scale = getScaleAttr()) {
+    double s = scale.getValueAsDouble();
+    if (!(s > 0) || !std::isfinite(s))
+      return emitOpError() << "scale must be a positive finite number, got "
+                           << s;
+  }
+  if (auto cap = getSoftcapAttr()) {
+    double c = cap.getValueAsDouble();
+    if (!(c > 0) || !std::isfinite(c))
+      return emitOpError() << "softcap must be a positive finite number (omit "
+                              "it to disable soft-capping), got "
+                           << c;
+  }
+  return success();
+}

@@ -1,0 +1,87 @@
+//===- Passes.td - attnc lowering passes -------------------*- tablegen -*-===//
+
+#ifndef ATTNC_CONVERSION_PASSES_TD
+#define ATTNC_CONVERSION_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
+  let summary = "Lower attn.attention to the tiled online-softmax algorithm";
+  let description = [{
+    Rewrites every `attn.attention` into the target-neutral tile level
+    (DESIGN.md section 3, level 2) on scf/arith/math/vector/memref:
+
+    - an `scf.parallel` over (batch, KV head, query tile); all query heads
+      of one KV head form the rows of a tile (GQA packing), so each K/V tile
+      is loaded once for the whole group;
+    - per work item a fixed-size private workspace (`memref.alloca`): Q, K
+      and V tiles in f32, the score tile and the accumulator; nothing
+      depends on sequence length;
+    - an `scf.for` over KV tiles whose bounds are the mask's *block*
+      predicate (causal upper edge, window lower edge, sink tiles), carrying
+      the running row max and row sum (scores in the log2 domain, `exp2`);
+    - the *element* predicate applied only on partial tiles (`scf.if`).
+
+    Operands are taken as buffers (`bufferization.to_buffer`) and results
+    are fresh buffers; one-shot bufferization finishes the function.
+  }];
+  let options = [
+    Option<"blockQ", "block-q", "int64_t", /*default=*/"0",
+           "Query tokens per tile (0: 64 rows / group size)">,
+    Option<"blockKV", "block-kv", "int64_t", /*default=*/"64",
+           "Keys per KV tile">,
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
+           "f32 lanes of the target's vectors (chunking of head_dim)">,
+  ];
+  let dependentDialects = [
+    "mlir::arith::ArithDialect", "mlir::bufferization::BufferizationDialect",
+    "mlir::math::MathDialect", "mlir::memref::MemRefDialect",
+    "mlir::scf::SCFDialect", "mlir::vector::VectorDialect"
+  ];
+}
+
+def AttnCPUKernelABI : Pass<"attn-cpu-kernel-abi", "mlir::ModuleOp"> {
+  let summary = "Give each bufferized kernel the host work-item ABI";
+  let description = [{
+    Maps the tile level onto host threads (docs/artifacts.md). For each
+    kernel function `NAME`:
+
+    - results become trailing out-parameters written in place;
+    - the outer `scf.parallel` becomes an `scf.for` over the work-item
+      range `[begin, end)` given as two extra `index` arguments, so the
+      runtime spreads items over its threads;
+    - the per-item workspace is hoisted to the function entry (one per call);
+    - `NAME__count` returns the number of work items.
+
+    Both functions get `llvm.emit_c_interface`.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect",
+                           "mlir::scf::SCFDialect",
+                           "mlir::memref::MemRefDialect"];
+}
+
+def AttnCPUApproximateMath : Pass<"attn-cpu-approximate-math"> {
+  let summary = "Vectorizable polynomial approximations of exp2 and tanh";
+  let description = [{
+    Rewrites `math.exp2` (through `exp`) and `math.tanh` into polynomial
+    arithmetic so vector code stays vector code instead of per-lane libm
+    calls.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect",
+                           "mlir::math::MathDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
+def AttnCPUEntryPoints : Pass<"attn-cpu-entry-points", "mlir::ModuleOp"> {
+  let summary = "Emit the packed C entry points of every host kernel";
+  let description = [{
+    For each kernel `NAME` (in the LLVM dialect, after conversion) emits
+    `NAME__run(void **args, i64 begin, i64 end)` and
+    `int64_t NAME__work_items(void **args)`, which unpack the argument
+    array and call the `_mlir_ciface_` functions. The runtime then calls
+    every kernel the same way whatever its arity.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect"];
+}
+
+#endif // ATTNC_CONVERSION_PASSES_TD

@@ -1,0 +1,16 @@
+# lit configuration of attnc's FileCheck suites (test/Dialect, test/Conversion,
+# test/tools, ...). Tools come from the build tree and LLVM 22.
+import os
+import lit.formats
+
+config.name = "attnc"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["e2e", "unit", "gpu", "lit.cfg.py", "Inputs"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.attnc_obj_root, "test")
+
+config.environment["PATH"] = os.pathsep.join(
+    [config.attnc_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", os.environ["PATH"])])
+config.substitutions.append(("%python", config.python))
+config.substitutions.append(("%src", config.attnc_src_root))
