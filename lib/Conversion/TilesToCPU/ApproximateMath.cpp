@@ -26,7 +26,10 @@ struct AttnCPUApproximateMathPass
     // otherwise scalarize vector exp2 into one libm call per lane.
     math::populateExpansionPatterns(patterns, {"exp2"});
     populateMathPolynomialApproximationPatterns(
-        patterns, [](StringRef name) { return name == "exp" || name == "tanh"; });
+        patterns, [](StringRef name) {
+          return name == math::ExpOp::getOperationName() ||
+                 name == math::TanhOp::getOperationName();
+        });
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
   }

@@ -1,0 +1,31 @@
+// RUN: attn-opt %s --attn-host-to-tiles --one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" --canonicalize --attn-cpu-kernel-abi --canonicalize | FileCheck %s
+
+// The result becomes a trailing out-parameter, the (batch, kv head, query
+// tile) space a work-item range [begin, end), the workspace is hoisted to the
+// entry, and @decode__count returns batch * 8 * query tiles.
+
+// CHECK-LABEL: func.func @decode(
+// CHECK-SAME: %[[Q:.*]]: memref<?x1x32x128xf16>, %{{.*}}: memref<?x?x8x128xf16>, %{{.*}}: memref<?x?x8x128xf16>,
+// CHECK-SAME: %[[O:.*]]: memref<?x1x32x128xf16>, %[[BEGIN:.*]]: index, %[[END:.*]]: index)
+// CHECK-SAME: llvm.emit_c_interface
+// CHECK-COUNT-5: memref.alloca()
+// CHECK: scf.for %[[ITEM:.*]] = %[[BEGIN]] to %[[END]] step %c1 {
+// CHECK-NOT: memref.alloca
+// CHECK: arith.remui %[[ITEM]]
+// CHECK: vector.store %{{.*}}, %[[O]]
+// CHECK-NOT: memref.alloc(
+// CHECK: return
+// CHECK-NEXT: }
+
+// CHECK-LABEL: func.func @decode__count(
+// CHECK-SAME: -> index attributes {{.*}}llvm.emit_c_interface
+// CHECK: %[[B:.*]] = memref.dim %{{.*}}, %c0
+// CHECK: %[[N:.*]] = arith.muli %[[B]], %c8
+// CHECK: return %{{.*}} : index
+func.func @decode(%q: tensor<?x1x32x128xf16>, %k: tensor<?x?x8x128xf16>,
+                  %v: tensor<?x?x8x128xf16>) -> tensor<?x1x32x128xf16> {
+  %o = attn.attention %q, %k, %v {mask = #attn.mask<causal>}
+      : (tensor<?x1x32x128xf16>, tensor<?x?x8x128xf16>, tensor<?x?x8x128xf16>)
+      -> tensor<?x1x32x128xf16>
+  return %o : tensor<?x1x32x128xf16>
+}
