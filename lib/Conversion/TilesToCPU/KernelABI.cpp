@@ -49,10 +49,14 @@ LogicalResult resultsToOutParams(func::FuncOp func) {
   return success();
 }
 
+/// The tile level's work loop, or null when canonicalization folded a
+/// single-iteration loop away (static shapes with one work item).
 FailureOr<scf::ParallelOp> findWorkLoop(func::FuncOp func) {
   SmallVector<scf::ParallelOp> loops;
   for (auto loop : func.getBody().front().getOps<scf::ParallelOp>())
     loops.push_back(loop);
+  if (loops.empty())
+    return scf::ParallelOp();
   if (loops.size() != 1)
     return func.emitError() << "kernel '" << func.getSymName() << "' has "
                             << loops.size()
@@ -73,9 +77,19 @@ void buildCountFunction(func::FuncOp func, scf::ParallelOp loop) {
   top.setInsertionPointAfter(func);
   auto count = cast<func::FuncOp>(top.clone(*func));
   count.setSymName((func.getSymName() + "__count").str());
+  count.setFunctionType(FunctionType::get(
+      func.getContext(), count.getArgumentTypes(), {top.getIndexType()}));
+  Block &entry = count.getBody().front();
+  if (!loop) {
+    entry.getTerminator()->erase();
+    while (!entry.empty())
+      entry.back().erase();
+    ImplicitLocOpBuilder b(func.getLoc(), &entry, entry.end());
+    func::ReturnOp::create(b, ValueRange{arith::ConstantIndexOp::create(b, 1)});
+    return;
+  }
 
   // The clone's work loop sits at the same position of its entry block.
-  Block &entry = count.getBody().front();
   auto position = std::distance(func.getBody().front().begin(),
                                 loop->getIterator());
   Operation *cloneLoop = &*std::next(entry.begin(), position);
@@ -87,20 +101,36 @@ void buildCountFunction(func::FuncOp func, scf::ParallelOp loop) {
   func::ReturnOp::create(b, total);
   while (&entry.back() != total.getDefiningOp()->getNextNode())
     entry.back().erase();
-  count.setFunctionType(FunctionType::get(
-      func.getContext(), count.getArgumentTypes(), {b.getIndexType()}));
 }
 
 /// Replaces the work loop by an scf.for over [begin, end) of the
 /// linearized (batch, kv head, query tile) space.
 void distributeWorkItems(func::FuncOp func, scf::ParallelOp loop) {
-  Location loc = loop.getLoc();
+  Location loc = func.getLoc();
   MLIRContext *ctx = func.getContext();
   unsigned n = func.getNumArguments();
   Type indexType = IndexType::get(ctx);
   (void)func.insertArgument(n, indexType, {}, loc);
   (void)func.insertArgument(n + 1, indexType, {}, loc);
   Value begin = func.getArgument(n), end = func.getArgument(n + 1);
+
+  if (!loop) {
+    // One work item: run the whole body when item 0 is in the range.
+    Block &entry = func.getBody().front();
+    ImplicitLocOpBuilder b(func.getLoc(), &entry, entry.begin());
+    Value zero = arith::ConstantIndexOp::create(b, 0);
+    Value inRange = arith::AndIOp::create(
+        b,
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sle, begin, zero),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, end, zero));
+    auto guard = scf::IfOp::create(b, inRange);
+    Operation *ret = entry.getTerminator();
+    Block *then = guard.thenBlock();
+    then->getOperations().splice(then->begin(), entry.getOperations(),
+                                 std::next(guard->getIterator()),
+                                 ret->getIterator());
+    return;
+  }
 
   ImplicitLocOpBuilder b(loc, loop);
   auto forOp = scf::ForOp::create(b, begin, end,

@@ -29,3 +29,19 @@ func.func @decode(%q: tensor<?x1x32x128xf16>, %k: tensor<?x?x8x128xf16>,
       -> tensor<?x1x32x128xf16>
   return %o : tensor<?x1x32x128xf16>
 }
+
+// Static shapes with a single work item: canonicalization folds the work
+// loop away; the kernel runs whole when item 0 is in range and counts 1.
+// CHECK-LABEL: func.func @single(
+// CHECK-SAME: %[[BEGIN:[a-z0-9]+]]: index, %[[END:[a-z0-9]+]]: index)
+// CHECK-DAG: %[[A:.*]] = arith.cmpi sle, %[[BEGIN]], %c0
+// CHECK-DAG: %[[B:.*]] = arith.cmpi sgt, %[[END]], %c0
+// CHECK: %[[IN:.*]] = arith.andi
+// CHECK: scf.if %[[IN]] {
+// CHECK-LABEL: func.func @single__count(
+// CHECK: return %c1 : index
+func.func @single(%q: tensor<1x3x1x16xf32>) -> tensor<1x3x1x16xf32> {
+  %o = attn.attention %q, %q, %q
+      : (tensor<1x3x1x16xf32>, tensor<1x3x1x16xf32>, tensor<1x3x1x16xf32>) -> tensor<1x3x1x16xf32>
+  return %o : tensor<1x3x1x16xf32>
+}
