@@ -170,6 +170,11 @@ struct AttnCPUKernelABIPass
       if (!func.isDeclaration())
         kernels.push_back(func);
     for (func::FuncOp func : kernels) {
+      // Argument names went to the manifest; LLVM has no use for them.
+      for (unsigned i = 0, e = func.getNumArguments(); i < e; ++i)
+        func.removeArgAttr(i, "attn.name");
+      for (unsigned i = 0, e = func.getNumResults(); i < e; ++i)
+        func.removeResultAttr(i, StringAttr::get(&getContext(), "attn.name"));
       if (failed(resultsToOutParams(func)))
         return signalPassFailure();
       FailureOr<scf::ParallelOp> loop = findWorkLoop(func);
