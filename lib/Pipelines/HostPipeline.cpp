@@ -17,6 +17,7 @@ LogicalResult buildAttnToTilesPipeline(OpPassManager &pm,
                      std::to_string(o.blockQ) +
                      " block-kv=" + std::to_string(o.blockKV) +
                      " vector-width=" + std::to_string(o.vectorWidth) +
+                     " qk-form=" + o.qkForm +
                      "},canonicalize,cse)";
   return parsePassPipeline(text, pm);
 }

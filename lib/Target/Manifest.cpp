@@ -222,12 +222,8 @@ void attnc::recordTiling(ModuleOp tiled, std::vector<KernelInfo> &kernels,
     k.blockKV = get("block_kv");
     k.headDimChunk = get("head_dim_chunk");
     k.vectorWidth = vectorWidth;
-    // Q, accumulator (rows x D), K and V (block_kv x D), scores
-    // (rows x block_kv), all f32: the whole per-thread workspace.
-    int64_t rows = k.blockQ * (k.numQueryHeads / k.numKVHeads);
-    k.workspaceBytes =
-        4 * (2 * rows * k.headDim + 2 * k.blockKV * k.headDim +
-             rows * k.blockKV);
+    k.qkForm = cast<StringAttr>(tile.get("qk_form")).str();
+    k.workspaceBytes = get("workspace_bytes");
   }
 }
 
@@ -277,6 +273,7 @@ void attnc::writeManifest(llvm::raw_ostream &os,
         {"tile", llvm::json::Object{{"block_q", k.blockQ},
                                     {"block_kv", k.blockKV},
                                     {"head_dim_chunk", k.headDimChunk},
+                                    {"qk_form", k.qkForm},
                                     {"vector_width", k.vectorWidth}}},
         {"workspace_bytes", k.workspaceBytes},
         {"args", std::move(args)}});

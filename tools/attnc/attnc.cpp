@@ -61,6 +61,10 @@ cl::opt<int64_t> blockQ("block-q",
                         cl::init(0), cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("Keys per KV tile"),
                          cl::init(64), cl::cat(category));
+cl::opt<std::string>
+    qkForm("qk-form",
+           cl::desc("Q.K^T form: auto, dot or transposed (see docs/passes.md)"),
+           cl::init("auto"), cl::cat(category));
 cl::opt<int64_t> vectorWidth(
     "vector-width",
     cl::desc("f32 lanes per vector (0: the host's widest unit)"), cl::init(0),
@@ -167,7 +171,7 @@ int main(int argc, char **argv) {
   if (failed(kernels))
     return kUserError;
 
-  attnc::TileOptions tiles{blockQ, blockKV, lanes};
+  attnc::TileOptions tiles{blockQ, blockKV, lanes, qkForm};
   if (int rc = runPipeline(*module, counter, [&](OpPassManager &pm) {
         return attnc::buildAttnToTilesPipeline(pm, tiles);
       }))

@@ -32,6 +32,10 @@ def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
            "Keys per KV tile">,
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
            "f32 lanes of the target's vectors (chunking of head_dim)">,
+    Option<"qkForm", "qk-form", "std::string", /*default=*/"\"auto\"",
+           "Q.K^T form: dot (a reduction per row and key), transposed (K "
+           "staged transposed, broadcast-FMAs), or auto (transposed when "
+           "more than 16 rows share a tile)">,
   ];
   let dependentDialects = [
     "mlir::arith::ArithDialect", "mlir::bufferization::BufferizationDialect",

@@ -6,6 +6,7 @@
 #include "mlir/Pass/PassManager.h"
 
 #include <cstdint>
+#include <string>
 
 namespace attnc {
 
@@ -13,6 +14,7 @@ struct TileOptions {
   int64_t blockQ = 0; // 0: chosen from the GQA group size
   int64_t blockKV = 64;
   int64_t vectorWidth = 8; // f32 lanes
+  std::string qkForm = "auto";
 };
 
 /// attn -> tile level (target-neutral).

@@ -38,6 +38,11 @@ struct TileConfig {
   int64_t blockQ;  // query tokens per tile
   int64_t blockKV; // keys per KV tile
   int64_t chunk;   // head_dim elements per vector op
+  // Q.K^T form. Transposed: K staged as [head_dim, block_kv] so a row's
+  // scores are broadcast-FMAs over a vector of keys (no reductions); pays
+  // a transpose per tile, worth it when many rows share the tile. Dot: one
+  // reduction per (row, key), for decode-shaped tiles with few rows.
+  bool transposeK;
 };
 
 /// Per-work-item values: which sequence, where its tokens start, how many.
@@ -120,6 +125,14 @@ private:
     return elem == f32 ? v : arith::ExtFOp::create(b, vec(cfg.chunk), v);
   }
 
+  /// Stores a chunk of one key at column `key` of the transposed K tile.
+  void storeColumn(Value chunkValue, Value key, int64_t d0) {
+    for (int64_t e = 0; e < cfg.chunk; ++e)
+      memref::StoreOp::create(b, vector::ExtractOp::create(b, chunkValue, e),
+                              kTile, ValueRange{idx(d0 + e), key});
+  }
+  /// S[r, :] = Q[r, :] . K^T for every key of the tile, as vector<block_kv>.
+  Value emitScores(Value r);
   WorkItem emitSequenceBounds(Value batch, Value kvHead, Value qTile);
   void emitWorkItem(Value batch, Value kvHead, Value qTile);
   Value emitElementPredicate(Value scores, Value tileStart, Value kLen,
@@ -244,6 +257,37 @@ WorkItem AttentionTiler::emitSequenceBounds(Value batch, Value kvHead,
   return w;
 }
 
+Value AttentionTiler::emitScores(Value r) {
+  int64_t bk = cfg.blockKV, chunk = cfg.chunk;
+  if (cfg.transposeK) {
+    auto loop = scf::ForOp::create(
+        b, idx(0), idx(headDim), idx(1), ValueRange{splat(bk, 0.0)},
+        [&](OpBuilder &nb, Location loc, Value d, ValueRange acc) {
+          ImplicitLocOpBuilder ib(loc, nb);
+          Value q = memref::LoadOp::create(ib, qTile, ValueRange{r, d});
+          Value k = vector::LoadOp::create(ib, vec(bk), kTile,
+                                           ValueRange{d, idx(0)});
+          Value qb = vector::BroadcastOp::create(ib, vec(bk), q);
+          scf::YieldOp::create(
+              ib, ValueRange{vector::FMAOp::create(ib, qb, k, acc[0])});
+        });
+    return loop.getResult(0);
+  }
+  forEach(idx(0), idx(bk), 1, [&](Value j) {
+    Value dot = splat(chunk, 0.0);
+    for (int64_t d = 0; d < headDim; d += chunk) {
+      Value q = vector::LoadOp::create(b, vec(chunk), qTile,
+                                       ValueRange{r, idx(d)});
+      Value k = vector::LoadOp::create(b, vec(chunk), kTile,
+                                       ValueRange{j, idx(d)});
+      dot = vector::FMAOp::create(b, q, k, dot);
+    }
+    Value s = vector::ReductionOp::create(b, vector::CombiningKind::ADD, dot);
+    memref::StoreOp::create(b, s, scoreTile, ValueRange{r, j});
+  });
+  return vector::LoadOp::create(b, vec(bk), scoreTile, ValueRange{r, idx(0)});
+}
+
 Value AttentionTiler::emitElementPredicate(Value scores, Value tileStart,
                                            Value kLen, Value queryPos) {
   int64_t bk = cfg.blockKV;
@@ -288,9 +332,10 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
     return memref::AllocaOp::create(b, MemRefType::get({r, c}, f32));
   };
   qTile = ws(rows, headDim);
-  kTile = ws(bk, headDim);
+  kTile = cfg.transposeK ? ws(headDim, bk) : ws(bk, headDim);
   vTile = ws(bk, headDim);
-  scoreTile = ws(rows, bk);
+  if (!cfg.transposeK)
+    scoreTile = ws(rows, bk);
   accTile = ws(rows, headDim);
 
   WorkItem w = emitSequenceBounds(batch, kvHead, qTileIdx);
@@ -370,16 +415,22 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
           b.setInsertionPointToStart(inRange.thenBlock());
           Value token = add(w.kStart, add(tileStart, j));
           for (int64_t d = 0; d < headDim; d += chunk) {
-            vector::StoreOp::create(b, loadChunk(w, key, token, kvHead, idx(d)),
-                                    kTile, ValueRange{j, idx(d)});
+            Value k = loadChunk(w, key, token, kvHead, idx(d));
+            if (cfg.transposeK)
+              storeColumn(k, j, d);
+            else
+              vector::StoreOp::create(b, k, kTile, ValueRange{j, idx(d)});
             vector::StoreOp::create(b,
                                     loadChunk(w, value, token, kvHead, idx(d)),
                                     vTile, ValueRange{j, idx(d)});
           }
           b.setInsertionPointToStart(inRange.elseBlock());
           for (int64_t d = 0; d < headDim; d += chunk) {
-            vector::StoreOp::create(b, splat(chunk, 0.0), kTile,
-                                    ValueRange{j, idx(d)});
+            if (cfg.transposeK)
+              storeColumn(splat(chunk, 0.0), j, d);
+            else
+              vector::StoreOp::create(b, splat(chunk, 0.0), kTile,
+                                      ValueRange{j, idx(d)});
             vector::StoreOp::create(b, splat(chunk, 0.0), vTile,
                                     ValueRange{j, idx(d)});
           }
@@ -406,22 +457,7 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
               OpBuilder::InsertionGuard g3(b);
               b.setInsertionPoint(rb.getInsertionBlock(),
                                   rb.getInsertionPoint());
-              // S[r, :] = Q[r, :] . K[j, :] for every key of the tile.
-              forEach(idx(0), idx(bk), 1, [&](Value j) {
-                Value dot = splat(chunk, 0.0);
-                for (int64_t d = 0; d < headDim; d += chunk) {
-                  Value q = vector::LoadOp::create(b, vec(chunk), qTile,
-                                                   ValueRange{r, idx(d)});
-                  Value k = vector::LoadOp::create(b, vec(chunk), kTile,
-                                                   ValueRange{j, idx(d)});
-                  dot = vector::FMAOp::create(b, q, k, dot);
-                }
-                Value s = vector::ReductionOp::create(
-                    b, vector::CombiningKind::ADD, dot);
-                memref::StoreOp::create(b, s, scoreTile, ValueRange{r, j});
-              });
-              Value scores = vector::LoadOp::create(b, vec(bk), scoreTile,
-                                                    ValueRange{r, idx(0)});
+              Value scores = emitScores(r);
               if (softcap)
                 scores = arith::MulFOp::create(
                     b, math::TanhOp::create(b, scores),
@@ -556,22 +592,47 @@ struct AttnLowerToTilesPass
           cfg.chunk = c;
           break;
         }
+      // Rows that can actually share a tile: fewer when the query length is
+      // static and short (decode).
+      int64_t rowsPerTile = cfg.blockQ * group;
+      auto qType = op.getQuery().getType();
+      if (!op.isRagged() && !qType.isDynamicDim(1))
+        rowsPerTile = std::min(cfg.blockQ, qType.getDimSize(1)) * group;
+      if (qkForm == "auto") {
+        cfg.transposeK = rowsPerTile > 16;
+      } else if (qkForm == "dot" || qkForm == "transposed") {
+        cfg.transposeK = qkForm == "transposed";
+      } else {
+        op.emitError() << "unknown qk-form '" << qkForm
+                       << "'; expected auto, dot or transposed";
+        return signalPassFailure();
+      }
       if (cfg.blockKV < 1 || cfg.blockQ < 1) {
         op.emitError() << "tile sizes must be positive (block-q = "
                        << cfg.blockQ << ", block-kv = " << cfg.blockKV << ")";
         return signalPassFailure();
       }
       ImplicitLocOpBuilder b(op.getLoc(), op);
-      // Record the tiling for the manifest.
       auto func = op->getParentOfType<func::FuncOp>();
-      func->setAttr("attn.tile",
-                    b.getDictionaryAttr(
-                        {b.getNamedAttr("block_q", b.getI64IntegerAttr(cfg.blockQ)),
-                         b.getNamedAttr("block_kv",
-                                        b.getI64IntegerAttr(cfg.blockKV)),
-                         b.getNamedAttr("head_dim_chunk",
-                                        b.getI64IntegerAttr(cfg.chunk))}));
+      Block *before = op->getBlock();
       SmallVector<Value> results = AttentionTiler(op, cfg, b).build();
+      // Record the tiling and the per-item workspace for the manifest.
+      int64_t workspace = 0;
+      before->walk([&](memref::AllocaOp alloca) {
+        MemRefType t = alloca.getType();
+        workspace += t.getNumElements() * t.getElementTypeBitWidth() / 8;
+      });
+      auto i64 = [&](int64_t v) { return b.getI64IntegerAttr(v); };
+      func->setAttr(
+          "attn.tile",
+          b.getDictionaryAttr(
+              {b.getNamedAttr("block_q", i64(cfg.blockQ)),
+               b.getNamedAttr("block_kv", i64(cfg.blockKV)),
+               b.getNamedAttr("head_dim_chunk", i64(cfg.chunk)),
+               b.getNamedAttr("qk_form", b.getStringAttr(cfg.transposeK
+                                                             ? "transposed"
+                                                             : "dot")),
+               b.getNamedAttr("workspace_bytes", i64(workspace))}));
       op->replaceAllUsesWith(results);
       op->erase();
     }

@@ -1,10 +1,11 @@
 // RUN: attn-opt %s --attn-lower-to-tiles=block-kv=16 --canonicalize | FileCheck %s
+// RUN: attn-opt %s --attn-lower-to-tiles="block-kv=16 qk-form=dot" --canonicalize | FileCheck %s --check-prefix=DOT
 
 // GQA 4/2: the two query heads of one KV head are the rows of one tile, so
 // every K/V tile is loaded once per group; 32 query tokens x 2 heads = 64 rows.
 
 // CHECK-LABEL: func.func @causal
-// CHECK-SAME: attn.tile = {block_kv = 16 : i64, block_q = 32 : i64, head_dim_chunk = 64 : i64}
+// CHECK-SAME: attn.tile = {block_kv = 16 : i64, block_q = 32 : i64, head_dim_chunk = 64 : i64, qk_form = "transposed", workspace_bytes = 40960 : i64}
 // CHECK-DAG: %[[Q:.*]] = bufferization.to_buffer %arg0 read_only
 // CHECK-DAG: %[[K:.*]] = bufferization.to_buffer %arg1 read_only
 // CHECK-DAG: %[[V:.*]] = bufferization.to_buffer %arg2 read_only
@@ -12,7 +13,11 @@
 // Outer parallel loop: (batch, KV head, query tile).
 // CHECK: scf.parallel (%[[B:.*]], %[[G:.*]], %[[T:.*]]) = (%c0, %c0, %c0) to (%{{.*}}, %c2, %{{.*}})
 // Fixed-size private workspace; no size depends on a sequence length.
-// CHECK-COUNT-2: memref.alloca() : memref<64x64xf32>
+// (Q 64x64, K^T 64x16, V 16x64, accumulator 64x64: 40960 bytes.)
+// CHECK: memref.alloca() : memref<64x64xf32>
+// CHECK-NEXT: memref.alloca() : memref<64x16xf32>
+// CHECK-NEXT: memref.alloca() : memref<16x64xf32>
+// CHECK-NEXT: memref.alloca() : memref<64x64xf32>
 // CHECK-NOT: memref.alloca() : memref<?
 // Q is staged once per tile, pre-scaled by scale * log2(e) = 0.125 * 1.4427.
 // CHECK: vector.load %[[Q]][%[[B]], {{.*}}] : memref<?x?x4x64xf16>, vector<64xf16>
@@ -28,10 +33,12 @@
 // CHECK: vector.load %[[V]]
 // Whole-tile test decides whether the element predicate runs.
 // CHECK: %[[FULL:.*]] = arith.andi
-// Per row: scores, masked only on partial tiles.
+// Per row: scores as broadcast-FMAs over K^T (a vector of 16 keys), masked
+// only on partial tiles.
 // CHECK: scf.for
-// CHECK: vector.fma
-// CHECK: vector.reduction <add>
+// CHECK: scf.for %{{.*}} = %c0 to %c64 step %c1 iter_args(%{{.*}} = %{{.*}}) -> (vector<16xf32>)
+// CHECK: vector.broadcast %{{.*}} : f32 to vector<16xf32>
+// CHECK: vector.fma %{{.*}} : vector<16xf32>
 // CHECK: scf.if %[[FULL]] -> (vector<16xf32>)
 // CHECK: } else {
 // CHECK: arith.cmpi sle, %{{.*}}, %{{.*}} : vector<16xi32>
@@ -58,6 +65,15 @@ func.func @causal(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x2x64xf16>,
       -> tensor<?x?x4x64xf16>
   return %o : tensor<?x?x4x64xf16>
 }
+
+// The dot form (decode-shaped tiles) reduces one dot product per row and key
+// and keeps K row-major.
+// DOT-LABEL: func.func @causal
+// DOT-SAME: qk_form = "dot"
+// DOT: scf.for %{{.*}} iter_args
+// DOT: vector.fma %{{.*}} : vector<64xf32>
+// DOT: vector.reduction <add>, %{{.*}} : vector<64xf32> into f32
+// DOT: memref.store
 
 // Without a mask the KV loop runs over every tile of the sequence and no
 // causal comparison is emitted (only the sequence-tail test).
