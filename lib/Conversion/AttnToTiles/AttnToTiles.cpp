@@ -148,7 +148,7 @@ private:
 
   Value query, key, value, cuQ, cuK, output, lse;
   // Per work item, fixed-size f32 workspace.
-  Value qTile, kTile, vTile, scoreTile, accTile;
+  Value qTile, kTile, vTile, scoreTile, probRow, accTile;
 };
 
 } // namespace
@@ -336,6 +336,9 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
   vTile = ws(bk, headDim);
   if (!cfg.transposeK)
     scoreTile = ws(rows, bk);
+  // P of the current row, in memory: P.V reads it one key at a time, and a
+  // dynamic extract from a register vector would spill the vector per key.
+  probRow = memref::AllocaOp::create(b, MemRefType::get({bk}, f32));
   accTile = ws(rows, headDim);
 
   WorkItem w = emitSequenceBounds(batch, kvHead, qTileIdx);
@@ -502,6 +505,7 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
                                               probs));
 
               // acc[r, :] = alpha * acc[r, :] + P[r, :] . V
+              vector::StoreOp::create(b, probs, probRow, ValueRange{idx(0)});
               Value alphaVec = vector::BroadcastOp::create(b, vec(chunk), alpha);
               for (int64_t d = 0; d < headDim; d += chunk) {
                 Value acc = arith::MulFOp::create(
@@ -514,7 +518,7 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
                     [&](OpBuilder &pb, Location ploc, Value j,
                         ValueRange a) {
                       ImplicitLocOpBuilder ib(ploc, pb);
-                      Value p = vector::ExtractOp::create(ib, probs, j);
+                      Value p = memref::LoadOp::create(ib, probRow, j);
                       Value v = vector::LoadOp::create(
                           ib, vec(chunk), vTile, ValueRange{j, idx(d)});
                       Value pb2 =

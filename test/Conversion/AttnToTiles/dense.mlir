@@ -5,7 +5,7 @@
 // every K/V tile is loaded once per group; 32 query tokens x 2 heads = 64 rows.
 
 // CHECK-LABEL: func.func @causal
-// CHECK-SAME: attn.tile = {block_kv = 16 : i64, block_q = 32 : i64, head_dim_chunk = 64 : i64, qk_form = "transposed", workspace_bytes = 40960 : i64}
+// CHECK-SAME: attn.tile = {block_kv = 16 : i64, block_q = 32 : i64, head_dim_chunk = 64 : i64, qk_form = "transposed", workspace_bytes = 41024 : i64}
 // CHECK-DAG: %[[Q:.*]] = bufferization.to_buffer %arg0 read_only
 // CHECK-DAG: %[[K:.*]] = bufferization.to_buffer %arg1 read_only
 // CHECK-DAG: %[[V:.*]] = bufferization.to_buffer %arg2 read_only
@@ -13,10 +13,11 @@
 // Outer parallel loop: (batch, KV head, query tile).
 // CHECK: scf.parallel (%[[B:.*]], %[[G:.*]], %[[T:.*]]) = (%c0, %c0, %c0) to (%{{.*}}, %c2, %{{.*}})
 // Fixed-size private workspace; no size depends on a sequence length.
-// (Q 64x64, K^T 64x16, V 16x64, accumulator 64x64: 40960 bytes.)
+// (Q 64x64, K^T 64x16, V 16x64, one row of P, accumulator 64x64: 41024 bytes.)
 // CHECK: memref.alloca() : memref<64x64xf32>
 // CHECK-NEXT: memref.alloca() : memref<64x16xf32>
 // CHECK-NEXT: memref.alloca() : memref<16x64xf32>
+// CHECK-NEXT: memref.alloca() : memref<16xf32>
 // CHECK-NEXT: memref.alloca() : memref<64x64xf32>
 // CHECK-NOT: memref.alloca() : memref<?
 // Q is staged once per tile, pre-scaled by scale * log2(e) = 0.125 * 1.4427.
