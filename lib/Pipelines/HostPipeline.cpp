@@ -30,7 +30,7 @@ LogicalResult buildTilesToHostLLVMPipeline(OpPassManager &pm) {
       "function-boundary-type-conversion=identity-layout-map},"
       "canonicalize,attn-cpu-kernel-abi,canonicalize,cse,"
       "func.func(attn-cpu-approximate-math),"
-      "convert-scf-to-cf,arith-expand,"
+      "convert-scf-to-cf,arith-expand{include-bf16=true},"
       "convert-vector-to-llvm{reassociate-fp-reductions=true},"
       "expand-strided-metadata,finalize-memref-to-llvm,"
       "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
