@@ -596,12 +596,11 @@ struct AttnLowerToTilesPass
           cfg.chunk = c;
           break;
         }
-      // Rows that can actually share a tile: fewer when the query length is
-      // static and short (decode).
-      int64_t rowsPerTile = cfg.blockQ * group;
+      // A static query length shorter than the tile (decode) is the tile.
       auto qType = op.getQuery().getType();
-      if (!op.isRagged() && !qType.isDynamicDim(1))
-        rowsPerTile = std::min(cfg.blockQ, qType.getDimSize(1)) * group;
+      if (!op.isRagged() && !qType.isDynamicDim(1) && qType.getDimSize(1) > 0)
+        cfg.blockQ = std::min(cfg.blockQ, qType.getDimSize(1));
+      int64_t rowsPerTile = cfg.blockQ * group;
       if (qkForm == "auto") {
         cfg.transposeK = rowsPerTile > 16;
       } else if (qkForm == "dot" || qkForm == "transposed") {
