@@ -123,11 +123,11 @@ class Attnc:
         if r.returncode:
             raise RuntimeError(f"attn-run failed: {r.stderr[-2000:]}")
         o = np.load(out)
-        r = subprocess.run(cmd + ["--bench", str(warmup + reps)], capture_output=True, text=True)
+        r = subprocess.run(cmd + ["--bench", str(reps)], capture_output=True, text=True)
         m = re.search(r"BENCH .*median_ms=([\d.eE+-]+).*min_ms=([\d.eE+-]+)", r.stdout + r.stderr)
         if r.returncode or not m:
             raise RuntimeError(f"attn-run --bench failed: {r.stdout[-1000:]}{r.stderr[-2000:]}")
-        return dict(median_ms=float(m.group(1)), min_ms=float(m.group(2)), reps=warmup + reps, o=o)
+        return dict(median_ms=float(m.group(1)), min_ms=float(m.group(2)), reps=reps, o=o)
 
 
 # ---------------------------------------------------------------- IREE
