@@ -427,6 +427,21 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
                                     loadChunk(w, value, token, kvHead, idx(d)),
                                     vTile, ValueRange{j, idx(d)});
           }
+          // The same key one tile ahead: one head's rows are a whole token
+          // apart, so few share a page and the hardware prefetcher (which
+          // stays inside a page) cannot stream them.
+          Value ahead = minS(add(token, idx(bk)),
+                             sub(add(w.kStart, w.kLen), idx(1)));
+          for (Value buffer : {key, value}) {
+            auto type = cast<MemRefType>(buffer.getType());
+            int64_t lineElems =
+                std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
+            for (int64_t d = 0; d < headDim; d += lineElems)
+              memref::PrefetchOp::create(b, buffer,
+                                         tokenIndices(w, ahead, kvHead, idx(d)),
+                                         /*isWrite=*/false, /*localityHint=*/3,
+                                         /*isDataCache=*/true);
+          }
           b.setInsertionPointToStart(inRange.elseBlock());
           for (int64_t d = 0; d < headDim; d += chunk) {
             if (cfg.transposeK)
