@@ -1,0 +1,587 @@
+//===- attn-run.cpp - run, check and time attnc kernels -------------------===//
+//
+// A thin client of attnrt: loads .npy inputs (or makes random ones), runs one
+// kernel, writes .npy outputs, compares against the float64 reference from
+// Reference.h and times repeated runs. See docs/runtime.md.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Npy.h"
+#include "Reference.h"
+
+#include "attnrt/attnrt.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <random>
+#include <thread>
+
+using namespace attnrun;
+
+namespace {
+
+const char *usageText =
+    "usage: attn-run DIR [--kernel NAME] [--in ARG=FILE.npy ...]\n"
+    "                [--out ARG=FILE.npy ...] [--random SEED]\n"
+    "                [--size SYM=N ...] [--seqlens-q L0,L1,..]\n"
+    "                [--seqlens-k L0,L1,..] [--check] [--bench N]\n"
+    "                [--threads T] [--list]\n"
+    "  DIR           artifact directory written by attnc --target=host\n"
+    "  --kernel      kernel to run (optional when DIR has one kernel)\n"
+    "  --in/--out    .npy file per argument (bf16 as <u2 bits or "
+    "ml_dtypes.bfloat16)\n"
+    "  --random      random inputs (uniform [-1,1)) for inputs without --in\n"
+    "  --size        value of a shape symbol, e.g. --size seqlen_q=7\n"
+    "  --seqlens-*   ragged kernels: per-sequence lengths; build cu_seqlens\n"
+    "  --check       compare outputs with the float64 reference (exit 3 on "
+    "FAIL)\n"
+    "  --bench       2 warm-up runs, then N timed runs\n"
+    "  --threads     worker threads (default: hardware threads)\n"
+    "  --list        print the kernels and their arguments, then exit\n";
+
+struct Options {
+  std::string dir;
+  std::string kernel;
+  std::vector<std::pair<std::string, std::string>> inputs, outputs;
+  std::optional<uint64_t> seed;
+  std::map<std::string, int64_t> sizes;
+  std::optional<std::vector<int64_t>> seqlensQ, seqlensK;
+  bool check = false;
+  bool list = false;
+  int bench = 0;
+  int threads = 0;
+};
+
+int64_t parseInt(const std::string &text, const std::string &what) {
+  char *end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end || errno || v < 0)
+    throw UsageError(what + ": '" + text + "' is not a non-negative integer");
+  return v;
+}
+
+std::pair<std::string, std::string> splitAssign(const std::string &text,
+                                                const std::string &flag) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
+    throw UsageError(flag + " expects NAME=VALUE, got '" + text + "'");
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+std::vector<int64_t> parseList(const std::string &text,
+                               const std::string &flag) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  while (true) {
+    size_t comma = text.find(',', start);
+    out.push_back(parseInt(text.substr(start, comma - start), flag));
+    if (comma == std::string::npos)
+      return out;
+    start = comma + 1;
+  }
+}
+
+Options parseOptions(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        throw UsageError(a + " needs a value; see attn-run --help");
+      return argv[++i];
+    };
+    if (a == "--kernel")
+      o.kernel = value();
+    else if (a == "--in")
+      o.inputs.push_back(splitAssign(value(), a));
+    else if (a == "--out")
+      o.outputs.push_back(splitAssign(value(), a));
+    else if (a == "--random")
+      o.seed = parseInt(value(), a);
+    else if (a == "--size") {
+      auto [sym, n] = splitAssign(value(), a);
+      o.sizes[sym] = parseInt(n, "--size " + sym);
+    } else if (a == "--seqlens-q")
+      o.seqlensQ = parseList(value(), a);
+    else if (a == "--seqlens-k")
+      o.seqlensK = parseList(value(), a);
+    else if (a == "--check")
+      o.check = true;
+    else if (a == "--list")
+      o.list = true;
+    else if (a == "--bench") {
+      o.bench = static_cast<int>(parseInt(value(), a));
+      if (o.bench < 1)
+        throw UsageError("--bench needs N >= 1");
+    } else if (a == "--threads")
+      o.threads = static_cast<int>(parseInt(value(), a));
+    else if (a.size() > 1 && a[0] == '-')
+      throw UsageError("unknown option '" + a + "'; see attn-run --help");
+    else if (o.dir.empty())
+      o.dir = a;
+    else
+      throw UsageError("unexpected argument '" + a +
+                       "'; only one artifact directory is allowed");
+  }
+  if (o.dir.empty())
+    throw UsageError("missing artifact directory; see attn-run --help");
+  return o;
+}
+
+std::string dimText(const attnrt_dim &d) {
+  return d.symbol ? d.symbol : std::to_string(d.value);
+}
+
+std::string shapeText(const attnrt_arg_info &a) {
+  std::string s = "[";
+  for (int i = 0; i < a.rank; ++i)
+    s += (i ? ", " : "") + dimText(a.shape[i]);
+  return s + "]";
+}
+
+void listKernels(const attnrt::Module &m) {
+  for (int i = 0; i < m.numKernels(); ++i) {
+    attnrt::Kernel k = m.kernel(i);
+    const attnrt_attention_info &at = k.attention();
+    std::printf("%s: %s %s Hq=%lld Hkv=%lld D=%lld scale=%g softcap=%g "
+                "causal=%d align=%s window=%lld sinks=%lld lse=%d\n",
+                k.name().c_str(), at.ragged ? "ragged" : "dense",
+                attnrt_dtype_name(at.dtype), (long long)at.num_q_heads,
+                (long long)at.num_kv_heads, (long long)at.head_dim, at.scale,
+                at.softcap, at.causal,
+                at.bottom_right ? "bottom_right" : "top_left",
+                (long long)at.window, (long long)at.sinks, at.has_lse);
+    for (int j = 0; j < k.numArgs(); ++j) {
+      const attnrt_arg_info &a = k.arg(j);
+      std::printf("  %-3s %-14s %-12s %-4s %s\n",
+                  a.dir == ATTNRT_DIR_IN ? "in" : "out", a.name,
+                  attnrt_role_name(a.role), attnrt_dtype_name(a.dtype),
+                  shapeText(a).c_str());
+    }
+  }
+}
+
+/// Builds every argument tensor: loads --in files, binds shape symbols, makes
+/// random inputs and NaN-poisoned outputs.
+class ArgumentBuilder {
+public:
+  ArgumentBuilder(const attnrt::Kernel &k, const Options &o)
+      : kernel(k), opts(o), tensors(k.numArgs()), given(k.numArgs()) {
+    for (const auto &[sym, n] : o.sizes)
+      symbols[sym] = {n, "--size " + sym};
+  }
+
+  std::vector<HostTensor> build() {
+    for (const auto &[name, file] : opts.inputs)
+      loadInput(name, file);
+    for (const auto &[name, file] : opts.outputs) {
+      int i = argIndex(name, "--out");
+      if (kernel.arg(i).dir != ATTNRT_DIR_OUT)
+        throw UsageError("argument '" + name +
+                         "' is an input; pass it with --in, not --out");
+    }
+    bindSeqlens();
+    for (int i = 0; i < kernel.numArgs(); ++i)
+      if (!given[i])
+        makeTensor(i);
+    return std::move(tensors);
+  }
+
+private:
+  struct Binding {
+    int64_t value;
+    std::string origin;
+  };
+
+  int argIndex(const std::string &name, const char *flag) const {
+    std::string names;
+    for (int i = 0; i < kernel.numArgs(); ++i) {
+      if (name == kernel.arg(i).name)
+        return i;
+      names += (names.empty() ? "" : ", ") + std::string(kernel.arg(i).name);
+    }
+    throw UsageError(std::string(flag) + " " + name + ": kernel '" +
+                     kernel.name() + "' has no argument '" + name +
+                     "'; its arguments are " + names);
+  }
+
+  void bind(const std::string &sym, int64_t value, const std::string &origin) {
+    auto [it, inserted] = symbols.emplace(sym, Binding{value, origin});
+    if (!inserted && it->second.value != value)
+      throw UsageError(origin + " gives " + sym + " = " +
+                       std::to_string(value) + " but " + it->second.origin +
+                       " gives " + std::to_string(it->second.value) +
+                       "; make them agree");
+  }
+
+  void bindDim(int i, int d, int64_t size, const std::string &origin) {
+    const attnrt_dim &dim = kernel.arg(i).shape[d];
+    if (dim.symbol)
+      bind(dim.symbol_name, size - dim.value, origin);
+  }
+
+  void loadInput(const std::string &name, const std::string &file) {
+    int i = argIndex(name, "--in");
+    const attnrt_arg_info &a = kernel.arg(i);
+    if (a.dir != ATTNRT_DIR_IN)
+      throw UsageError("argument '" + name +
+                       "' is an output; pass it with --out, not --in");
+    if (given[i])
+      throw UsageError("argument '" + name + "' is given twice with --in");
+    HostTensor t = loadNpy(file, a.dtype, name);
+    if (static_cast<int>(t.shape.size()) != a.rank)
+      throw UsageError("argument '" + name + "' file " + file + " has rank " +
+                       std::to_string(t.shape.size()) +
+                       " but the kernel expects " + shapeText(a));
+    for (int d = 0; d < a.rank; ++d) {
+      if (!a.shape[d].symbol && t.shape[d] != a.shape[d].value)
+        throw UsageError("argument '" + name + "' file " + file + " dim " +
+                         std::to_string(d) + " is " +
+                         std::to_string(t.shape[d]) + " but the kernel " +
+                         "expects " + shapeText(a));
+      bindDim(i, d, t.shape[d],
+              "argument '" + name + "' dim " + std::to_string(d));
+    }
+    tensors[i] = std::move(t);
+    given[i] = true;
+  }
+
+  int roleIndex(attnrt_role role) const {
+    for (int i = 0; i < kernel.numArgs(); ++i)
+      if (kernel.arg(i).role == role)
+        return i;
+    return -1;
+  }
+
+  /// Ragged: cu_seqlens from --seqlens-q/-k (or --in), and total_q/total_k
+  /// from their sums.
+  void bindSeqlens() {
+    bool ragged = kernel.attention().ragged;
+    if (!ragged && (opts.seqlensQ || opts.seqlensK))
+      throw UsageError("--seqlens-q/--seqlens-k are for ragged kernels; "
+                       "kernel '" +
+                       kernel.name() +
+                       "' is dense, use --size batch=.. seqlen_q=.. instead");
+    if (!ragged)
+      return;
+    struct Side {
+      const std::optional<std::vector<int64_t>> &lens;
+      attnrt_role cu, rows;
+      const char *flag;
+    } sides[] = {{opts.seqlensQ, ATTNRT_ROLE_CU_SEQLENS_Q, ATTNRT_ROLE_QUERY,
+                  "--seqlens-q"},
+                 {opts.seqlensK, ATTNRT_ROLE_CU_SEQLENS_K, ATTNRT_ROLE_KEY,
+                  "--seqlens-k"}};
+    for (const Side &s : sides) {
+      int cu = roleIndex(s.cu), rows = roleIndex(s.rows);
+      if (cu < 0)
+        continue;
+      if (s.lens) {
+        if (given[cu])
+          throw UsageError(std::string(s.flag) + " and --in " +
+                           kernel.arg(cu).name + " both give " +
+                           kernel.arg(cu).name + "; pass only one");
+        HostTensor t;
+        t.dtype = ATTNRT_DTYPE_I32;
+        t.shape = {static_cast<int64_t>(s.lens->size()) + 1};
+        t.allocate();
+        int64_t sum = 0;
+        t.set(0, 0);
+        for (size_t b = 0; b < s.lens->size(); ++b) {
+          sum += (*s.lens)[b];
+          if (sum > std::numeric_limits<int32_t>::max())
+            throw UsageError(std::string(s.flag) +
+                             ": total length exceeds int32");
+          t.set(b + 1, static_cast<double>(sum));
+        }
+        bindDim(cu, 0, t.shape[0], s.flag);
+        tensors[cu] = std::move(t);
+        given[cu] = true;
+      }
+      if (given[cu] && rows >= 0 && kernel.arg(rows).rank > 0) {
+        const HostTensor &t = tensors[cu];
+        int64_t last =
+            t.numel() > 0 ? static_cast<int64_t>(t.get(t.numel() - 1)) : 0;
+        bindDim(rows, 0, last,
+                std::string("the last entry of ") + kernel.arg(cu).name);
+      }
+    }
+  }
+
+  void makeTensor(int i) {
+    const attnrt_arg_info &a = kernel.arg(i);
+    if (a.dir == ATTNRT_DIR_IN && !opts.seed)
+      throw UsageError("argument '" + std::string(a.name) +
+                       "' has no data; pass --in " + a.name +
+                       "=FILE.npy or --random SEED");
+    if (a.role == ATTNRT_ROLE_CU_SEQLENS_Q ||
+        a.role == ATTNRT_ROLE_CU_SEQLENS_K)
+      throw UsageError(
+          "argument '" + std::string(a.name) + "' has no data; pass " +
+          (a.role == ATTNRT_ROLE_CU_SEQLENS_Q ? "--seqlens-q" : "--seqlens-k") +
+          " L0,L1,.. or --in " + a.name + "=FILE.npy");
+    HostTensor t;
+    t.dtype = a.dtype;
+    for (int d = 0; d < a.rank; ++d) {
+      const attnrt_dim &dim = a.shape[d];
+      if (!dim.symbol) {
+        t.shape.push_back(dim.value);
+        continue;
+      }
+      auto it = symbols.find(dim.symbol_name);
+      if (it == symbols.end())
+        throw UsageError(
+            "argument '" + std::string(a.name) + "' " + shapeText(a) +
+            ": symbol '" + dim.symbol_name + "' is unknown; pass --size " +
+            dim.symbol_name + "=N" +
+            (kernel.attention().ragged ? " (ragged: --seqlens-q/-k)" : ""));
+      t.shape.push_back(it->second.value + dim.value);
+    }
+    t.allocate();
+    if (a.dir == ATTNRT_DIR_OUT) {
+      for (int64_t e = 0; e < t.numel(); ++e)
+        t.set(e, std::numeric_limits<double>::quiet_NaN());
+    } else {
+      // A per-argument stream, so adding an --in does not change the others.
+      std::mt19937_64 rng(*opts.seed * 1000003u + i);
+      std::uniform_real_distribution<double> dist(-1.0, 1.0);
+      for (int64_t e = 0; e < t.numel(); ++e)
+        t.set(e, dist(rng));
+    }
+    tensors[i] = std::move(t);
+  }
+
+  const attnrt::Kernel &kernel;
+  const Options &opts;
+  std::vector<HostTensor> tensors;
+  std::vector<bool> given;
+  std::map<std::string, Binding> symbols;
+};
+
+std::vector<attnrt_tensor> tensorViews(std::vector<HostTensor> &tensors) {
+  std::vector<attnrt_tensor> views;
+  for (HostTensor &t : tensors)
+    views.push_back({t.data(), t.dtype, static_cast<int>(t.shape.size()),
+                     t.shape.data(), nullptr});
+  return views;
+}
+
+/// The reference's view of a kernel call: spec plus sequences.
+struct Problem {
+  AttentionSpec spec;
+  std::vector<Sequence> seqs;
+  bool ragged = false;
+};
+
+Problem describe(const attnrt::Kernel &k,
+                 const std::vector<HostTensor> &tensors) {
+  const attnrt_attention_info &at = k.attention();
+  Problem p;
+  p.ragged = at.ragged;
+  p.spec.numQHeads = at.num_q_heads;
+  p.spec.numKvHeads = at.num_kv_heads;
+  p.spec.headDim = at.head_dim;
+  p.spec.scale = at.scale;
+  p.spec.softcap = at.softcap;
+  p.spec.mask = {at.causal != 0, at.bottom_right != 0, at.window, at.sinks};
+  auto find = [&](attnrt_role role) -> const HostTensor * {
+    for (int i = 0; i < k.numArgs(); ++i)
+      if (k.arg(i).role == role)
+        return &tensors[i];
+    return nullptr;
+  };
+  const HostTensor *q = find(ATTNRT_ROLE_QUERY), *key = find(ATTNRT_ROLE_KEY);
+  if (!q || !key || !find(ATTNRT_ROLE_VALUE))
+    throw UsageError("kernel '" + k.name() +
+                     "' lacks a query, key or value argument; the manifest "
+                     "is not an attention kernel");
+  size_t rank = at.ragged ? 3 : 4;
+  auto checkHeads = [&](const HostTensor &t, int64_t heads, const char *w) {
+    if (t.shape.size() != rank || t.shape[rank - 2] != heads ||
+        t.shape[rank - 1] != at.head_dim)
+      throw UsageError("kernel '" + k.name() + "': the " + w +
+                       " shape does not match the manifest's attention "
+                       "heads/head_dim; regenerate the artifact");
+  };
+  checkHeads(*q, at.num_q_heads, "query");
+  checkHeads(*key, at.num_kv_heads, "key");
+  if (at.ragged) {
+    const HostTensor *cq = find(ATTNRT_ROLE_CU_SEQLENS_Q),
+                     *ck = find(ATTNRT_ROLE_CU_SEQLENS_K);
+    if (!cq || !ck)
+      throw UsageError("ragged kernel '" + k.name() +
+                       "' lacks cu_seqlens_q/cu_seqlens_k arguments");
+    std::vector<int64_t> cuQ, cuK;
+    for (int64_t i = 0; i < cq->numel(); ++i)
+      cuQ.push_back(static_cast<int64_t>(cq->get(i)));
+    for (int64_t i = 0; i < ck->numel(); ++i)
+      cuK.push_back(static_cast<int64_t>(ck->get(i)));
+    p.seqs = raggedSequences(cuQ, cuK);
+  } else {
+    p.seqs = denseSequences(q->shape[0], q->shape[1], key->shape[1]);
+  }
+  return p;
+}
+
+/// Compares the outputs with the reference; returns false on any FAIL.
+bool check(const attnrt::Kernel &k, const std::vector<HostTensor> &tensors) {
+  Problem p = describe(k, tensors);
+  std::vector<double> q, key, v;
+  int oIdx = -1, lseIdx = -1;
+  for (int i = 0; i < k.numArgs(); ++i) {
+    switch (k.arg(i).role) {
+    case ATTNRT_ROLE_QUERY:
+      q = tensors[i].toDouble();
+      break;
+    case ATTNRT_ROLE_KEY:
+      key = tensors[i].toDouble();
+      break;
+    case ATTNRT_ROLE_VALUE:
+      v = tensors[i].toDouble();
+      break;
+    case ATTNRT_ROLE_OUTPUT:
+      oIdx = i;
+      break;
+    case ATTNRT_ROLE_LSE:
+      lseIdx = i;
+      break;
+    default:
+      break;
+    }
+  }
+  if (oIdx < 0)
+    throw UsageError("kernel '" + k.name() + "' has no output argument");
+  attnrt_dtype dt = tensors[oIdx].dtype;
+  std::vector<double> refO(tensors[oIdx].numel());
+  std::vector<double> refLse(lseIdx >= 0 ? tensors[lseIdx].numel() : 0);
+  referenceAttention(p.spec, p.seqs, p.ragged, q.data(), key.data(), v.data(),
+                     refO.data(), lseIdx >= 0 ? refLse.data() : nullptr);
+
+  bool allPass = true;
+  auto report = [&](int idx, const std::vector<double> &ref, bool isLse) {
+    const HostTensor &t = tensors[idx];
+    double maxErr = 0, maxRef = 0;
+    int64_t nans = 0, infMismatch = 0;
+    for (int64_t e = 0; e < t.numel(); ++e) {
+      double out = t.get(e), r = ref[e];
+      if (std::isnan(out)) {
+        ++nans;
+        continue;
+      }
+      if (std::isinf(r) || std::isinf(out)) {
+        // -inf (empty row) must match exactly.
+        if (out != r)
+          ++infMismatch;
+        continue;
+      }
+      maxErr = std::max(maxErr, std::fabs(out - r));
+      maxRef = std::max(maxRef, std::fabs(r));
+    }
+    double rel = maxErr / std::max(maxRef, 1e-30);
+    double tol = isLse ? (dt == ATTNRT_DTYPE_F32 ? 1e-5 : 1e-3)
+                       : (dt == ATTNRT_DTYPE_F32   ? 1e-5
+                          : dt == ATTNRT_DTYPE_F16 ? 1e-2
+                                                   : 2e-2);
+    bool pass = nans == 0 && infMismatch == 0 && (isLse ? maxErr : rel) <= tol;
+    allPass &= pass;
+    std::printf("%s: max_abs_err=%.3e max_rel_err=%.3e tolerance=%.0e (%s)",
+                k.arg(idx).name, maxErr, rel, tol, isLse ? "abs" : "rel");
+    if (nans)
+      std::printf(" nan=%lld", static_cast<long long>(nans));
+    if (infMismatch)
+      std::printf(" inf_mismatch=%lld", static_cast<long long>(infMismatch));
+    std::printf(" %s\n", pass ? "PASS" : "FAIL");
+  };
+  report(oIdx, refO, false);
+  if (lseIdx >= 0)
+    report(lseIdx, refLse, true);
+  return allPass;
+}
+
+void bench(attnrt::Module &m, const attnrt::Kernel &k,
+           std::vector<HostTensor> &tensors, int runs, int threads) {
+  std::vector<attnrt_tensor> views = tensorViews(tensors);
+  for (int i = 0; i < 2; ++i)
+    m.run(k, views, threads);
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    m.run(k, views, threads);
+    auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  double median = ms.size() % 2
+                      ? ms[ms.size() / 2]
+                      : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  Problem p = describe(k, tensors);
+  double flops = 4.0 * p.spec.headDim * p.spec.numQHeads *
+                 static_cast<double>(countVisiblePairs(p.spec.mask, p.seqs));
+  double bytes = 0;
+  for (const HostTensor &t : tensors)
+    bytes += static_cast<double>(t.numel() * t.itemSize());
+  double sec = median * 1e-3;
+  double gflops = sec > 0 ? flops / sec * 1e-9 : 0;
+  double gbs = sec > 0 ? bytes / sec * 1e-9 : 0;
+  int effective =
+      threads
+          ? threads
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::printf("bench: %d runs, median %.4f ms, min %.4f ms, %.2f GFLOP/s, "
+              "%.2f GB/s, %d threads\n",
+              runs, median, ms.front(), gflops, gbs, effective);
+  std::printf("BENCH kernel=%s median_ms=%.6f min_ms=%.6f gflops=%.4f "
+              "gbs=%.4f threads=%d\n",
+              k.name().c_str(), median, ms.front(), gflops, gbs, effective);
+}
+
+int run(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::fputs(usageText, stdout);
+      return 0;
+    }
+  Options opts = parseOptions(argc, argv);
+  attnrt::Module module(opts.dir, opts.threads);
+  if (opts.list) {
+    listKernels(module);
+    return 0;
+  }
+  if (opts.kernel.empty() && module.numKernels() != 1) {
+    std::string names;
+    for (int i = 0; i < module.numKernels(); ++i)
+      names += (names.empty() ? "" : ", ") + module.kernel(i).name();
+    throw UsageError(opts.dir + " has " + std::to_string(module.numKernels()) +
+                     " kernels; pick one with --kernel NAME (" + names + ")");
+  }
+  attnrt::Kernel kernel =
+      opts.kernel.empty() ? module.kernel(0) : module.kernel(opts.kernel);
+  std::vector<HostTensor> tensors = ArgumentBuilder(kernel, opts).build();
+  module.run(kernel, tensorViews(tensors), opts.threads);
+  for (const auto &[name, file] : opts.outputs)
+    for (int i = 0; i < kernel.numArgs(); ++i)
+      if (name == kernel.arg(i).name)
+        saveNpy(file, tensors[i], name);
+  bool pass = !opts.check || check(kernel, tensors);
+  if (opts.bench)
+    bench(module, kernel, tensors, opts.bench, opts.threads);
+  return pass ? 0 : 3;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception &e) {
+    // UsageError and attnrt::Error are both one-line, user-facing messages.
+    std::fprintf(stderr, "attn-run: error: %s\n", e.what());
+    return 1;
+  }
+}
