@@ -187,9 +187,11 @@ public:
                          "' is an input; pass it with --in, not --out");
     }
     bindSeqlens();
-    for (int i = 0; i < kernel.numArgs(); ++i)
-      if (!given[i])
-        makeTensor(i);
+    // cu_seqlens first: their absence explains any unknown total_q/total_k.
+    for (int pass = 0; pass < 2; ++pass)
+      for (int i = 0; i < kernel.numArgs(); ++i)
+        if (!given[i] && isCuSeqlens(kernel.arg(i).role) == (pass == 0))
+          makeTensor(i);
     return std::move(tensors);
   }
 
@@ -250,6 +252,10 @@ private:
     }
     tensors[i] = std::move(t);
     given[i] = true;
+  }
+
+  static bool isCuSeqlens(attnrt_role role) {
+    return role == ATTNRT_ROLE_CU_SEQLENS_Q || role == ATTNRT_ROLE_CU_SEQLENS_K;
   }
 
   int roleIndex(attnrt_role role) const {
@@ -320,8 +326,7 @@ private:
       throw UsageError("argument '" + std::string(a.name) +
                        "' has no data; pass --in " + a.name +
                        "=FILE.npy or --random SEED");
-    if (a.role == ATTNRT_ROLE_CU_SEQLENS_Q ||
-        a.role == ATTNRT_ROLE_CU_SEQLENS_K)
+    if (isCuSeqlens(a.role))
       throw UsageError(
           "argument '" + std::string(a.name) + "' has no data; pass " +
           (a.role == ATTNRT_ROLE_CU_SEQLENS_Q ? "--seqlens-q" : "--seqlens-k") +
