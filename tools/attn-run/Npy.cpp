@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -67,35 +68,41 @@ std::string attnrun::npyDescrFor(attnrt_dtype dtype) {
 HostTensor attnrun::loadNpy(const std::string &path, attnrt_dtype dtype,
                             const std::string &argName) {
   std::string where = "argument '" + argName + "' file " + path;
-  std::ifstream in(path, std::ios::binary);
+  // Read the preamble and header, then the data straight into the tensor:
+  // no second copy of a large input (test/e2e/test_memory.py measures this).
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in)
     throw UsageError(where + ": cannot open (" + std::strerror(errno) +
                      "); check the path");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string file = ss.str();
-  if (file.size() < 10 || file.compare(0, 6, "\x93NUMPY") != 0)
+  size_t fileSize = static_cast<size_t>(in.tellg());
+  in.seekg(0);
+  char preamble[12] = {};
+  in.read(preamble, static_cast<std::streamsize>(std::min<size_t>(12, fileSize)));
+  if (fileSize < 10 || std::memcmp(preamble, "\x93NUMPY", 6) != 0)
     throw UsageError(where + ": not a .npy file; save it with numpy.save");
-  unsigned major = static_cast<unsigned char>(file[6]);
+  unsigned major = static_cast<unsigned char>(preamble[6]);
   size_t headerLen, headerStart;
   if (major == 1) {
-    headerLen = static_cast<unsigned char>(file[8]) |
-                (static_cast<unsigned char>(file[9]) << 8);
+    headerLen = static_cast<unsigned char>(preamble[8]) |
+                (static_cast<unsigned char>(preamble[9]) << 8);
     headerStart = 10;
   } else if (major == 2 || major == 3) {
-    if (file.size() < 12)
+    if (fileSize < 12)
       throw UsageError(where + ": truncated .npy header");
     headerLen = 0;
     for (int i = 3; i >= 0; --i)
-      headerLen = (headerLen << 8) | static_cast<unsigned char>(file[8 + i]);
+      headerLen =
+          (headerLen << 8) | static_cast<unsigned char>(preamble[8 + i]);
     headerStart = 12;
   } else {
     throw UsageError(where + ": unsupported .npy version " +
                      std::to_string(major) + "; save with numpy.save");
   }
-  if (headerStart + headerLen > file.size())
+  if (headerStart + headerLen > fileSize)
     throw UsageError(where + ": truncated .npy header");
-  std::string header = file.substr(headerStart, headerLen);
+  std::string header(headerLen, '\0');
+  in.seekg(static_cast<std::streamoff>(headerStart));
+  in.read(header.data(), static_cast<std::streamsize>(headerLen));
 
   size_t d = findKey(header, "descr");
   size_t f = findKey(header, "fortran_order");
@@ -139,14 +146,18 @@ HostTensor attnrun::loadNpy(const std::string &path, attnrt_dtype dtype,
   long double want = t.itemSize();
   for (int64_t v : t.shape)
     want *= v;
-  if (want != static_cast<long double>(file.size() - dataStart))
-    throw UsageError(where + ": holds " +
-                     std::to_string(file.size() - dataStart) +
+  size_t dataBytes = fileSize - dataStart;
+  if (want != static_cast<long double>(dataBytes))
+    throw UsageError(where + ": holds " + std::to_string(dataBytes) +
                      " data bytes but shape " + shapeText(t.shape) + " needs " +
                      std::to_string(static_cast<double>(want)) +
                      "; the file is truncated or corrupt");
   t.allocate();
-  std::memcpy(t.bytes.data(), file.data() + dataStart, file.size() - dataStart);
+  in.seekg(static_cast<std::streamoff>(dataStart));
+  in.read(reinterpret_cast<char *>(t.bytes.data()),
+          static_cast<std::streamsize>(dataBytes));
+  if (!in)
+    throw UsageError(where + ": read failed; the file is truncated or corrupt");
   return t;
 }
 
