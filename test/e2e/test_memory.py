@@ -9,8 +9,8 @@ Two variants: inputs from .npy files (what users do; this also catches a client 
 copies of its inputs while loading them) and `attn-run --random` inputs made in place (no file
 loading, so only the runtime and the kernel are measured).
 """
-import os
 import subprocess
+import sys
 
 import numpy as np
 
@@ -22,13 +22,29 @@ LQ = 64
 SLACK = 16 << 20
 
 
+# Runs argv[1:] as a child of this small, fresh interpreter and prints the child's ru_maxrss
+# (KiB) and exit code. Linux carries the pre-exec RSS high-water mark of the forked image into
+# the child's ru_maxrss, so the child must not be forked from the test process, which holds the
+# inputs in memory.
+_WRAPPER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+print(ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_rss(cmd):
-    """Runs cmd; returns (returncode, peak RSS in bytes of that child alone, stderr)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, ru.ru_maxrss * 1024, err.decode(errors="replace")
+    """Runs cmd; returns (returncode, peak RSS in bytes of that process alone, stderr)."""
+    r = subprocess.run([sys.executable, "-S", "-c", _WRAPPER, *cmd], capture_output=True,
+                       text=True)
+    if r.returncode != 0 or len(r.stdout.split()) != 2:
+        return r.returncode or 1, 0, r.stderr
+    rss_kib, rc = (int(x) for x in r.stdout.split())
+    return rc, rss_kib * 1024, r.stderr
 
 
 def measure(kdir, attn_run, tmp_path, lk, rng):
