@@ -2,9 +2,9 @@
 
 #include "Npy.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -77,7 +77,8 @@ HostTensor attnrun::loadNpy(const std::string &path, attnrt_dtype dtype,
   size_t fileSize = static_cast<size_t>(in.tellg());
   in.seekg(0);
   char preamble[12] = {};
-  in.read(preamble, static_cast<std::streamsize>(std::min<size_t>(12, fileSize)));
+  in.read(preamble,
+          static_cast<std::streamsize>(std::min<size_t>(12, fileSize)));
   if (fileSize < 10 || std::memcmp(preamble, "\x93NUMPY", 6) != 0)
     throw UsageError(where + ": not a .npy file; save it with numpy.save");
   unsigned major = static_cast<unsigned char>(preamble[6]);
