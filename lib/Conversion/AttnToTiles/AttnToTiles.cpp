@@ -43,7 +43,13 @@ struct TileConfig {
   // a transpose per tile, worth it when many rows share the tile. Dot: one
   // reduction per (row, key), for decode-shaped tiles with few rows.
   bool transposeK;
+  // Emit both forms and pick per work item by its row count (a dynamic
+  // query length: the same kernel serves prefill and decode).
+  bool chooseAtRunTime;
 };
+
+/// Rows above which the transposed form pays for its transpose.
+constexpr int64_t kTransposeMinRows = 16;
 
 /// Per-work-item values: which sequence, where its tokens start, how many.
 struct WorkItem {
@@ -58,10 +64,10 @@ struct WorkItem {
 class AttentionTiler {
 public:
   AttentionTiler(AttentionOp op, TileConfig cfg, ImplicitLocOpBuilder &b)
-      : op(op), cfg(cfg), b(b), ragged(op.isRagged()),
-        mask(op.getMaskOrNone()), groupSize(op.getGroupSize()),
-        headDim(op.getHeadDim()), numKVHeads(op.getNumKVHeads()),
-        rows(cfg.blockQ * groupSize), f32(b.getF32Type()) {}
+      : op(op), cfg(cfg), b(b), ragged(op.isRagged()), mask(op.getMaskOrNone()),
+        groupSize(op.getGroupSize()), headDim(op.getHeadDim()),
+        numKVHeads(op.getNumKVHeads()), rows(cfg.blockQ * groupSize),
+        f32(b.getF32Type()) {}
 
   /// Emits the loops; returns the replacement values of op's results.
   SmallVector<Value> build();
@@ -149,6 +155,10 @@ private:
   Value query, key, value, cuQ, cuK, output, lse;
   // Per work item, fixed-size f32 workspace.
   Value qTile, kTile, vTile, scoreTile, probRow, accTile;
+  // Both K layouts when the form is chosen at run time; `transposed` is the
+  // form of the KV loop being emitted.
+  Value kTileTransposed, kTileRows;
+  bool transposed = false;
 };
 
 } // namespace
@@ -201,9 +211,8 @@ SmallVector<Value> AttentionTiler::build() {
               ib, memref::LoadOp::create(ib, cuQ, ValueRange{next}),
               memref::LoadOp::create(ib, cuQ, ValueRange{i}));
           Value lenIdx = arith::IndexCastOp::create(ib, ib.getIndexType(), len);
-          scf::YieldOp::create(ib,
-                               ValueRange{arith::MaxSIOp::create(ib, lenIdx,
-                                                                 iter[0])});
+          scf::YieldOp::create(
+              ib, ValueRange{arith::MaxSIOp::create(ib, lenIdx, iter[0])});
         });
     maxQLen = scan.getResult(0);
   } else {
@@ -212,15 +221,15 @@ SmallVector<Value> AttentionTiler::build() {
   }
   Value numQTiles = ceilDiv(maxQLen, cfg.blockQ);
 
-  scf::ParallelOp::create(
-      b, ValueRange{idx(0), idx(0), idx(0)},
-      ValueRange{numBatches, idx(numKVHeads), numQTiles},
-      ValueRange{idx(1), idx(1), idx(1)},
-      [&](OpBuilder &nb, Location loc, ValueRange ivs) {
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-        emitWorkItem(ivs[0], ivs[1], ivs[2]);
-      });
+  scf::ParallelOp::create(b, ValueRange{idx(0), idx(0), idx(0)},
+                          ValueRange{numBatches, idx(numKVHeads), numQTiles},
+                          ValueRange{idx(1), idx(1), idx(1)},
+                          [&](OpBuilder &nb, Location loc, ValueRange ivs) {
+                            OpBuilder::InsertionGuard guard(b);
+                            b.setInsertionPoint(nb.getInsertionBlock(),
+                                                nb.getInsertionPoint());
+                            emitWorkItem(ivs[0], ivs[1], ivs[2]);
+                          });
 
   auto toTensor = [&](Value buffer, Type tensorType) -> Value {
     return bufferization::ToTensorOp::create(b, tensorType, buffer,
@@ -259,14 +268,14 @@ WorkItem AttentionTiler::emitSequenceBounds(Value batch, Value kvHead,
 
 Value AttentionTiler::emitScores(Value r) {
   int64_t bk = cfg.blockKV, chunk = cfg.chunk;
-  if (cfg.transposeK) {
+  if (transposed) {
     auto loop = scf::ForOp::create(
         b, idx(0), idx(headDim), idx(1), ValueRange{splat(bk, 0.0)},
         [&](OpBuilder &nb, Location loc, Value d, ValueRange acc) {
           ImplicitLocOpBuilder ib(loc, nb);
           Value q = memref::LoadOp::create(ib, qTile, ValueRange{r, d});
-          Value k = vector::LoadOp::create(ib, vec(bk), kTile,
-                                           ValueRange{d, idx(0)});
+          Value k =
+              vector::LoadOp::create(ib, vec(bk), kTile, ValueRange{d, idx(0)});
           Value qb = vector::BroadcastOp::create(ib, vec(bk), q);
           scf::YieldOp::create(
               ib, ValueRange{vector::FMAOp::create(ib, qb, k, acc[0])});
@@ -276,10 +285,10 @@ Value AttentionTiler::emitScores(Value r) {
   forEach(idx(0), idx(bk), 1, [&](Value j) {
     Value dot = splat(chunk, 0.0);
     for (int64_t d = 0; d < headDim; d += chunk) {
-      Value q = vector::LoadOp::create(b, vec(chunk), qTile,
-                                       ValueRange{r, idx(d)});
-      Value k = vector::LoadOp::create(b, vec(chunk), kTile,
-                                       ValueRange{j, idx(d)});
+      Value q =
+          vector::LoadOp::create(b, vec(chunk), qTile, ValueRange{r, idx(d)});
+      Value k =
+          vector::LoadOp::create(b, vec(chunk), kTile, ValueRange{j, idx(d)});
       dot = vector::FMAOp::create(b, q, k, dot);
     }
     Value s = vector::ReductionOp::create(b, vector::CombiningKind::ADD, dot);
@@ -307,8 +316,8 @@ Value AttentionTiler::emitElementPredicate(Value scores, Value tileStart,
   };
   Value posI32 = castIndex(queryPos, i32);
   // Keys past the end of the sequence (the tail tile) are never visible.
-  Value visible = vcmp(arith::CmpIPredicate::slt, keyPos,
-                       bcast(castIndex(kLen, i32)));
+  Value visible =
+      vcmp(arith::CmpIPredicate::slt, keyPos, bcast(castIndex(kLen, i32)));
   if (mask.hasUpperBound())
     visible = arith::AndIOp::create(
         b, visible, vcmp(arith::CmpIPredicate::sle, keyPos, bcast(posI32)));
@@ -316,10 +325,9 @@ Value AttentionTiler::emitElementPredicate(Value scores, Value tileStart,
     Value lowest = arith::SubIOp::create(b, posI32, i32c(mask.getWindow()));
     Value inWindow = vcmp(arith::CmpIPredicate::sge, keyPos, bcast(lowest));
     if (mask.getSinks() > 0)
-      inWindow = arith::OrIOp::create(
-          b, inWindow,
-          vcmp(arith::CmpIPredicate::slt, keyPos,
-               bcast(i32c(mask.getSinks()))));
+      inWindow = arith::OrIOp::create(b, inWindow,
+                                      vcmp(arith::CmpIPredicate::slt, keyPos,
+                                           bcast(i32c(mask.getSinks()))));
     visible = arith::AndIOp::create(b, visible, inWindow);
   }
   return arith::SelectOp::create(b, visible, scores, splat(bk, -kInf));
@@ -331,10 +339,15 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
   auto ws = [&](int64_t r, int64_t c) {
     return memref::AllocaOp::create(b, MemRefType::get({r, c}, f32));
   };
+  bool needTransposed = cfg.transposeK || cfg.chooseAtRunTime;
+  bool needRows = !cfg.transposeK || cfg.chooseAtRunTime;
   qTile = ws(rows, headDim);
-  kTile = cfg.transposeK ? ws(headDim, bk) : ws(bk, headDim);
+  if (needTransposed)
+    kTileTransposed = ws(headDim, bk);
+  if (needRows)
+    kTileRows = ws(bk, headDim);
   vTile = ws(bk, headDim);
-  if (!cfg.transposeK)
+  if (needRows)
     scoreTile = ws(rows, bk);
   // P of the current row, in memory: P.V reads it one key at a time, and a
   // dynamic extract from a register vector would spill the vector per key.
@@ -399,160 +412,182 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
 
   Value rowState = splat(rows, 0.0);
   Value initMax = splat(rows, -kInf);
-  auto kvLoop = scf::ForOp::create(
-      b, idx(0), numTiles, idx(1), ValueRange{initMax, rowState},
-      [&](OpBuilder &nb, Location loc, Value step, ValueRange carried) {
-        OpBuilder::InsertionGuard g(b);
-        b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-        Value tile = arith::SelectOp::create(
-            b, lt(step, numSink), step, add(sub(step, numSink), mainBegin));
-        Value tileStart = mul(tile, idx(bk));
-        Value numKeys = minS(idx(bk), sub(w.kLen, tileStart));
+  auto emitKVLoop = [&](bool transposedForm) -> ValueRange {
+    transposed = transposedForm;
+    kTile = transposed ? kTileTransposed : kTileRows;
+    auto kvLoop = scf::ForOp::create(
+        b, idx(0), numTiles, idx(1), ValueRange{initMax, rowState},
+        [&](OpBuilder &nb, Location loc, Value step, ValueRange carried) {
+          OpBuilder::InsertionGuard g(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          Value tile = arith::SelectOp::create(
+              b, lt(step, numSink), step, add(sub(step, numSink), mainBegin));
+          Value tileStart = mul(tile, idx(bk));
+          Value numKeys = minS(idx(bk), sub(w.kLen, tileStart));
 
-        // Tile load: K and V to f32 (where dequantization will fuse), with
-        // the tail past the sequence zeroed so masked keys stay finite.
-        forEach(idx(0), idx(bk), 1, [&](Value j) {
-          auto inRange = scf::IfOp::create(b, lt(j, numKeys),
-                                           /*withElseRegion=*/true);
-          OpBuilder::InsertionGuard g2(b);
-          b.setInsertionPointToStart(inRange.thenBlock());
-          Value token = add(w.kStart, add(tileStart, j));
-          for (int64_t d = 0; d < headDim; d += chunk) {
-            Value k = loadChunk(w, key, token, kvHead, idx(d));
-            if (cfg.transposeK)
-              storeColumn(k, j, d);
-            else
-              vector::StoreOp::create(b, k, kTile, ValueRange{j, idx(d)});
-            vector::StoreOp::create(b,
-                                    loadChunk(w, value, token, kvHead, idx(d)),
-                                    vTile, ValueRange{j, idx(d)});
-          }
-          // The same key one tile ahead: one head's rows are a whole token
-          // apart, so few share a page and the hardware prefetcher (which
-          // stays inside a page) cannot stream them.
-          Value ahead = minS(add(token, idx(bk)),
-                             sub(add(w.kStart, w.kLen), idx(1)));
-          for (Value buffer : {key, value}) {
-            auto type = cast<MemRefType>(buffer.getType());
-            int64_t lineElems =
-                std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
-            for (int64_t d = 0; d < headDim; d += lineElems)
-              memref::PrefetchOp::create(b, buffer,
-                                         tokenIndices(w, ahead, kvHead, idx(d)),
-                                         /*isWrite=*/false, /*localityHint=*/3,
-                                         /*isDataCache=*/true);
-          }
-          b.setInsertionPointToStart(inRange.elseBlock());
-          for (int64_t d = 0; d < headDim; d += chunk) {
-            if (cfg.transposeK)
-              storeColumn(splat(chunk, 0.0), j, d);
-            else
-              vector::StoreOp::create(b, splat(chunk, 0.0), kTile,
+          // Tile load: K and V to f32 (where dequantization will fuse), with
+          // the tail past the sequence zeroed so masked keys stay finite.
+          forEach(idx(0), idx(bk), 1, [&](Value j) {
+            auto inRange = scf::IfOp::create(b, lt(j, numKeys),
+                                             /*withElseRegion=*/true);
+            OpBuilder::InsertionGuard g2(b);
+            b.setInsertionPointToStart(inRange.thenBlock());
+            Value token = add(w.kStart, add(tileStart, j));
+            for (int64_t d = 0; d < headDim; d += chunk) {
+              Value k = loadChunk(w, key, token, kvHead, idx(d));
+              if (transposed)
+                storeColumn(k, j, d);
+              else
+                vector::StoreOp::create(b, k, kTile, ValueRange{j, idx(d)});
+              vector::StoreOp::create(
+                  b, loadChunk(w, value, token, kvHead, idx(d)), vTile,
+                  ValueRange{j, idx(d)});
+            }
+            // The same key one tile ahead: one head's rows are a whole token
+            // apart, so few share a page and the hardware prefetcher (which
+            // stays inside a page) cannot stream them.
+            Value ahead =
+                minS(add(token, idx(bk)), sub(add(w.kStart, w.kLen), idx(1)));
+            for (Value buffer : {key, value}) {
+              auto type = cast<MemRefType>(buffer.getType());
+              int64_t lineElems =
+                  std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
+              for (int64_t d = 0; d < headDim; d += lineElems)
+                memref::PrefetchOp::create(
+                    b, buffer, tokenIndices(w, ahead, kvHead, idx(d)),
+                    /*isWrite=*/false, /*localityHint=*/3,
+                    /*isDataCache=*/true);
+            }
+            b.setInsertionPointToStart(inRange.elseBlock());
+            for (int64_t d = 0; d < headDim; d += chunk) {
+              if (transposed)
+                storeColumn(splat(chunk, 0.0), j, d);
+              else
+                vector::StoreOp::create(b, splat(chunk, 0.0), kTile,
+                                        ValueRange{j, idx(d)});
+              vector::StoreOp::create(b, splat(chunk, 0.0), vTile,
                                       ValueRange{j, idx(d)});
-            vector::StoreOp::create(b, splat(chunk, 0.0), vTile,
-                                    ValueRange{j, idx(d)});
+            }
+          });
+
+          // A tile is full when every row sees every key: no element mask.
+          Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                             numKeys, idx(bk));
+          Value tileLast = add(tileStart, idx(bk - 1));
+          if (mask.hasUpperBound())
+            full = arith::AndIOp::create(b, full, le(tileLast, firstPos));
+          if (mask.hasWindow()) {
+            Value aboveWindow =
+                le(sub(lastPos, idx(mask.getWindow())), tileStart);
+            if (mask.getSinks() > 0)
+              aboveWindow = arith::OrIOp::create(
+                  b, aboveWindow, lt(tileLast, idx(mask.getSinks())));
+            full = arith::AndIOp::create(b, full, aboveWindow);
           }
-        });
 
-        // A tile is full when every row sees every key: no element mask.
-        Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
-                                           numKeys, idx(bk));
-        Value tileLast = add(tileStart, idx(bk - 1));
-        if (mask.hasUpperBound())
-          full = arith::AndIOp::create(b, full, le(tileLast, firstPos));
-        if (mask.hasWindow()) {
-          Value aboveWindow =
-              le(sub(lastPos, idx(mask.getWindow())), tileStart);
-          if (mask.getSinks() > 0)
-            aboveWindow = arith::OrIOp::create(
-                b, aboveWindow, lt(tileLast, idx(mask.getSinks())));
-          full = arith::AndIOp::create(b, full, aboveWindow);
-        }
-
-        auto rowLoop = scf::ForOp::create(
-            b, idx(0), numRows, idx(1), carried,
-            [&](OpBuilder &rb, Location rloc, Value r, ValueRange state) {
-              OpBuilder::InsertionGuard g3(b);
-              b.setInsertionPoint(rb.getInsertionBlock(),
-                                  rb.getInsertionPoint());
-              Value scores = emitScores(r);
-              if (softcap)
-                scores = arith::MulFOp::create(
-                    b, math::TanhOp::create(b, scores),
-                    splat(bk, *softcap * kLog2e));
-              {
-                // Partial tiles (mask edges, the sequence tail) mask
-                // elements; full tiles skip the predicate.
-                Value pos = add(add(w.firstQuery, rowQuery(r)), posOffset);
-                auto partial = scf::IfOp::create(
-                    b, TypeRange{vec(bk)}, full, /*withElseRegion=*/true);
+          auto rowLoop = scf::ForOp::create(
+              b, idx(0), numRows, idx(1), carried,
+              [&](OpBuilder &rb, Location rloc, Value r, ValueRange state) {
+                OpBuilder::InsertionGuard g3(b);
+                b.setInsertionPoint(rb.getInsertionBlock(),
+                                    rb.getInsertionPoint());
+                Value scores = emitScores(r);
+                if (softcap)
+                  scores =
+                      arith::MulFOp::create(b, math::TanhOp::create(b, scores),
+                                            splat(bk, *softcap * kLog2e));
                 {
-                  OpBuilder::InsertionGuard g4(b);
-                  b.setInsertionPointToStart(partial.thenBlock());
-                  scf::YieldOp::create(b, scores);
-                  b.setInsertionPointToStart(partial.elseBlock());
-                  scf::YieldOp::create(
-                      b, emitElementPredicate(scores, tileStart, w.kLen, pos));
+                  // Partial tiles (mask edges, the sequence tail) mask
+                  // elements; full tiles skip the predicate.
+                  Value pos = add(add(w.firstQuery, rowQuery(r)), posOffset);
+                  auto partial = scf::IfOp::create(b, TypeRange{vec(bk)}, full,
+                                                   /*withElseRegion=*/true);
+                  {
+                    OpBuilder::InsertionGuard g4(b);
+                    b.setInsertionPointToStart(partial.thenBlock());
+                    scf::YieldOp::create(b, scores);
+                    b.setInsertionPointToStart(partial.elseBlock());
+                    scf::YieldOp::create(
+                        b,
+                        emitElementPredicate(scores, tileStart, w.kLen, pos));
+                  }
+                  scores = partial.getResult(0);
                 }
-                scores = partial.getResult(0);
-              }
 
-              // Online softmax: new running max, rescale by 2^(old - new).
-              Value oldMax = vector::ExtractOp::create(b, state[0], r);
-              Value oldSum = vector::ExtractOp::create(b, state[1], r);
-              Value tileMax = vector::ReductionOp::create(
-                  b, vector::CombiningKind::MAXIMUMF, scores);
-              Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
-              // While a row has seen no key its max is -inf: subtract 0.
-              Value noKeyYet = arith::CmpFOp::create(
-                  b, arith::CmpFPredicate::OEQ, newMax, f32c(-kInf));
-              Value base = arith::SelectOp::create(b, noKeyYet, f32c(0.0),
-                                                   newMax);
-              Value probs = math::Exp2Op::create(
-                  b, arith::SubFOp::create(
-                         b, scores, vector::BroadcastOp::create(b, vec(bk),
-                                                                base)));
-              Value alpha = math::Exp2Op::create(
-                  b, arith::SubFOp::create(b, oldMax, base));
-              Value newSum = arith::AddFOp::create(
-                  b, arith::MulFOp::create(b, oldSum, alpha),
-                  vector::ReductionOp::create(b, vector::CombiningKind::ADD,
-                                              probs));
+                // Online softmax: new running max, rescale by 2^(old - new).
+                Value oldMax = vector::ExtractOp::create(b, state[0], r);
+                Value oldSum = vector::ExtractOp::create(b, state[1], r);
+                Value tileMax = vector::ReductionOp::create(
+                    b, vector::CombiningKind::MAXIMUMF, scores);
+                Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
+                // While a row has seen no key its max is -inf: subtract 0.
+                Value noKeyYet = arith::CmpFOp::create(
+                    b, arith::CmpFPredicate::OEQ, newMax, f32c(-kInf));
+                Value base =
+                    arith::SelectOp::create(b, noKeyYet, f32c(0.0), newMax);
+                Value probs = math::Exp2Op::create(
+                    b, arith::SubFOp::create(
+                           b, scores,
+                           vector::BroadcastOp::create(b, vec(bk), base)));
+                Value alpha = math::Exp2Op::create(
+                    b, arith::SubFOp::create(b, oldMax, base));
+                Value newSum = arith::AddFOp::create(
+                    b, arith::MulFOp::create(b, oldSum, alpha),
+                    vector::ReductionOp::create(b, vector::CombiningKind::ADD,
+                                                probs));
 
-              // acc[r, :] = alpha * acc[r, :] + P[r, :] . V
-              vector::StoreOp::create(b, probs, probRow, ValueRange{idx(0)});
-              Value alphaVec = vector::BroadcastOp::create(b, vec(chunk), alpha);
-              for (int64_t d = 0; d < headDim; d += chunk) {
-                Value acc = arith::MulFOp::create(
-                    b,
-                    vector::LoadOp::create(b, vec(chunk), accTile,
-                                           ValueRange{r, idx(d)}),
-                    alphaVec);
-                auto pv = scf::ForOp::create(
-                    b, idx(0), numKeys, idx(1), ValueRange{acc},
-                    [&](OpBuilder &pb, Location ploc, Value j,
-                        ValueRange a) {
-                      ImplicitLocOpBuilder ib(ploc, pb);
-                      Value p = memref::LoadOp::create(ib, probRow, j);
-                      Value v = vector::LoadOp::create(
-                          ib, vec(chunk), vTile, ValueRange{j, idx(d)});
-                      Value pb2 =
-                          vector::BroadcastOp::create(ib, vec(chunk), p);
-                      scf::YieldOp::create(
-                          ib, ValueRange{vector::FMAOp::create(ib, pb2, v,
-                                                               a[0])});
-                    });
-                vector::StoreOp::create(b, pv.getResult(0), accTile,
-                                        ValueRange{r, idx(d)});
-              }
-              scf::YieldOp::create(
-                  b, ValueRange{
-                         vector::InsertOp::create(b, newMax, state[0], r),
-                         vector::InsertOp::create(b, newSum, state[1], r)});
-            });
-        scf::YieldOp::create(b, rowLoop.getResults());
-      });
-  Value rowMax = kvLoop.getResult(0), rowSum = kvLoop.getResult(1);
+                // acc[r, :] = alpha * acc[r, :] + P[r, :] . V
+                vector::StoreOp::create(b, probs, probRow, ValueRange{idx(0)});
+                Value alphaVec =
+                    vector::BroadcastOp::create(b, vec(chunk), alpha);
+                for (int64_t d = 0; d < headDim; d += chunk) {
+                  Value acc = arith::MulFOp::create(
+                      b,
+                      vector::LoadOp::create(b, vec(chunk), accTile,
+                                             ValueRange{r, idx(d)}),
+                      alphaVec);
+                  auto pv = scf::ForOp::create(
+                      b, idx(0), numKeys, idx(1), ValueRange{acc},
+                      [&](OpBuilder &pb, Location ploc, Value j, ValueRange a) {
+                        ImplicitLocOpBuilder ib(ploc, pb);
+                        Value p = memref::LoadOp::create(ib, probRow, j);
+                        Value v = vector::LoadOp::create(ib, vec(chunk), vTile,
+                                                         ValueRange{j, idx(d)});
+                        Value pb2 =
+                            vector::BroadcastOp::create(ib, vec(chunk), p);
+                        scf::YieldOp::create(
+                            ib, ValueRange{
+                                    vector::FMAOp::create(ib, pb2, v, a[0])});
+                      });
+                  vector::StoreOp::create(b, pv.getResult(0), accTile,
+                                          ValueRange{r, idx(d)});
+                }
+                scf::YieldOp::create(
+                    b, ValueRange{
+                           vector::InsertOp::create(b, newMax, state[0], r),
+                           vector::InsertOp::create(b, newSum, state[1], r)});
+              });
+          scf::YieldOp::create(b, rowLoop.getResults());
+        });
+    return kvLoop.getResults();
+  };
+  ValueRange state;
+  if (cfg.chooseAtRunTime) {
+    auto choice = scf::IfOp::create(b, TypeRange{vec(rows), vec(rows)},
+                                    lt(idx(kTransposeMinRows), numRows),
+                                    /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(choice.thenBlock());
+      scf::YieldOp::create(b, emitKVLoop(true));
+      b.setInsertionPointToStart(choice.elseBlock());
+      scf::YieldOp::create(b, emitKVLoop(false));
+    }
+    state = choice.getResults();
+  } else {
+    state = emitKVLoop(cfg.transposeK);
+  }
+  Value rowMax = state[0], rowSum = state[1];
 
   // Epilogue: O = acc / l (zero for rows that saw no key), LSE in nats.
   Type outElem = cast<MemRefType>(output.getType()).getElementType();
@@ -570,8 +605,7 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
     for (int64_t d = 0; d < headDim; d += chunk) {
       Value o = arith::MulFOp::create(
           b,
-          vector::LoadOp::create(b, vec(chunk), accTile,
-                                 ValueRange{r, idx(d)}),
+          vector::LoadOp::create(b, vec(chunk), accTile, ValueRange{r, idx(d)}),
           invVec);
       if (outElem != f32)
         o = arith::TruncFOp::create(b, vec(chunk, outElem), o);
@@ -583,9 +617,8 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
           b, arith::AddFOp::create(b, m, math::Log2Op::create(b, l)),
           f32c(kLn2));
       Value value = arith::SelectOp::create(b, sawKey, nats, f32c(-kInf));
-      SmallVector<Value> at =
-          ragged ? SmallVector<Value>{head, token}
-                 : SmallVector<Value>{w.batch, head, query};
+      SmallVector<Value> at = ragged ? SmallVector<Value>{head, token}
+                                     : SmallVector<Value>{w.batch, head, query};
       memref::StoreOp::create(b, value, lse, at);
     }
   });
@@ -616,8 +649,12 @@ struct AttnLowerToTilesPass
       if (!op.isRagged() && !qType.isDynamicDim(1) && qType.getDimSize(1) > 0)
         cfg.blockQ = std::min(cfg.blockQ, qType.getDimSize(1));
       int64_t rowsPerTile = cfg.blockQ * group;
+      cfg.chooseAtRunTime = false;
       if (qkForm == "auto") {
-        cfg.transposeK = rowsPerTile > 16;
+        // A dynamic query length may give tiles of any height up to rows.
+        bool staticRows = op.isRagged() ? false : !qType.isDynamicDim(1);
+        cfg.transposeK = rowsPerTile > kTransposeMinRows;
+        cfg.chooseAtRunTime = cfg.transposeK && !staticRows;
       } else if (qkForm == "dot" || qkForm == "transposed") {
         cfg.transposeK = qkForm == "transposed";
       } else {
@@ -647,9 +684,10 @@ struct AttnLowerToTilesPass
               {b.getNamedAttr("block_q", i64(cfg.blockQ)),
                b.getNamedAttr("block_kv", i64(cfg.blockKV)),
                b.getNamedAttr("head_dim_chunk", i64(cfg.chunk)),
-               b.getNamedAttr("qk_form", b.getStringAttr(cfg.transposeK
-                                                             ? "transposed"
-                                                             : "dot")),
+               b.getNamedAttr("qk_form",
+                              b.getStringAttr(cfg.chooseAtRunTime ? "by_rows"
+                                              : cfg.transposeK    ? "transposed"
+                                                                  : "dot")),
                b.getNamedAttr("workspace_bytes", i64(workspace))}));
       op->replaceAllUsesWith(results);
       op->erase();

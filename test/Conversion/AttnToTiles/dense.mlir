@@ -1,5 +1,6 @@
-// RUN: attn-opt %s --attn-lower-to-tiles=block-kv=16 --canonicalize | FileCheck %s
+// RUN: attn-opt %s --attn-lower-to-tiles="block-kv=16 qk-form=transposed" --canonicalize | FileCheck %s
 // RUN: attn-opt %s --attn-lower-to-tiles="block-kv=16 qk-form=dot" --canonicalize | FileCheck %s --check-prefix=DOT
+// RUN: attn-opt %s --attn-lower-to-tiles=block-kv=16 --canonicalize | FileCheck %s --check-prefix=AUTO
 
 // GQA 4/2: the two query heads of one KV head are the rows of one tile, so
 // every K/V tile is loaded once per group; 32 query tokens x 2 heads = 64 rows.
@@ -75,6 +76,18 @@ func.func @causal(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x2x64xf16>,
 // DOT: vector.fma %{{.*}} : vector<64xf32>
 // DOT: vector.reduction <add>, %{{.*}} : vector<64xf32> into f32
 // DOT: memref.store
+
+// With a dynamic query length (auto), a work item's row count picks the form:
+// more than 16 rows take the transposed KV loop, fewer (decode) the dot loop.
+// AUTO-LABEL: func.func @causal
+// AUTO-SAME: qk_form = "by_rows"
+// AUTO: %[[ROWS:.*]] = arith.muli %{{.*}}, %c2 : index
+// AUTO: %[[MANY:.*]] = arith.cmpi sgt, %[[ROWS]], %c16 : index
+// AUTO: scf.if %[[MANY]] -> (vector<64xf32>) {
+// AUTO: scf.for {{.*}} -> (vector<16xf32>)
+// AUTO: } else {
+// AUTO: vector.reduction <add>
+// AUTO: return
 
 // Without a mask the KV loop runs over every tile of the sequence and no
 // causal comparison is emitted (only the sequence-tail test).
