@@ -57,6 +57,17 @@ struct WorkItem {
   Value qStart, qLen, kStart, kLen; // in tokens
   Value firstQuery;                 // first query of the tile, in the sequence
   Value numQueries;                 // queries of this tile (<= blockQ)
+  Value numRows;                    // numQueries * G
+  Value firstHead;                  // first query head: kvHead * G
+  // Positions (DESIGN.md section 4) of the tile's first and last query, and
+  // the offset from query index to position (bottom-right: Lk - Lq).
+  Value posOffset, firstPos, lastPos;
+};
+
+/// The KV tiles a work item visits: `numSink` tiles from 0, then the tiles
+/// from `mainBegin` on, `numTiles` in all (the block predicate).
+struct KVRange {
+  Value numSink, mainBegin, numTiles;
 };
 
 /// Builds the tiled loop nest for one attn.attention. Integer values are
@@ -67,7 +78,14 @@ public:
       : op(op), cfg(cfg), b(b), ragged(op.isRagged()), mask(op.getMaskOrNone()),
         groupSize(op.getGroupSize()), headDim(op.getHeadDim()),
         numKVHeads(op.getNumKVHeads()), rows(cfg.blockQ * groupSize),
-        f32(b.getF32Type()) {}
+        f32(b.getF32Type()) {
+    // Scores are computed in the log2 domain: fold scale * log2(e) into Q
+    // (or scale / softcap when soft-capping, applied after tanh).
+    double scale = op.getScaleOrDefault();
+    if (auto cap = op.getSoftcapAttr())
+      softcap = cap.getValueAsDouble();
+    qScale = softcap ? scale / *softcap : scale * kLog2e;
+  }
 
   /// Emits the loops; returns the replacement values of op's results.
   SmallVector<Value> build();
@@ -139,8 +157,34 @@ private:
   }
   /// S[r, :] = Q[r, :] . K^T for every key of the tile, as vector<block_kv>.
   Value emitScores(Value r);
+  /// Row r of a tile is query firstQuery + r / G of query head
+  /// kvHead * G + r % G: the G heads of one token are contiguous in memory.
+  Value rowQuery(Value r) {
+    return arith::DivUIOp::create(b, r, idx(groupSize));
+  }
+  Value rowHead(const WorkItem &w, Value r) {
+    return add(w.firstHead, arith::RemUIOp::create(b, r, idx(groupSize)));
+  }
+
   WorkItem emitSequenceBounds(Value batch, Value kvHead, Value qTile);
   void emitWorkItem(Value batch, Value kvHead, Value qTile);
+  void emitWorkspace();
+  /// Q rows, pre-scaled, and a zeroed accumulator.
+  void emitQueryTile(const WorkItem &w);
+  /// Fills the positions of `w`; returns the KV tiles any row can see.
+  KVRange emitBlockPredicate(WorkItem &w);
+  /// The KV-tile loop carrying (row max, row sum), in one score form.
+  ValueRange emitKVLoop(const WorkItem &w, const KVRange &range,
+                        bool transposedForm);
+  /// K and V of one tile to f32 in the workspace (dequantization fuses here).
+  void emitTileLoad(const WorkItem &w, Value tileStart, Value numKeys);
+  /// Whether every row sees every key of the tile (no element predicate).
+  Value emitFullTileTest(const WorkItem &w, Value tileStart, Value numKeys);
+  /// One row's online-softmax step over one tile; returns the new state.
+  SmallVector<Value> emitRowUpdate(const WorkItem &w, Value r, ValueRange state,
+                                   Value tileStart, Value numKeys, Value full);
+  /// O = acc / l (zero for rows that saw no key), LSE in nats.
+  void emitEpilogue(const WorkItem &w, Value rowMax, Value rowSum);
   Value emitElementPredicate(Value scores, Value tileStart, Value kLen,
                              Value queryPos);
 
@@ -151,6 +195,8 @@ private:
   MaskAttr mask;
   int64_t groupSize, headDim, numKVHeads, rows;
   Type f32;
+  std::optional<double> softcap;
+  double qScale;
 
   Value query, key, value, cuQ, cuK, output, lse;
   // Per work item, fixed-size f32 workspace.
@@ -333,9 +379,8 @@ Value AttentionTiler::emitElementPredicate(Value scores, Value tileStart,
   return arith::SelectOp::create(b, visible, scores, splat(bk, -kInf));
 }
 
-void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
-  const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
-  // Private workspace of the work item: fixed size, independent of Lq/Lk.
+void AttentionTiler::emitWorkspace() {
+  const int64_t bk = cfg.blockKV;
   auto ws = [&](int64_t r, int64_t c) {
     return memref::AllocaOp::create(b, MemRefType::get({r, c}, f32));
   };
@@ -353,34 +398,13 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
   // dynamic extract from a register vector would spill the vector per key.
   probRow = memref::AllocaOp::create(b, MemRefType::get({bk}, f32));
   accTile = ws(rows, headDim);
+}
 
-  WorkItem w = emitSequenceBounds(batch, kvHead, qTileIdx);
-  auto hasRows = scf::IfOp::create(b, lt(idx(0), w.numQueries));
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(hasRows.thenBlock());
-
-  // Row r of the tile is query firstQuery + r / G of query head
-  // kvHead * G + r % G: the G heads of one token are contiguous in memory.
-  Value numRows = mul(w.numQueries, idx(groupSize));
-  Value firstHead = mul(kvHead, idx(groupSize));
-  auto rowQuery = [&](Value r) {
-    return arith::DivUIOp::create(b, r, idx(groupSize));
-  };
-  auto rowHead = [&](Value r) {
-    return add(firstHead, arith::RemUIOp::create(b, r, idx(groupSize)));
-  };
-
-  // Scores are computed in the log2 domain: fold scale * log2(e) into Q
-  // (or scale / softcap when soft-capping, applied after tanh).
-  double scale = op.getScaleOrDefault();
-  std::optional<double> softcap;
-  if (auto cap = op.getSoftcapAttr())
-    softcap = cap.getValueAsDouble();
-  double qScale = softcap ? scale / *softcap : scale * kLog2e;
-
-  forEach(idx(0), numRows, 1, [&](Value r) {
+void AttentionTiler::emitQueryTile(const WorkItem &w) {
+  const int64_t chunk = cfg.chunk;
+  forEach(idx(0), w.numRows, 1, [&](Value r) {
     Value token = add(w.qStart, add(w.firstQuery, rowQuery(r)));
-    Value head = rowHead(r);
+    Value head = rowHead(w, r);
     for (int64_t d = 0; d < headDim; d += chunk) {
       Value q = loadChunk(w, query, token, head, idx(d));
       q = arith::MulFOp::create(b, q, splat(chunk, qScale));
@@ -389,209 +413,197 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
                               ValueRange{r, idx(d)});
     }
   });
+}
 
-  // Block predicate: the range of KV tiles any row of this tile can see.
-  Value posOffset =
-      mask.getTopLeft() ? idx(0) : sub(w.kLen, w.qLen); // bottom-right
-  Value firstPos = add(w.firstQuery, posOffset);
-  Value lastPos = add(firstPos, sub(w.numQueries, idx(1)));
+KVRange AttentionTiler::emitBlockPredicate(WorkItem &w) {
+  const int64_t bk = cfg.blockKV;
+  w.posOffset = mask.getTopLeft() ? idx(0) : sub(w.kLen, w.qLen);
+  w.firstPos = add(w.firstQuery, w.posOffset);
+  w.lastPos = add(w.firstPos, sub(w.numQueries, idx(1)));
   Value endKey = w.kLen;
   if (mask.hasUpperBound())
-    endKey = minS(w.kLen, maxS(idx(0), add(lastPos, idx(1))));
+    endKey = minS(w.kLen, maxS(idx(0), add(w.lastPos, idx(1))));
   Value beginKey = idx(0);
   if (mask.hasWindow())
-    beginKey = minS(endKey, maxS(idx(0), sub(firstPos, idx(mask.getWindow()))));
-  Value mainBegin = arith::DivSIOp::create(b, beginKey, idx(bk));
-  Value mainEnd = ceilDiv(endKey, bk);
-  Value numMain = maxS(idx(0), sub(mainEnd, mainBegin));
+    beginKey =
+        minS(endKey, maxS(idx(0), sub(w.firstPos, idx(mask.getWindow()))));
+  KVRange range;
+  range.mainBegin = arith::DivSIOp::create(b, beginKey, idx(bk));
+  Value numMain = maxS(idx(0), sub(ceilDiv(endKey, bk), range.mainBegin));
   // Sink tiles below the window run first, then the contiguous main range.
-  Value numSink = idx(0);
+  range.numSink = idx(0);
   if (mask.hasWindow() && mask.getSinks() > 0)
-    numSink = minS(ceilDiv(minS(idx(mask.getSinks()), w.kLen), bk), mainBegin);
-  Value numTiles = add(numSink, numMain);
+    range.numSink =
+        minS(ceilDiv(minS(idx(mask.getSinks()), w.kLen), bk), range.mainBegin);
+  range.numTiles = add(range.numSink, numMain);
+  return range;
+}
 
-  Value rowState = splat(rows, 0.0);
-  Value initMax = splat(rows, -kInf);
-  auto emitKVLoop = [&](bool transposedForm) -> ValueRange {
-    transposed = transposedForm;
-    kTile = transposed ? kTileTransposed : kTileRows;
-    auto kvLoop = scf::ForOp::create(
-        b, idx(0), numTiles, idx(1), ValueRange{initMax, rowState},
-        [&](OpBuilder &nb, Location loc, Value step, ValueRange carried) {
-          OpBuilder::InsertionGuard g(b);
-          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-          Value tile = arith::SelectOp::create(
-              b, lt(step, numSink), step, add(sub(step, numSink), mainBegin));
-          Value tileStart = mul(tile, idx(bk));
-          Value numKeys = minS(idx(bk), sub(w.kLen, tileStart));
-
-          // Tile load: K and V to f32 (where dequantization will fuse), with
-          // the tail past the sequence zeroed so masked keys stay finite.
-          forEach(idx(0), idx(bk), 1, [&](Value j) {
-            auto inRange = scf::IfOp::create(b, lt(j, numKeys),
-                                             /*withElseRegion=*/true);
-            OpBuilder::InsertionGuard g2(b);
-            b.setInsertionPointToStart(inRange.thenBlock());
-            Value token = add(w.kStart, add(tileStart, j));
-            for (int64_t d = 0; d < headDim; d += chunk) {
-              Value k = loadChunk(w, key, token, kvHead, idx(d));
-              if (transposed)
-                storeColumn(k, j, d);
-              else
-                vector::StoreOp::create(b, k, kTile, ValueRange{j, idx(d)});
-              vector::StoreOp::create(
-                  b, loadChunk(w, value, token, kvHead, idx(d)), vTile,
-                  ValueRange{j, idx(d)});
-            }
-            // The same key one tile ahead: one head's rows are a whole token
-            // apart, so few share a page and the hardware prefetcher (which
-            // stays inside a page) cannot stream them.
-            Value ahead =
-                minS(add(token, idx(bk)), sub(add(w.kStart, w.kLen), idx(1)));
-            for (Value buffer : {key, value}) {
-              auto type = cast<MemRefType>(buffer.getType());
-              int64_t lineElems =
-                  std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
-              for (int64_t d = 0; d < headDim; d += lineElems)
-                memref::PrefetchOp::create(
-                    b, buffer, tokenIndices(w, ahead, kvHead, idx(d)),
-                    /*isWrite=*/false, /*localityHint=*/3,
-                    /*isDataCache=*/true);
-            }
-            b.setInsertionPointToStart(inRange.elseBlock());
-            for (int64_t d = 0; d < headDim; d += chunk) {
-              if (transposed)
-                storeColumn(splat(chunk, 0.0), j, d);
-              else
-                vector::StoreOp::create(b, splat(chunk, 0.0), kTile,
-                                        ValueRange{j, idx(d)});
-              vector::StoreOp::create(b, splat(chunk, 0.0), vTile,
-                                      ValueRange{j, idx(d)});
-            }
-          });
-
-          // A tile is full when every row sees every key: no element mask.
-          Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
-                                             numKeys, idx(bk));
-          Value tileLast = add(tileStart, idx(bk - 1));
-          if (mask.hasUpperBound())
-            full = arith::AndIOp::create(b, full, le(tileLast, firstPos));
-          if (mask.hasWindow()) {
-            Value aboveWindow =
-                le(sub(lastPos, idx(mask.getWindow())), tileStart);
-            if (mask.getSinks() > 0)
-              aboveWindow = arith::OrIOp::create(
-                  b, aboveWindow, lt(tileLast, idx(mask.getSinks())));
-            full = arith::AndIOp::create(b, full, aboveWindow);
-          }
-
-          auto rowLoop = scf::ForOp::create(
-              b, idx(0), numRows, idx(1), carried,
-              [&](OpBuilder &rb, Location rloc, Value r, ValueRange state) {
-                OpBuilder::InsertionGuard g3(b);
-                b.setInsertionPoint(rb.getInsertionBlock(),
-                                    rb.getInsertionPoint());
-                Value scores = emitScores(r);
-                if (softcap)
-                  scores =
-                      arith::MulFOp::create(b, math::TanhOp::create(b, scores),
-                                            splat(bk, *softcap * kLog2e));
-                {
-                  // Partial tiles (mask edges, the sequence tail) mask
-                  // elements; full tiles skip the predicate.
-                  Value pos = add(add(w.firstQuery, rowQuery(r)), posOffset);
-                  auto partial = scf::IfOp::create(b, TypeRange{vec(bk)}, full,
-                                                   /*withElseRegion=*/true);
-                  {
-                    OpBuilder::InsertionGuard g4(b);
-                    b.setInsertionPointToStart(partial.thenBlock());
-                    scf::YieldOp::create(b, scores);
-                    b.setInsertionPointToStart(partial.elseBlock());
-                    scf::YieldOp::create(
-                        b,
-                        emitElementPredicate(scores, tileStart, w.kLen, pos));
-                  }
-                  scores = partial.getResult(0);
-                }
-
-                // Online softmax: new running max, rescale by 2^(old - new).
-                Value oldMax = vector::ExtractOp::create(b, state[0], r);
-                Value oldSum = vector::ExtractOp::create(b, state[1], r);
-                Value tileMax = vector::ReductionOp::create(
-                    b, vector::CombiningKind::MAXIMUMF, scores);
-                Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
-                // While a row has seen no key its max is -inf: subtract 0.
-                Value noKeyYet = arith::CmpFOp::create(
-                    b, arith::CmpFPredicate::OEQ, newMax, f32c(-kInf));
-                Value base =
-                    arith::SelectOp::create(b, noKeyYet, f32c(0.0), newMax);
-                Value probs = math::Exp2Op::create(
-                    b, arith::SubFOp::create(
-                           b, scores,
-                           vector::BroadcastOp::create(b, vec(bk), base)));
-                Value alpha = math::Exp2Op::create(
-                    b, arith::SubFOp::create(b, oldMax, base));
-                Value newSum = arith::AddFOp::create(
-                    b, arith::MulFOp::create(b, oldSum, alpha),
-                    vector::ReductionOp::create(b, vector::CombiningKind::ADD,
-                                                probs));
-
-                // acc[r, :] = alpha * acc[r, :] + P[r, :] . V
-                vector::StoreOp::create(b, probs, probRow, ValueRange{idx(0)});
-                Value alphaVec =
-                    vector::BroadcastOp::create(b, vec(chunk), alpha);
-                for (int64_t d = 0; d < headDim; d += chunk) {
-                  Value acc = arith::MulFOp::create(
-                      b,
-                      vector::LoadOp::create(b, vec(chunk), accTile,
-                                             ValueRange{r, idx(d)}),
-                      alphaVec);
-                  auto pv = scf::ForOp::create(
-                      b, idx(0), numKeys, idx(1), ValueRange{acc},
-                      [&](OpBuilder &pb, Location ploc, Value j, ValueRange a) {
-                        ImplicitLocOpBuilder ib(ploc, pb);
-                        Value p = memref::LoadOp::create(ib, probRow, j);
-                        Value v = vector::LoadOp::create(ib, vec(chunk), vTile,
-                                                         ValueRange{j, idx(d)});
-                        Value pb2 =
-                            vector::BroadcastOp::create(ib, vec(chunk), p);
-                        scf::YieldOp::create(
-                            ib, ValueRange{
-                                    vector::FMAOp::create(ib, pb2, v, a[0])});
-                      });
-                  vector::StoreOp::create(b, pv.getResult(0), accTile,
-                                          ValueRange{r, idx(d)});
-                }
-                scf::YieldOp::create(
-                    b, ValueRange{
-                           vector::InsertOp::create(b, newMax, state[0], r),
-                           vector::InsertOp::create(b, newSum, state[1], r)});
-              });
-          scf::YieldOp::create(b, rowLoop.getResults());
-        });
-    return kvLoop.getResults();
+void AttentionTiler::emitTileLoad(const WorkItem &w, Value tileStart,
+                                  Value numKeys) {
+  const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
+  auto storeK = [&](Value k, Value j, int64_t d) {
+    if (transposed)
+      storeColumn(k, j, d);
+    else
+      vector::StoreOp::create(b, k, kTile, ValueRange{j, idx(d)});
   };
-  ValueRange state;
-  if (cfg.chooseAtRunTime) {
-    auto choice = scf::IfOp::create(b, TypeRange{vec(rows), vec(rows)},
-                                    lt(idx(kTransposeMinRows), numRows),
-                                    /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard g(b);
-      b.setInsertionPointToStart(choice.thenBlock());
-      scf::YieldOp::create(b, emitKVLoop(true));
-      b.setInsertionPointToStart(choice.elseBlock());
-      scf::YieldOp::create(b, emitKVLoop(false));
+  forEach(idx(0), idx(bk), 1, [&](Value j) {
+    auto inRange = scf::IfOp::create(b, lt(j, numKeys),
+                                     /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(inRange.thenBlock());
+    Value token = add(w.kStart, add(tileStart, j));
+    for (int64_t d = 0; d < headDim; d += chunk) {
+      storeK(loadChunk(w, key, token, w.kvHead, idx(d)), j, d);
+      vector::StoreOp::create(b, loadChunk(w, value, token, w.kvHead, idx(d)),
+                              vTile, ValueRange{j, idx(d)});
     }
-    state = choice.getResults();
-  } else {
-    state = emitKVLoop(cfg.transposeK);
-  }
-  Value rowMax = state[0], rowSum = state[1];
+    // The same key one tile ahead: one head's rows are a whole token apart,
+    // so few share a page and the hardware prefetcher (which stays inside a
+    // page) cannot stream them.
+    Value ahead = minS(add(token, idx(bk)), sub(add(w.kStart, w.kLen), idx(1)));
+    for (Value buffer : {key, value}) {
+      auto type = cast<MemRefType>(buffer.getType());
+      int64_t lineElems =
+          std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
+      for (int64_t d = 0; d < headDim; d += lineElems)
+        memref::PrefetchOp::create(b, buffer,
+                                   tokenIndices(w, ahead, w.kvHead, idx(d)),
+                                   /*isWrite=*/false, /*localityHint=*/3,
+                                   /*isDataCache=*/true);
+    }
+    // Past the sequence's end: zeros, so masked keys stay finite.
+    b.setInsertionPointToStart(inRange.elseBlock());
+    for (int64_t d = 0; d < headDim; d += chunk) {
+      storeK(splat(chunk, 0.0), j, d);
+      vector::StoreOp::create(b, splat(chunk, 0.0), vTile,
+                              ValueRange{j, idx(d)});
+    }
+  });
+}
 
-  // Epilogue: O = acc / l (zero for rows that saw no key), LSE in nats.
+Value AttentionTiler::emitFullTileTest(const WorkItem &w, Value tileStart,
+                                       Value numKeys) {
+  const int64_t bk = cfg.blockKV;
+  Value full =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::eq, numKeys, idx(bk));
+  Value tileLast = add(tileStart, idx(bk - 1));
+  if (mask.hasUpperBound())
+    full = arith::AndIOp::create(b, full, le(tileLast, w.firstPos));
+  if (mask.hasWindow()) {
+    Value aboveWindow = le(sub(w.lastPos, idx(mask.getWindow())), tileStart);
+    if (mask.getSinks() > 0)
+      aboveWindow = arith::OrIOp::create(b, aboveWindow,
+                                         lt(tileLast, idx(mask.getSinks())));
+    full = arith::AndIOp::create(b, full, aboveWindow);
+  }
+  return full;
+}
+
+SmallVector<Value> AttentionTiler::emitRowUpdate(const WorkItem &w, Value r,
+                                                 ValueRange state,
+                                                 Value tileStart, Value numKeys,
+                                                 Value full) {
+  const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
+  Value scores = emitScores(r);
+  if (softcap)
+    scores = arith::MulFOp::create(b, math::TanhOp::create(b, scores),
+                                   splat(bk, *softcap * kLog2e));
+  // Partial tiles (mask edges, the sequence tail) apply the element
+  // predicate; full tiles skip it.
+  Value pos = add(add(w.firstQuery, rowQuery(r)), w.posOffset);
+  auto partial = scf::IfOp::create(b, TypeRange{vec(bk)}, full,
+                                   /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(partial.thenBlock());
+    scf::YieldOp::create(b, scores);
+    b.setInsertionPointToStart(partial.elseBlock());
+    scf::YieldOp::create(b,
+                         emitElementPredicate(scores, tileStart, w.kLen, pos));
+  }
+  scores = partial.getResult(0);
+
+  // Online softmax: new running max, rescale by 2^(old - new).
+  Value oldMax = vector::ExtractOp::create(b, state[0], r);
+  Value oldSum = vector::ExtractOp::create(b, state[1], r);
+  Value tileMax =
+      vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF, scores);
+  Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
+  // While a row has seen no key its max is -inf: subtract 0 instead.
+  Value noKeyYet =
+      arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, newMax, f32c(-kInf));
+  Value base = arith::SelectOp::create(b, noKeyYet, f32c(0.0), newMax);
+  Value probs = math::Exp2Op::create(
+      b, arith::SubFOp::create(b, scores,
+                               vector::BroadcastOp::create(b, vec(bk), base)));
+  Value alpha = math::Exp2Op::create(b, arith::SubFOp::create(b, oldMax, base));
+  Value newSum = arith::AddFOp::create(
+      b, arith::MulFOp::create(b, oldSum, alpha),
+      vector::ReductionOp::create(b, vector::CombiningKind::ADD, probs));
+
+  // acc[r, :] = alpha * acc[r, :] + P[r, :] . V, over the tile's keys only.
+  vector::StoreOp::create(b, probs, probRow, ValueRange{idx(0)});
+  Value alphaVec = vector::BroadcastOp::create(b, vec(chunk), alpha);
+  for (int64_t d = 0; d < headDim; d += chunk) {
+    Value acc = arith::MulFOp::create(
+        b,
+        vector::LoadOp::create(b, vec(chunk), accTile, ValueRange{r, idx(d)}),
+        alphaVec);
+    auto pv = scf::ForOp::create(
+        b, idx(0), numKeys, idx(1), ValueRange{acc},
+        [&](OpBuilder &nb, Location loc, Value j, ValueRange carried) {
+          ImplicitLocOpBuilder ib(loc, nb);
+          Value p = vector::BroadcastOp::create(
+              ib, vec(chunk), memref::LoadOp::create(ib, probRow, j));
+          Value v = vector::LoadOp::create(ib, vec(chunk), vTile,
+                                           ValueRange{j, idx(d)});
+          scf::YieldOp::create(
+              ib, ValueRange{vector::FMAOp::create(ib, p, v, carried[0])});
+        });
+    vector::StoreOp::create(b, pv.getResult(0), accTile, ValueRange{r, idx(d)});
+  }
+  return {vector::InsertOp::create(b, newMax, state[0], r),
+          vector::InsertOp::create(b, newSum, state[1], r)};
+}
+
+ValueRange AttentionTiler::emitKVLoop(const WorkItem &w, const KVRange &range,
+                                      bool transposedForm) {
+  transposed = transposedForm;
+  kTile = transposed ? kTileTransposed : kTileRows;
+  Value init = splat(rows, 0.0), initMax = splat(rows, -kInf);
+  auto kvLoop = scf::ForOp::create(
+      b, idx(0), range.numTiles, idx(1), ValueRange{initMax, init},
+      [&](OpBuilder &nb, Location loc, Value step, ValueRange carried) {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+        Value tile = arith::SelectOp::create(
+            b, lt(step, range.numSink), step,
+            add(sub(step, range.numSink), range.mainBegin));
+        Value tileStart = mul(tile, idx(cfg.blockKV));
+        Value numKeys = minS(idx(cfg.blockKV), sub(w.kLen, tileStart));
+        emitTileLoad(w, tileStart, numKeys);
+        Value full = emitFullTileTest(w, tileStart, numKeys);
+        auto rowLoop = scf::ForOp::create(
+            b, idx(0), w.numRows, idx(1), carried,
+            [&](OpBuilder &rb, Location rloc, Value r, ValueRange state) {
+              OpBuilder::InsertionGuard rowGuard(b);
+              b.setInsertionPoint(rb.getInsertionBlock(),
+                                  rb.getInsertionPoint());
+              scf::YieldOp::create(
+                  b, emitRowUpdate(w, r, state, tileStart, numKeys, full));
+            });
+        scf::YieldOp::create(b, rowLoop.getResults());
+      });
+  return kvLoop.getResults();
+}
+
+void AttentionTiler::emitEpilogue(const WorkItem &w, Value rowMax,
+                                  Value rowSum) {
+  const int64_t chunk = cfg.chunk;
   Type outElem = cast<MemRefType>(output.getType()).getElementType();
-  forEach(idx(0), numRows, 1, [&](Value r) {
+  forEach(idx(0), w.numRows, 1, [&](Value r) {
     Value m = vector::ExtractOp::create(b, rowMax, r);
     Value l = vector::ExtractOp::create(b, rowSum, r);
     Value sawKey =
@@ -599,9 +611,9 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
     Value inv = arith::SelectOp::create(
         b, sawKey, arith::DivFOp::create(b, f32c(1.0), l), f32c(0.0));
     Value invVec = vector::BroadcastOp::create(b, vec(chunk), inv);
-    Value query = add(w.firstQuery, rowQuery(r));
-    Value head = rowHead(r);
-    Value token = add(w.qStart, query);
+    Value queryIdx = add(w.firstQuery, rowQuery(r));
+    Value head = rowHead(w, r);
+    Value token = add(w.qStart, queryIdx);
     for (int64_t d = 0; d < headDim; d += chunk) {
       Value o = arith::MulFOp::create(
           b,
@@ -616,12 +628,42 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
       Value nats = arith::MulFOp::create(
           b, arith::AddFOp::create(b, m, math::Log2Op::create(b, l)),
           f32c(kLn2));
-      Value value = arith::SelectOp::create(b, sawKey, nats, f32c(-kInf));
-      SmallVector<Value> at = ragged ? SmallVector<Value>{head, token}
-                                     : SmallVector<Value>{w.batch, head, query};
-      memref::StoreOp::create(b, value, lse, at);
+      Value lseValue = arith::SelectOp::create(b, sawKey, nats, f32c(-kInf));
+      SmallVector<Value> at = ragged
+                                  ? SmallVector<Value>{head, token}
+                                  : SmallVector<Value>{w.batch, head, queryIdx};
+      memref::StoreOp::create(b, lseValue, lse, at);
     }
   });
+}
+
+void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
+  // Private workspace of the work item: fixed size, independent of Lq/Lk.
+  emitWorkspace();
+  WorkItem w = emitSequenceBounds(batch, kvHead, qTileIdx);
+  auto hasRows = scf::IfOp::create(b, lt(idx(0), w.numQueries));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(hasRows.thenBlock());
+  w.numRows = mul(w.numQueries, idx(groupSize));
+  w.firstHead = mul(kvHead, idx(groupSize));
+
+  emitQueryTile(w);
+  KVRange range = emitBlockPredicate(w);
+  ValueRange state;
+  if (cfg.chooseAtRunTime) {
+    auto choice = scf::IfOp::create(b, TypeRange{vec(rows), vec(rows)},
+                                    lt(idx(kTransposeMinRows), w.numRows),
+                                    /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard choiceGuard(b);
+    b.setInsertionPointToStart(choice.thenBlock());
+    scf::YieldOp::create(b, emitKVLoop(w, range, /*transposedForm=*/true));
+    b.setInsertionPointToStart(choice.elseBlock());
+    scf::YieldOp::create(b, emitKVLoop(w, range, /*transposedForm=*/false));
+    state = choice.getResults();
+  } else {
+    state = emitKVLoop(w, range, cfg.transposeK);
+  }
+  emitEpilogue(w, state[0], state[1]);
 }
 
 namespace {
