@@ -261,6 +261,35 @@ def sampled_reference_error(row, q, k, v, o, n=32):
     return float(np.abs(got - ref).max() / np.abs(ref).max())
 
 
+def measure_ceilings(threads: int, reps: int = 5) -> dict:
+    """The machine's own limits, measured here (DESIGN.md section 7): copy bandwidth with
+    `threads` threads copying disjoint halves of a 512 MiB buffer (numpy releases the GIL),
+    and the f32 matmul rate of numpy's BLAS at 2048^3."""
+    from concurrent.futures import ThreadPoolExecutor
+    n = 128 << 20  # f32 elements: 512 MiB per buffer, far beyond the caches
+    src, dst = np.ones(n, np.float32), np.empty(n, np.float32)
+    parts = np.array_split(np.arange(n), threads)
+    spans = [(int(p[0]), int(p[-1]) + 1) for p in parts]
+    with ThreadPoolExecutor(threads) as pool:
+        def copy():
+            list(pool.map(lambda sp: np.copyto(dst[sp[0]:sp[1]], src[sp[0]:sp[1]]), spans))
+        copy()
+        t = min(_time(copy) for _ in range(reps))
+    bw = 2 * src.nbytes / t  # read + write
+    del src, dst
+    m = 2048
+    a, b = np.random.rand(m, m).astype(np.float32), np.random.rand(m, m).astype(np.float32)
+    a @ b
+    t = min(_time(lambda: a @ b) for _ in range(reps))
+    return {"copy_gbs": bw / 1e9, "matmul_gflops": 2 * m ** 3 / t / 1e9}
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (2 after 1 warm-up)")
@@ -310,6 +339,9 @@ def main():
         print(f"#   {n:5s} {getattr(p, 'version', '')}: {p.computes}")
     for n, why in notes.items():
         print(f"#   {n:5s} {why}")
+    ceil = measure_ceilings(a.threads)
+    print(f"# ceilings: copy {ceil['copy_gbs']:.1f} GB/s (read+write, {a.threads} threads), "
+          f"f32 matmul {ceil['matmul_gflops']:.1f} GFLOP/s (numpy BLAS, 2048^3)")
     results = []
     for row in rows:
         rng = np.random.default_rng()
@@ -317,6 +349,9 @@ def main():
         k = rng.standard_normal((row.b, row.lk, row.hkv, row.d), dtype=np.float32)
         v = rng.standard_normal((row.b, row.lk, row.hkv, row.d), dtype=np.float32)
         useful = row.useful_flops()
+        io_bytes = 2 * q.nbytes + k.nbytes + v.nbytes
+        # The floor: the larger of compute at the matmul rate and I/O at copy bandwidth.
+        floor_ms = 1e3 * max(useful / (ceil["matmul_gflops"] * 1e9), io_bytes / (ceil["copy_gbs"] * 1e9))
         outs = {}
         for name, p in peers.items():
             rec = dict(row=row.name, peer=name, shape=vars(row).copy(), dtype=DTYPE,
@@ -332,6 +367,8 @@ def main():
             hk = heads // (row.hq // row.hkv)
             outs[name] = (o, heads)
             rec.update(res, gflops=useful / res["median_ms"] / 1e6, computes=p.computes,
+                       gbs=io_bytes / res["median_ms"] / 1e6, floor_ms=floor_ms,
+                       of_floor=floor_ms / res["median_ms"],
                        ref_rel_err=sampled_reference_error(
                            row, q[:, :, :heads], k[:, :, :hk], v[:, :, :hk], o))
             rec.setdefault("note", "")
@@ -355,7 +392,7 @@ def main():
                 rec["attnc_over_peer"] = t_attnc / rec["median_ms"]
 
     hdr = (f"{'row':14s} {'peer':5s} {'median ms':>10s} {'min ms':>10s} {'GFLOP/s':>8s} "
-           f"{'attnc/peer':>10s} {'ref err':>8s} {'vs base':>8s}  note")
+           f"{'GB/s':>6s} {'of floor':>8s} {'attnc/peer':>10s} {'ref err':>8s} {'vs base':>8s}  note")
     print(hdr + "\n" + "-" * len(hdr))
     for r in results:
         if "median_ms" not in r:
@@ -363,7 +400,7 @@ def main():
         ratio = f"{r['attnc_over_peer']:.2f}" if "attnc_over_peer" in r else "-"
         diff = f"{r['rel_diff_vs_base']:.1e}" if r["peer"] != r["base"] else "(base)"
         print(f"{r['row']:14s} {r['peer']:5s} {r['median_ms']:10.2f} {r['min_ms']:10.2f} "
-              f"{r['gflops']:8.1f} {ratio:>10s} {r['ref_rel_err']:8.1e} "
+              f"{r['gflops']:8.1f} {r['gbs']:6.2f} {r['of_floor']:8.2f} {ratio:>10s} {r['ref_rel_err']:8.1e} "
               f"{diff:>8s}  {r['note']}")
     bad = [r for r in results if r.get("ref_rel_err", 0) > 1e-4 or "error" in r]
     for r in bad:
@@ -373,7 +410,7 @@ def main():
     out_json.write_text(json.dumps(dict(
         date=datetime.datetime.now().isoformat(timespec="seconds"), dtype=DTYPE,
         cpus=os.cpu_count(), threads=a.threads, reps=reps, warmup=warmup,
-        machine=platform.machine(), peers={n: getattr(p, "computes", "") for n, p in peers.items()},
+        machine=platform.machine(), ceilings=ceil, peers={n: getattr(p, "computes", "") for n, p in peers.items()},
         not_run=notes, results=results), indent=1))
     print(f"wrote {out_json}")
     return 1 if bad else 0
