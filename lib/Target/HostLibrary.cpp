@@ -66,13 +66,23 @@ translateAndOptimize(ModuleOp module, llvm::LLVMContext &ctx,
   return llvmModule;
 }
 
-LogicalResult attnc::printHostLLVMIR(ModuleOp module, llvm::raw_ostream &os) {
-  auto tm = createHostTargetMachine();
+/// The module as LLVM IR optimized for this host, and the host's target
+/// machine (for code generation).
+static LogicalResult lowerForHost(ModuleOp module, llvm::LLVMContext &ctx,
+                                  std::unique_ptr<llvm::TargetMachine> &tm,
+                                  std::unique_ptr<llvm::Module> &llvmModule) {
+  tm = createHostTargetMachine();
   if (!tm)
     return module.emitError("no LLVM target for this host");
+  llvmModule = translateAndOptimize(module, ctx, *tm);
+  return success(llvmModule != nullptr);
+}
+
+LogicalResult attnc::printHostLLVMIR(ModuleOp module, llvm::raw_ostream &os) {
   llvm::LLVMContext ctx;
-  auto llvmModule = translateAndOptimize(module, ctx, *tm);
-  if (!llvmModule)
+  std::unique_ptr<llvm::TargetMachine> tm;
+  std::unique_ptr<llvm::Module> llvmModule;
+  if (failed(lowerForHost(module, ctx, tm, llvmModule)))
     return failure();
   llvmModule->print(os, nullptr);
   return success();
@@ -80,12 +90,10 @@ LogicalResult attnc::printHostLLVMIR(ModuleOp module, llvm::raw_ostream &os) {
 
 LogicalResult attnc::emitHostLibrary(ModuleOp module, StringRef objectPath,
                                      StringRef sharedLibPath) {
-  auto tm = createHostTargetMachine();
-  if (!tm)
-    return module.emitError("no LLVM target for this host");
   llvm::LLVMContext ctx;
-  auto llvmModule = translateAndOptimize(module, ctx, *tm);
-  if (!llvmModule)
+  std::unique_ptr<llvm::TargetMachine> tm;
+  std::unique_ptr<llvm::Module> llvmModule;
+  if (failed(lowerForHost(module, ctx, tm, llvmModule)))
     return failure();
 
   {
