@@ -5,6 +5,7 @@
 #include "attn/AttnDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/JSON.h"
 
@@ -158,7 +159,12 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
       return failure();
   }
   auto ret = cast<func::ReturnOp>(func.getBody().back().getTerminator());
+  llvm::SmallPtrSet<void *, 2> returned;
   for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
+    if (!returned.insert(value.getAsOpaquePointer()).second)
+      return ret.emitError() << "result #" << i << " of kernel '" << k.name
+                             << "' returns the same value as an earlier "
+                                "result; return each attention result once";
     StringRef role = value == op.getOutput() ? "output"
                      : value == op.getLse()  ? "lse"
                                              : "";

@@ -146,6 +146,8 @@ int main(int argc, char **argv) {
   registerAllPasses();
   attnc::registerAttncConversionPasses();
   MLIRContext context(registry);
+  // Diagnostics speak in source locations; an IR dump would only bury them.
+  context.printOpOnDiagnostic(false);
 
   llvm::SourceMgr sourceMgr;
   std::string error;

@@ -22,4 +22,12 @@ func.func @dup(%q: tensor<1x1x1x8xf32> {attn.name = "x"},
   %o = attn.attention %q, %k, %v : (tensor<1x1x1x8xf32>, tensor<1x1x1x8xf32>, tensor<1x1x1x8xf32>) -> tensor<1x1x1x8xf32>
   return %o : tensor<1x1x1x8xf32>
 }
+
+// CHECK-DAG: kernel-signature.mlir:[[@LINE+3]]:3: error: result #1 of kernel 'twice' returns the same value as an earlier result; return each attention result once
+func.func @twice(%q: tensor<?x?x1x8xf32>, %k: tensor<?x?x1x8xf32>, %v: tensor<?x?x1x8xf32>) -> (tensor<?x?x1x8xf32>, tensor<?x?x1x8xf32>) {
+  %o = attn.attention %q, %k, %v : (tensor<?x?x1x8xf32>, tensor<?x?x1x8xf32>, tensor<?x?x1x8xf32>) -> tensor<?x?x1x8xf32>
+  return %o, %o : tensor<?x?x1x8xf32>, tensor<?x?x1x8xf32>
+}
+// No IR dumps follow the diagnostics.
+// CHECK-NOT: see current operation
 // CHECK: exit=1
