@@ -70,8 +70,8 @@ Attribute MaskAttr::parse(AsmParser &parser, Type) {
   } while (succeeded(parser.parseOptionalComma()));
   if (parser.parseGreater())
     return {};
-  return parser.getChecked<MaskAttr>(parser.getContext(), causal, window,
-                                     sinks, topLeft);
+  return parser.getChecked<MaskAttr>(parser.getContext(), causal, window, sinks,
+                                     topLeft);
 }
 
 void MaskAttr::print(AsmPrinter &printer) const {

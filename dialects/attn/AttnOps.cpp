@@ -143,14 +143,15 @@ LogicalResult AttentionOp::verify() {
     SmallVector<int64_t> expect =
         ragged ? SmallVector<int64_t>{hq, q.getDimSize(0)}
                : SmallVector<int64_t>{q.getDimSize(0), hq, q.getDimSize(1)};
-    const char *text = ragged ? "[q_heads, total_q]" : "[batch, q_heads, seq_q]";
+    const char *text =
+        ragged ? "[q_heads, total_q]" : "[batch, q_heads, seq_q]";
     if (!t.getElementType().isF32() || t.getRank() != (int64_t)expect.size() ||
         llvm::any_of(llvm::zip(t.getShape(), expect), [](auto p) {
           return mismatch(std::get<0>(p), std::get<1>(p));
         }))
-      return emitOpError() << "log-sum-exp result must be f32 " << text
-                           << " = " << RankedTensorType::get(expect,
-                                               Float32Type::get(getContext()))
+      return emitOpError() << "log-sum-exp result must be f32 " << text << " = "
+                           << RankedTensorType::get(
+                                  expect, Float32Type::get(getContext()))
                            << ", got " << t;
   }
 

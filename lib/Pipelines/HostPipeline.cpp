@@ -12,13 +12,12 @@ namespace attnc {
 
 LogicalResult buildAttnToTilesPipeline(OpPassManager &pm,
                                        const TileOptions &o) {
-    // The pass manager is anchored on the module: the text omits it.
-  std::string text = "func.func(attn-lower-to-tiles{block-q=" +
-                     std::to_string(o.blockQ) +
-                     " block-kv=" + std::to_string(o.blockKV) +
-                     " vector-width=" + std::to_string(o.vectorWidth) +
-                     " qk-form=" + o.qkForm +
-                     "},canonicalize,cse)";
+  // The pass manager is anchored on the module: the text omits it.
+  std::string text =
+      "func.func(attn-lower-to-tiles{block-q=" + std::to_string(o.blockQ) +
+      " block-kv=" + std::to_string(o.blockKV) +
+      " vector-width=" + std::to_string(o.vectorWidth) +
+      " qk-form=" + o.qkForm + "},canonicalize,cse)";
   return parsePassPipeline(text, pm);
 }
 

@@ -12,7 +12,6 @@
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
-#include "llvm/TargetParser/SubtargetFeature.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Program.h"
@@ -20,6 +19,7 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/SubtargetFeature.h"
 
 using namespace mlir;
 
@@ -28,7 +28,8 @@ static std::unique_ptr<llvm::TargetMachine> createHostTargetMachine() {
   llvm::InitializeNativeTargetAsmPrinter();
   llvm::Triple triple(llvm::sys::getProcessTriple());
   std::string error;
-  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, error);
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(triple, error);
   if (!target)
     return nullptr;
   llvm::SubtargetFeatures features;
@@ -100,8 +101,8 @@ LogicalResult attnc::emitHostLibrary(ModuleOp module, StringRef objectPath,
     std::error_code ec;
     llvm::ToolOutputFile object(objectPath, ec, llvm::sys::fs::OF_None);
     if (ec)
-      return module.emitError() << "cannot write " << objectPath << ": "
-                                << ec.message();
+      return module.emitError()
+             << "cannot write " << objectPath << ": " << ec.message();
     llvm::legacy::PassManager codegen;
     if (tm->addPassesToEmitFile(codegen, object.os(), nullptr,
                                 llvm::CodeGenFileType::ObjectFile))
@@ -118,15 +119,15 @@ LogicalResult attnc::emitHostLibrary(ModuleOp module, StringRef objectPath,
     return module.emitError() << "linker '" << linker
                               << "' not found; install clang-22 "
                                  "(scripts/setup) or set ATTNC_LINKER";
-  SmallVector<StringRef> argv{*program, "-shared", "-o", sharedLibPath,
-                              objectPath, "-lm"};
+  SmallVector<StringRef> argv{*program,      "-shared",  "-o",
+                              sharedLibPath, objectPath, "-lm"};
   std::string message;
   int rc = llvm::sys::ExecuteAndWait(*program, argv, std::nullopt, {}, 0, 0,
                                      &message);
   llvm::sys::fs::remove(objectPath);
   if (rc != 0)
-    return module.emitError() << "linking " << sharedLibPath << " with "
-                              << *program << " failed (exit " << rc << ") "
-                              << message;
+    return module.emitError()
+           << "linking " << sharedLibPath << " with " << *program
+           << " failed (exit " << rc << ") " << message;
   return success();
 }

@@ -74,10 +74,10 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
   SmallVector<AttentionOp> ops;
   func.walk([&](AttentionOp op) { ops.push_back(op); });
   if (ops.size() != 1)
-    return func.emitError() << "kernel '" << func.getSymName() << "' contains "
-                            << ops.size()
-                            << " attn.attention ops; a kernel function "
-                               "holds exactly one";
+    return func.emitError()
+           << "kernel '" << func.getSymName() << "' contains " << ops.size()
+           << " attn.attention ops; a kernel function "
+              "holds exactly one";
   AttentionOp op = ops.front();
   KernelInfo k;
   k.name = func.getSymName().str();
@@ -111,10 +111,10 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
   for (auto [value, role] : operandRole)
     if (!isa<BlockArgument>(value) ||
         cast<BlockArgument>(value).getOwner()->getParentOp() != func)
-      return op.emitError() << "the " << role << " operand of kernel '"
-                            << k.name
-                            << "' must be a function argument; compute "
-                               "inputs outside the kernel";
+      return op.emitError()
+             << "the " << role << " operand of kernel '" << k.name
+             << "' must be a function argument; compute "
+                "inputs outside the kernel";
 
   llvm::StringSet<> names;
   auto addArg = [&](StringRef role, Type type, DictionaryAttr attrs,
@@ -128,12 +128,12 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
       if (auto name = attrs.getAs<StringAttr>("attn.name"))
         arg.name = name.str();
     if (!isCIdentifier(arg.name))
-      return emitError(loc) << "argument name '" << arg.name
-                            << "' is not a C identifier";
+      return emitError(loc)
+             << "argument name '" << arg.name << "' is not a C identifier";
     if (!names.insert(arg.name).second)
-      return emitError(loc) << "two arguments of kernel '" << k.name
-                            << "' are named '" << arg.name
-                            << "'; set distinct attn.name attributes";
+      return emitError(loc)
+             << "two arguments of kernel '" << k.name << "' are named '"
+             << arg.name << "'; set distinct attn.name attributes";
     auto tensor = cast<RankedTensorType>(type);
     arg.dtype = dtypeName(tensor.getElementType());
     for (auto [i, size] : llvm::enumerate(tensor.getShape())) {
@@ -153,9 +153,9 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
              << "argument #" << arg.getArgNumber() << " of kernel '" << k.name
              << "' must be used exactly once, as an operand of its "
                 "attn.attention";
-    if (failed(addArg(it->second, arg.getType(), func.getArgAttrDict(
-                                                     arg.getArgNumber()),
-                      false, arg.getLoc())))
+    if (failed(addArg(it->second, arg.getType(),
+                      func.getArgAttrDict(arg.getArgNumber()), false,
+                      arg.getLoc())))
       return failure();
   }
   auto ret = cast<func::ReturnOp>(func.getBody().back().getTerminator());
@@ -316,9 +316,8 @@ void attnc::writeHeader(llvm::raw_ostream &os,
        << r << "];\n} attnc_memref" << r << "d;\n#endif\n";
   for (const KernelInfo &k : kernels) {
     os << "\n/* " << k.name << ": " << (k.ragged ? "ragged" : "dense")
-       << " attention, " << k.numQueryHeads << " query heads, "
-       << k.numKVHeads << " KV heads, head size " << k.headDim << ", "
-       << k.dtype << ".\n";
+       << " attention, " << k.numQueryHeads << " query heads, " << k.numKVHeads
+       << " KV heads, head size " << k.headDim << ", " << k.dtype << ".\n";
     for (const KernelArg &a : k.args) {
       os << "     " << (a.isOutput ? "out " : "in  ") << a.name << ": "
          << a.dtype << " [";

@@ -46,9 +46,9 @@ cl::opt<std::string> inputFile(cl::Positional, cl::desc("<input.mlir>"),
                                cl::Required, cl::cat(category));
 cl::opt<std::string> outputDir("o", cl::desc("Output directory for artifacts"),
                                cl::value_desc("dir"), cl::cat(category));
-cl::opt<std::string>
-    target("target", cl::desc("Target: host (the CPU attnc runs on)"),
-           cl::init("host"), cl::cat(category));
+cl::opt<std::string> target("target",
+                            cl::desc("Target: host (the CPU attnc runs on)"),
+                            cl::init("host"), cl::cat(category));
 cl::opt<Emit> emit(
     "emit", cl::desc("Print one level of IR to stdout instead of artifacts"),
     cl::values(clEnumValN(Emit::Attn, "attn", "verified attn-level input"),
@@ -59,16 +59,16 @@ cl::opt<Emit> emit(
 cl::opt<int64_t> blockQ("block-q",
                         cl::desc("Query tokens per tile (0: automatic)"),
                         cl::init(0), cl::cat(category));
-cl::opt<int64_t> blockKV("block-kv", cl::desc("Keys per KV tile"),
-                         cl::init(64), cl::cat(category));
+cl::opt<int64_t> blockKV("block-kv", cl::desc("Keys per KV tile"), cl::init(64),
+                         cl::cat(category));
 cl::opt<std::string>
     qkForm("qk-form",
            cl::desc("Q.K^T form: auto, dot or transposed (see docs/passes.md)"),
            cl::init("auto"), cl::cat(category));
-cl::opt<int64_t> vectorWidth(
-    "vector-width",
-    cl::desc("f32 lanes per vector (0: the host's widest unit)"), cl::init(0),
-    cl::cat(category));
+cl::opt<int64_t>
+    vectorWidth("vector-width",
+                cl::desc("f32 lanes per vector (0: the host's widest unit)"),
+                cl::init(0), cl::cat(category));
 
 /// Counts error diagnostics so pass failures can be told apart: diagnosed
 /// (user error) or silent (internal error).
@@ -134,8 +134,8 @@ int main(int argc, char **argv) {
                     "--emit=attn|tiles|llvm|llvm-ir to print IR\n";
     return kUserError;
   }
-  int64_t lanes = vectorWidth > 0 ? vectorWidth.getValue()
-                                  : attnc::hostVectorWidth();
+  int64_t lanes =
+      vectorWidth > 0 ? vectorWidth.getValue() : attnc::hostVectorWidth();
 
   DialectRegistry registry;
   registerAllDialects(registry);
@@ -184,8 +184,8 @@ int main(int argc, char **argv) {
     return kOk;
   }
 
-  if (int rc = runPipeline(*module, counter,
-                           attnc::buildTilesToHostLLVMPipeline))
+  if (int rc =
+          runPipeline(*module, counter, attnc::buildTilesToHostLLVMPipeline))
     return rc;
   if (emit == Emit::LLVMDialect) {
     module->print(llvm::outs());

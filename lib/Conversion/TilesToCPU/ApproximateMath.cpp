@@ -25,11 +25,10 @@ struct AttnCPUApproximateMathPass
     // exp2(x) -> exp(x * ln 2), then polynomial exp and tanh; LLVM would
     // otherwise scalarize vector exp2 into one libm call per lane.
     math::populateExpansionPatterns(patterns, {"exp2"});
-    populateMathPolynomialApproximationPatterns(
-        patterns, [](StringRef name) {
-          return name == math::ExpOp::getOperationName() ||
-                 name == math::TanhOp::getOperationName();
-        });
+    populateMathPolynomialApproximationPatterns(patterns, [](StringRef name) {
+      return name == math::ExpOp::getOperationName() ||
+             name == math::TanhOp::getOperationName();
+    });
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
   }

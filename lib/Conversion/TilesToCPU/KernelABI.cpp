@@ -30,11 +30,11 @@ LogicalResult resultsToOutParams(func::FuncOp func) {
   for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
     auto alloc = v.getDefiningOp<memref::AllocOp>();
     if (!alloc)
-      return func.emitError() << "kernel '" << func.getSymName() << "' result #"
-                              << i
-                              << " is not computed by the kernel (it returns "
-                                 "an argument or a view); return only "
-                                 "attention results";
+      return func.emitError()
+             << "kernel '" << func.getSymName() << "' result #" << i
+             << " is not computed by the kernel (it returns "
+                "an argument or a view); return only "
+                "attention results";
     unsigned argNo = func.getNumArguments();
     if (failed(func.insertArgument(argNo, alloc.getType(),
                                    func.getResultAttrDict(i), v.getLoc())))
@@ -58,10 +58,10 @@ FailureOr<scf::ParallelOp> findWorkLoop(func::FuncOp func) {
   if (loops.empty())
     return scf::ParallelOp();
   if (loops.size() != 1)
-    return func.emitError() << "kernel '" << func.getSymName() << "' has "
-                            << loops.size()
-                            << " attention computations; the host target "
-                               "compiles exactly one per kernel function";
+    return func.emitError()
+           << "kernel '" << func.getSymName() << "' has " << loops.size()
+           << " attention computations; the host target "
+              "compiles exactly one per kernel function";
   for (Value lb : loops[0].getLowerBound())
     if (!matchPattern(lb, m_Zero()))
       return loops[0].emitError("work loop must start at 0");
@@ -90,8 +90,8 @@ void buildCountFunction(func::FuncOp func, scf::ParallelOp loop) {
   }
 
   // The clone's work loop sits at the same position of its entry block.
-  auto position = std::distance(func.getBody().front().begin(),
-                                loop->getIterator());
+  auto position =
+      std::distance(func.getBody().front().begin(), loop->getIterator());
   Operation *cloneLoop = &*std::next(entry.begin(), position);
   auto par = cast<scf::ParallelOp>(cloneLoop);
   ImplicitLocOpBuilder b(par.getLoc(), par);
@@ -120,8 +120,7 @@ void distributeWorkItems(func::FuncOp func, scf::ParallelOp loop) {
     ImplicitLocOpBuilder b(func.getLoc(), &entry, entry.begin());
     Value zero = arith::ConstantIndexOp::create(b, 0);
     Value inRange = arith::AndIOp::create(
-        b,
-        arith::CmpIOp::create(b, arith::CmpIPredicate::sle, begin, zero),
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::sle, begin, zero),
         arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, end, zero));
     auto guard = scf::IfOp::create(b, inRange);
     Operation *ret = entry.getTerminator();
@@ -133,8 +132,8 @@ void distributeWorkItems(func::FuncOp func, scf::ParallelOp loop) {
   }
 
   ImplicitLocOpBuilder b(loc, loop);
-  auto forOp = scf::ForOp::create(b, begin, end,
-                                  arith::ConstantIndexOp::create(b, 1));
+  auto forOp =
+      scf::ForOp::create(b, begin, end, arith::ConstantIndexOp::create(b, 1));
   b.setInsertionPointToStart(forOp.getBody());
   // Innermost dimension varies fastest: consecutive items share K/V.
   SmallVector<Value> ivs(loop.getNumLoops());
