@@ -59,7 +59,7 @@ cl::opt<Emit> emit(
 cl::opt<int64_t> blockQ("block-q",
                         cl::desc("Query tokens per tile (0: automatic)"),
                         cl::init(0), cl::cat(category));
-cl::opt<int64_t> blockKV("block-kv", cl::desc("Keys per KV tile"), cl::init(64),
+cl::opt<int64_t> blockKV("block-kv", cl::desc("Keys per KV tile"), cl::init(32),
                          cl::cat(category));
 cl::opt<std::string>
     qkForm("qk-form",

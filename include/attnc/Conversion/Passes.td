@@ -28,7 +28,7 @@ def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
   let options = [
     Option<"blockQ", "block-q", "int64_t", /*default=*/"0",
            "Query tokens per tile (0: 64 rows / group size)">,
-    Option<"blockKV", "block-kv", "int64_t", /*default=*/"64",
+    Option<"blockKV", "block-kv", "int64_t", /*default=*/"32",
            "Keys per KV tile">,
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
            "f32 lanes of the target's vectors (chunking of head_dim)">,

@@ -12,7 +12,7 @@ namespace attnc {
 
 struct TileOptions {
   int64_t blockQ = 0; // 0: chosen from the GQA group size
-  int64_t blockKV = 64;
+  int64_t blockKV = 32;
   int64_t vectorWidth = 8; // f32 lanes
   std::string qkForm = "auto";
 };
