@@ -56,6 +56,7 @@ public:
     for (size_t i = 0; i < expected; ++i)
       checkTensor(i);
     checkCuSeqlens();
+    checkOutputsDoNotOverlap();
   }
 
 private:
@@ -130,6 +131,33 @@ private:
                      "); the kernel needs contiguous tensors, make a "
                      "contiguous copy");
         expect *= t.sizes[d];
+      }
+    }
+  }
+
+  /// Bytes [begin, end) of argument i (contiguous, checked above).
+  std::pair<uintptr_t, uintptr_t> byteRange(size_t i) const {
+    const attnrt_tensor &t = args[i];
+    int64_t bytes = attnrt_dtype_size(t.dtype);
+    for (int d = 0; d < t.rank; ++d)
+      bytes *= t.sizes[d];
+    auto begin = reinterpret_cast<uintptr_t>(t.data);
+    return {begin, begin + static_cast<uintptr_t>(bytes)};
+  }
+
+  /// Kernels write outputs while reading every input: an output sharing
+  /// memory with another argument would be read after being overwritten.
+  void checkOutputsDoNotOverlap() const {
+    for (size_t i = 0; i < kernel.args.size(); ++i) {
+      if (kernel.args[i].dir != ATTNRT_DIR_OUT)
+        continue;
+      auto [b0, e0] = byteRange(i);
+      for (size_t j = 0; j < kernel.args.size(); ++j) {
+        auto [b1, e1] = byteRange(j);
+        if (j != i && b0 < e1 && b1 < e0)
+          bad(i, "shares memory with argument '" + kernel.args[j].name +
+                     "'; outputs need buffers of their own (the kernel reads "
+                     "its inputs after writing outputs)");
       }
     }
   }

@@ -274,6 +274,21 @@ TEST_F(Validation, NonContiguousStrides) {
   EXPECT_EQ(validate(c), ATTNRT_OK) << lastError();
 }
 
+TEST_F(Validation, OutputsMustNotShareMemory) {
+  RaggedCall c({0, 3}, {0, 5});
+  c.args[5].data = c.q.data(); // o written over q
+  expectError(c, "argument 'o' (#5): shares memory with argument 'q'");
+  RaggedCall d({0, 3}, {0, 5});
+  d.args[6].data = d.o.data() + 4; // lse inside o's bytes
+  expectError(d, "argument 'o' (#5): shares memory with argument 'lse'");
+  // Adjacent, non-overlapping buffers are fine.
+  RaggedCall e({0, 3}, {0, 5});
+  std::vector<float> both(3 * 8 + 2 * 3);
+  e.args[5].data = both.data();
+  e.args[6].data = both.data() + 3 * 8;
+  EXPECT_EQ(validate(e), ATTNRT_OK) << lastError();
+}
+
 TEST_F(Validation, NullData) {
   RaggedCall c({0, 3}, {0, 5});
   c.args[6].data = nullptr;
