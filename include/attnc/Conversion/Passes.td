@@ -20,7 +20,11 @@ def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
     - an `scf.for` over KV tiles whose bounds are the mask's *block*
       predicate (causal upper edge, window lower edge, sink tiles), carrying
       the running row max and row sum (scores in the log2 domain, `exp2`);
-    - the *element* predicate applied only on partial tiles (`scf.if`).
+    - the *element* predicate applied only on partial tiles (`scf.if`);
+    - scores either as broadcast-FMAs over a transposed K tile (many rows
+      per tile) or as one dot product per (row, key) (few rows, decode);
+      with a dynamic query length both are emitted and each work item picks
+      by its row count (`qk-form`).
 
     Operands are taken as buffers (`bufferization.to_buffer`) and results
     are fresh buffers; one-shot bufferization finishes the function.

@@ -37,7 +37,7 @@ struct KernelInfo {
   int64_t window = -1, sinks = 0;
   bool hasLse = false;
   int64_t blockQ = 0, blockKV = 0, headDimChunk = 0, vectorWidth = 0;
-  std::string qkForm; // "transposed" or "dot" (see attn-lower-to-tiles)
+  std::string qkForm; // "dot", "transposed" or "by_rows" (docs/passes.md)
   int64_t workspaceBytes = 0;
   std::vector<KernelArg> args; // inputs in function order, then outputs
 };
