@@ -156,7 +156,7 @@ private:
                               kTile, ValueRange{idx(d0 + e), key});
   }
   /// S[r, :] = Q[r, :] . K^T for every key of the tile, as vector<block_kv>.
-  Value emitScores(const WorkItem &w, Value r, Value tileStart, Value numKeys);
+  Value emitScores(Value r);
   /// Row r of a tile is query firstQuery + r / G of query head
   /// kvHead * G + r % G: the G heads of one token are contiguous in memory.
   Value rowQuery(Value r) {
@@ -201,7 +201,9 @@ private:
   Value query, key, value, cuQ, cuK, output, lse;
   // Per work item, fixed-size f32 workspace.
   Value qTile, kTile, vTile, scoreTile, probRow, accTile;
-  // The form of the KV loop being emitted (both when chosen at run time).
+  // Both K layouts when the form is chosen at run time; `transposed` is the
+  // form of the KV loop being emitted.
+  Value kTileTransposed, kTileRows;
   bool transposed = false;
 };
 
@@ -310,8 +312,7 @@ WorkItem AttentionTiler::emitSequenceBounds(Value batch, Value kvHead,
   return w;
 }
 
-Value AttentionTiler::emitScores(const WorkItem &w, Value r, Value tileStart,
-                                 Value numKeys) {
+Value AttentionTiler::emitScores(Value r) {
   int64_t bk = cfg.blockKV, chunk = cfg.chunk;
   if (transposed) {
     auto loop = scf::ForOp::create(
@@ -327,15 +328,13 @@ Value AttentionTiler::emitScores(const WorkItem &w, Value r, Value tileStart,
         });
     return loop.getResult(0);
   }
-  // Few rows share the tile: read K straight from the input (no staging),
-  // keys past the sequence's end are left to the element predicate.
-  forEach(idx(0), numKeys, 1, [&](Value j) {
-    Value token = add(w.kStart, add(tileStart, j));
+  forEach(idx(0), idx(bk), 1, [&](Value j) {
     Value dot = splat(chunk, 0.0);
     for (int64_t d = 0; d < headDim; d += chunk) {
       Value q =
           vector::LoadOp::create(b, vec(chunk), qTile, ValueRange{r, idx(d)});
-      Value k = loadChunk(w, key, token, w.kvHead, idx(d));
+      Value k =
+          vector::LoadOp::create(b, vec(chunk), kTile, ValueRange{j, idx(d)});
       dot = vector::FMAOp::create(b, q, k, dot);
     }
     Value s = vector::ReductionOp::create(b, vector::CombiningKind::ADD, dot);
@@ -389,7 +388,9 @@ void AttentionTiler::emitWorkspace() {
   bool needRows = !cfg.transposeK || cfg.chooseAtRunTime;
   qTile = ws(rows, headDim);
   if (needTransposed)
-    kTile = ws(headDim, bk);
+    kTileTransposed = ws(headDim, bk);
+  if (needRows)
+    kTileRows = ws(bk, headDim);
   vTile = ws(bk, headDim);
   if (needRows)
     scoreTile = ws(rows, bk);
@@ -441,16 +442,20 @@ KVRange AttentionTiler::emitBlockPredicate(WorkItem &w) {
 void AttentionTiler::emitTileLoad(const WorkItem &w, Value tileStart,
                                   Value numKeys) {
   const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
+  auto storeK = [&](Value k, Value j, int64_t d) {
+    if (transposed)
+      storeColumn(k, j, d);
+    else
+      vector::StoreOp::create(b, k, kTile, ValueRange{j, idx(d)});
+  };
   forEach(idx(0), idx(bk), 1, [&](Value j) {
     auto inRange = scf::IfOp::create(b, lt(j, numKeys),
                                      /*withElseRegion=*/true);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(inRange.thenBlock());
     Value token = add(w.kStart, add(tileStart, j));
-    // Only the transposed form stages K; the dot form reads it in place.
     for (int64_t d = 0; d < headDim; d += chunk) {
-      if (transposed)
-        storeColumn(loadChunk(w, key, token, w.kvHead, idx(d)), j, d);
+      storeK(loadChunk(w, key, token, w.kvHead, idx(d)), j, d);
       vector::StoreOp::create(b, loadChunk(w, value, token, w.kvHead, idx(d)),
                               vTile, ValueRange{j, idx(d)});
     }
@@ -471,8 +476,7 @@ void AttentionTiler::emitTileLoad(const WorkItem &w, Value tileStart,
     // Past the sequence's end: zeros, so masked keys stay finite.
     b.setInsertionPointToStart(inRange.elseBlock());
     for (int64_t d = 0; d < headDim; d += chunk) {
-      if (transposed)
-        storeColumn(splat(chunk, 0.0), j, d);
+      storeK(splat(chunk, 0.0), j, d);
       vector::StoreOp::create(b, splat(chunk, 0.0), vTile,
                               ValueRange{j, idx(d)});
     }
@@ -502,7 +506,7 @@ SmallVector<Value> AttentionTiler::emitRowUpdate(const WorkItem &w, Value r,
                                                  Value tileStart, Value numKeys,
                                                  Value full) {
   const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
-  Value scores = emitScores(w, r, tileStart, numKeys);
+  Value scores = emitScores(r);
   if (softcap)
     scores = arith::MulFOp::create(b, math::TanhOp::create(b, scores),
                                    splat(bk, *softcap * kLog2e));
@@ -567,6 +571,7 @@ SmallVector<Value> AttentionTiler::emitRowUpdate(const WorkItem &w, Value r,
 ValueRange AttentionTiler::emitKVLoop(const WorkItem &w, const KVRange &range,
                                       bool transposedForm) {
   transposed = transposedForm;
+  kTile = transposed ? kTileTransposed : kTileRows;
   Value init = splat(rows, 0.0), initMax = splat(rows, -kInf);
   auto kvLoop = scf::ForOp::create(
       b, idx(0), range.numTiles, idx(1), ValueRange{initMax, init},
