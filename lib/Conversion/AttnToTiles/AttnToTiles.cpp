@@ -89,6 +89,8 @@ public:
 
   /// Emits the loops; returns the replacement values of op's results.
   SmallVector<Value> build();
+  /// Bytes of the private workspace of one work item (after build()).
+  int64_t getWorkspaceBytes() const { return workspaceBytes; }
 
 private:
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
@@ -205,6 +207,7 @@ private:
   // form of the KV loop being emitted.
   Value kTileTransposed, kTileRows;
   bool transposed = false;
+  int64_t workspaceBytes = 0;
 };
 
 } // namespace
@@ -381,23 +384,25 @@ Value AttentionTiler::emitElementPredicate(Value scores, Value tileStart,
 
 void AttentionTiler::emitWorkspace() {
   const int64_t bk = cfg.blockKV;
-  auto ws = [&](int64_t r, int64_t c) {
-    return memref::AllocaOp::create(b, MemRefType::get({r, c}, f32));
+  auto ws = [&](ArrayRef<int64_t> shape) -> Value {
+    auto type = MemRefType::get(shape, f32);
+    workspaceBytes += type.getNumElements() * 4;
+    return memref::AllocaOp::create(b, type);
   };
   bool needTransposed = cfg.transposeK || cfg.chooseAtRunTime;
   bool needRows = !cfg.transposeK || cfg.chooseAtRunTime;
-  qTile = ws(rows, headDim);
+  qTile = ws({rows, headDim});
   if (needTransposed)
-    kTileTransposed = ws(headDim, bk);
+    kTileTransposed = ws({headDim, bk});
   if (needRows)
-    kTileRows = ws(bk, headDim);
-  vTile = ws(bk, headDim);
+    kTileRows = ws({bk, headDim});
+  vTile = ws({bk, headDim});
   if (needRows)
-    scoreTile = ws(rows, bk);
+    scoreTile = ws({rows, bk});
   // P of the current row, in memory: P.V reads it one key at a time, and a
   // dynamic extract from a register vector would spill the vector per key.
-  probRow = memref::AllocaOp::create(b, MemRefType::get({bk}, f32));
-  accTile = ws(rows, headDim);
+  probRow = ws({bk});
+  accTile = ws({rows, headDim});
 }
 
 void AttentionTiler::emitQueryTile(const WorkItem &w) {
@@ -711,14 +716,10 @@ struct AttnLowerToTilesPass
       }
       ImplicitLocOpBuilder b(op.getLoc(), op);
       auto func = op->getParentOfType<func::FuncOp>();
-      Block *before = op->getBlock();
-      SmallVector<Value> results = AttentionTiler(op, cfg, b).build();
+      AttentionTiler tiler(op, cfg, b);
+      SmallVector<Value> results = tiler.build();
+      int64_t workspace = tiler.getWorkspaceBytes();
       // Record the tiling and the per-item workspace for the manifest.
-      int64_t workspace = 0;
-      before->walk([&](memref::AllocaOp alloca) {
-        MemRefType t = alloca.getType();
-        workspace += t.getNumElements() * t.getElementTypeBitWidth() / 8;
-      });
       auto i64 = [&](int64_t v) { return b.getI64IntegerAttr(v); };
       func->setAttr(
           "attn.tile",
