@@ -40,6 +40,8 @@ extern "C" const char *attnrt_status_string(attnrt_status status) {
     return "kernel not found";
   case ATTNRT_ERR_VALIDATION:
     return "argument validation failed";
+  case ATTNRT_ERR_OUT_OF_PAGES:
+    return "out of pages";
   }
   return "unknown status";
 }

@@ -31,7 +31,8 @@ typedef enum attnrt_status {
   ATTNRT_ERR_UNSUPPORTED = 4,      /* format_version or target not supported */
   ATTNRT_ERR_LIBRARY = 5,          /* dlopen or dlsym failed */
   ATTNRT_ERR_NOT_FOUND = 6,        /* no kernel with that name */
-  ATTNRT_ERR_VALIDATION = 7        /* tensors do not match the manifest */
+  ATTNRT_ERR_VALIDATION = 7,       /* tensors do not match the manifest */
+  ATTNRT_ERR_OUT_OF_PAGES = 8      /* a KV-cache page pool is full */
 } attnrt_status;
 
 typedef enum attnrt_dtype {
