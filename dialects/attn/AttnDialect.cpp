@@ -16,4 +16,5 @@ void AttnDialect::initialize() {
 #include "attn/AttnOps.cpp.inc"
       >();
   registerAttributes();
+  registerTypes();
 }

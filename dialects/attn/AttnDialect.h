@@ -21,6 +21,9 @@
 #define GET_ATTRDEF_CLASSES
 #include "attn/AttnAttrs.h.inc"
 
+#define GET_TYPEDEF_CLASSES
+#include "attn/AttnTypes.h.inc"
+
 #define GET_OP_CLASSES
 #include "attn/AttnOps.h.inc"
 

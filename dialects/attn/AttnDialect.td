@@ -16,14 +16,17 @@ def Attn_Dialect : Dialect {
   let summary = "Memory-efficient attention: what to compute, not how";
   let description = [{
     The `attn` dialect expresses scaled dot-product attention (GQA/MQA,
-    masks, soft-capping) over dense and ragged batches. Passes lower it to a
+    masks, soft-capping) over dense and ragged batches and over paged,
+    possibly quantized KV caches. Passes lower it to a
     target-neutral tiled online-softmax algorithm, then to CPU or GPU code.
     The exact semantics every backend matches are in docs/semantics.md.
   }];
   let useDefaultAttributePrinterParser = 1;
+  let useDefaultTypePrinterParser = 1;
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
   let extraClassDeclaration = [{
     void registerAttributes();
+    void registerTypes();
   }];
 }
 

@@ -36,6 +36,44 @@ static bool mismatch(int64_t a, int64_t b) {
   return !ShapedType::isDynamic(a) && !ShapedType::isDynamic(b) && a != b;
 }
 
+/// `scale` and `softcap`, shared by the attention ops.
+static LogicalResult verifyScoreAttributes(Operation *op, FloatAttr scale,
+                                           FloatAttr softcap) {
+  if (scale) {
+    double s = scale.getValueAsDouble();
+    if (!(s > 0) || !std::isfinite(s))
+      return op->emitOpError()
+             << "scale must be a positive finite number, got " << s;
+  }
+  if (softcap) {
+    double c = softcap.getValueAsDouble();
+    if (!(c > 0) || !std::isfinite(c))
+      return op->emitOpError()
+             << "softcap must be a positive finite number (omit "
+                "it to disable soft-capping), got "
+             << c;
+  }
+  return success();
+}
+
+static bool isAttentionElement(Type t) {
+  return t.isF32() || t.isF16() || t.isBF16();
+}
+
+/// A 1-D i32 tensor, with `size` elements when both are static.
+static LogicalResult verifyIndexVector(Operation *op, Value v, StringRef name,
+                                       int64_t size, StringRef sizeText) {
+  auto t = cast<RankedTensorType>(v.getType());
+  if (t.getRank() != 1 || !t.getElementType().isInteger(32))
+    return op->emitOpError() << name << " must be a 1-D i32 tensor of size "
+                             << sizeText << ", got " << t;
+  if (mismatch(t.getDimSize(0), size))
+    return op->emitOpError()
+           << name << " has " << t.getDimSize(0) << " entries; expected "
+           << sizeText << " = " << size;
+  return success();
+}
+
 int64_t AttentionOp::getNumQueryHeads() {
   return getQuery().getType().getDimSize(layoutFor(isRagged()).heads);
 }
@@ -155,18 +193,162 @@ LogicalResult AttentionOp::verify() {
                            << ", got " << t;
   }
 
-  if (auto scale = getScaleAttr()) {
-    double s = scale.getValueAsDouble();
-    if (!(s > 0) || !std::isfinite(s))
-      return emitOpError() << "scale must be a positive finite number, got "
-                           << s;
+  return verifyScoreAttributes(*this, getScaleAttr(), getSoftcapAttr());
+}
+
+//===----------------------------------------------------------------------===//
+// PagedAttentionOp
+//===----------------------------------------------------------------------===//
+
+double PagedAttentionOp::getScaleOrDefault() {
+  if (auto scale = getScaleAttr())
+    return scale.getValueAsDouble();
+  return 1.0 / std::sqrt(static_cast<double>(getHeadDim()));
+}
+
+MaskAttr PagedAttentionOp::getMaskOrNone() {
+  if (auto mask = getMaskAttr())
+    return mask;
+  return MaskAttr::get(getContext(), false, -1, 0, false);
+}
+
+LogicalResult PagedAttentionOp::verify() {
+  RankedTensorType q = getQuery().getType();
+  KVCacheType cache = getCacheType();
+  const char *qText = isRagged() ? "[total_q, q_heads, head_dim]"
+                                 : "[batch, q_heads, head_dim]";
+  if (q.getRank() != 3)
+    return emitOpError() << "query must be " << qText << " (rank 3), got rank "
+                         << q.getRank();
+  if (!isAttentionElement(q.getElementType()))
+    return emitOpError() << "query element type must be f32, f16 or bf16, got "
+                         << q.getElementType();
+  if (q.isDynamicDim(1) || q.isDynamicDim(2))
+    return emitOpError() << "query head count and head size must be static";
+  int64_t hq = q.getDimSize(1), hkv = cache.getNumKVHeads();
+  if (q.getDimSize(2) != cache.getHeadDim())
+    return emitOpError() << "query head size " << q.getDimSize(2)
+                         << " differs from the cache's head_dim "
+                         << cache.getHeadDim();
+  if (hq < 1 || hq % hkv != 0)
+    return emitOpError() << "query heads (" << hq
+                         << ") must be a positive multiple of the cache's "
+                            "kv_heads ("
+                         << hkv << ") for grouped-query attention";
+
+  int64_t batch =
+      isRagged() ? (ShapedType::isDynamic(getQoIndptr().getType().getDimSize(0))
+                        ? ShapedType::kDynamic
+                        : getQoIndptr().getType().getDimSize(0) - 1)
+                 : q.getDimSize(0);
+  int64_t batchPlusOne =
+      ShapedType::isDynamic(batch) ? ShapedType::kDynamic : batch + 1;
+  if (isRagged() &&
+      failed(verifyIndexVector(*this, getQoIndptr(), "qo_indptr",
+                               ShapedType::kDynamic, "batch + 1")))
+    return failure();
+  if (failed(verifyIndexVector(*this, getKvIndptr(), "kv_indptr", batchPlusOne,
+                               "batch + 1")) ||
+      failed(verifyIndexVector(*this, getKvIndices(), "kv_indices",
+                               ShapedType::kDynamic, "the number of pages")) ||
+      failed(verifyIndexVector(*this, getKvLastPageLen(), "kv_last_page_len",
+                               batch, "batch")))
+    return failure();
+
+  if (getOutput().getType() != q)
+    return emitOpError() << "result must have the query's type " << q
+                         << ", got " << getOutput().getType();
+  if (Value lse = getLse()) {
+    auto t = cast<RankedTensorType>(lse.getType());
+    auto expect = RankedTensorType::get({hq, q.getDimSize(0)},
+                                        Float32Type::get(getContext()));
+    if (!t.getElementType().isF32() || t.getRank() != 2 ||
+        mismatch(t.getDimSize(0), hq) ||
+        mismatch(t.getDimSize(1), q.getDimSize(0)))
+      return emitOpError() << "log-sum-exp result must be f32 [q_heads, "
+                           << (isRagged() ? "total_q" : "batch")
+                           << "] = " << expect << ", got " << t;
   }
-  if (auto cap = getSoftcapAttr()) {
-    double c = cap.getValueAsDouble();
-    if (!(c > 0) || !std::isfinite(c))
-      return emitOpError() << "softcap must be a positive finite number (omit "
-                              "it to disable soft-capping), got "
-                           << c;
+  return verifyScoreAttributes(*this, getScaleAttr(), getSoftcapAttr());
+}
+
+//===----------------------------------------------------------------------===//
+// KVAppendOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult KVAppendOp::verify() {
+  KVCacheType cache = getCacheType();
+  for (auto [name, value] :
+       {std::pair{"key", getKey()}, std::pair{"value", getValue()}}) {
+    auto t = cast<RankedTensorType>(value.getType());
+    if (t.getRank() != 3)
+      return emitOpError() << name
+                           << " must be [num_new, kv_heads, head_dim] (rank "
+                              "3), got rank "
+                           << t.getRank();
+    if (!isAttentionElement(t.getElementType()))
+      return emitOpError() << name
+                           << " element type must be f32, f16 or bf16, got "
+                           << t.getElementType();
+    if (t.getDimSize(1) != cache.getNumKVHeads() ||
+        t.getDimSize(2) != cache.getHeadDim())
+      return emitOpError() << name << " is " << t << " but the cache holds "
+                           << cache.getNumKVHeads() << " heads of size "
+                           << cache.getHeadDim() << "; expected tensor<?x"
+                           << cache.getNumKVHeads() << "x" << cache.getHeadDim()
+                           << "x...>";
+  }
+  RankedTensorType k = getKey().getType(), v = getValue().getType();
+  if (k.getElementType() != v.getElementType() ||
+      mismatch(k.getDimSize(0), v.getDimSize(0)))
+    return emitOpError() << "key " << k << " and value " << v
+                         << " must have the same element type and token count";
+  return verifyIndexVector(*this, getSlots(), "slots", k.getDimSize(0),
+                           "num_new");
+}
+
+//===----------------------------------------------------------------------===//
+// MergeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult MergeOp::verify() {
+  auto po = cast<RankedTensorType>(getPartialOutput().getType());
+  auto plse = cast<RankedTensorType>(getPartialLse().getType());
+  auto o = cast<RankedTensorType>(getOutput().getType());
+  if (po.getRank() != 4 || !isAttentionElement(po.getElementType()))
+    return emitOpError() << "partial outputs must be f32, f16 or bf16 "
+                            "[num_partials, tokens, heads, head_dim], got "
+                         << po;
+  if (plse.getRank() != 3 || !plse.getElementType().isF32())
+    return emitOpError() << "partial log-sum-exps must be f32 [num_partials, "
+                            "heads, tokens], got "
+                         << plse;
+  if (po.isDynamicDim(2) || po.isDynamicDim(3))
+    return emitOpError() << "head count and head size must be static";
+  int64_t parts = po.getDimSize(0), tokens = po.getDimSize(1),
+          heads = po.getDimSize(2);
+  if (mismatch(plse.getDimSize(0), parts) ||
+      mismatch(plse.getDimSize(1), heads) ||
+      mismatch(plse.getDimSize(2), tokens))
+    return emitOpError() << "partial log-sum-exps " << plse
+                         << " do not match the partial outputs " << po
+                         << "; expected [" << dimText(parts) << ", " << heads
+                         << ", " << dimText(tokens) << "]";
+  if (o.getRank() != 3 || !isAttentionElement(o.getElementType()) ||
+      mismatch(o.getDimSize(0), tokens) || o.getDimSize(1) != heads ||
+      o.getDimSize(2) != po.getDimSize(3))
+    return emitOpError() << "result must be [tokens, heads, head_dim] = ["
+                         << dimText(tokens) << ", " << heads << ", "
+                         << po.getDimSize(3) << "] in f32, f16 or bf16, got "
+                         << o;
+  if (Value lse = getLse()) {
+    auto t = cast<RankedTensorType>(lse.getType());
+    if (t.getRank() != 2 || !t.getElementType().isF32() ||
+        mismatch(t.getDimSize(0), heads) || mismatch(t.getDimSize(1), tokens))
+      return emitOpError() << "log-sum-exp result must be f32 [heads, tokens] "
+                              "= ["
+                           << heads << ", " << dimText(tokens) << "], got "
+                           << t;
   }
   return success();
 }

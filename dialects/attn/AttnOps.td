@@ -5,6 +5,7 @@
 
 include "attn/AttnDialect.td"
 include "attn/AttnAttrs.td"
+include "attn/AttnTypes.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
 def Attn_AttentionOp : Attn_Op<"attention", [Pure, AttrSizedOperandSegments]> {
@@ -64,6 +65,122 @@ def Attn_AttentionOp : Attn_Op<"attention", [Pure, AttrSizedOperandSegments]> {
       return getQuery().getType().getElementType();
     }
   }];
+}
+
+def Attn_PagedAttentionOp : Attn_Op<"paged_attention"> {
+  let summary = "Attention of new queries against a paged KV cache";
+  let description = [{
+    Reads each sequence's keys and values through a CSR page table
+    (FlashInfer's `kv_indptr`, `kv_indices`, `kv_last_page_len`; see
+    docs/kv-cache.md), dequantizing inside the tile loads.
+
+    Decode form: `query` is `[batch, q_heads, head_dim]`, one query per
+    sequence. Append/prefill form (with `qo_indptr`, `[batch + 1]` i32):
+    `query` is `[total_q, q_heads, head_dim]` and sequence `b`'s queries are
+    the last tokens of its KV sequence (bottom-right alignment). The result
+    has the query's type; the optional LSE is `[q_heads, batch]` or
+    `[q_heads, total_q]` f32. `scale`, `softcap` and `mask` are those of
+    `attn.attention`.
+
+    ```mlir
+    %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+        {mask = #attn.mask<causal>}
+        : (tensor<?x32x128xf16>, !attn.kv_cache<page_size = 16, kv_heads = 8,
+           head_dim = 128, layout = nhd, storage = i8>, tensor<?xi32>,
+           tensor<?xi32>, tensor<?xi32>) -> tensor<?x32x128xf16>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$query,
+                       Arg<Attn_KVCacheType, "", [MemRead]>:$cache,
+                       AnyRankedTensor:$kvIndptr, AnyRankedTensor:$kvIndices,
+                       AnyRankedTensor:$kvLastPageLen,
+                       Optional<AnyRankedTensor>:$qoIndptr,
+                       OptionalAttr<F32Attr>:$scale,
+                       OptionalAttr<F32Attr>:$softcap,
+                       OptionalAttr<Attn_MaskAttr>:$mask);
+  let results = (outs AnyRankedTensor:$output,
+                      Optional<AnyRankedTensor>:$lse);
+  let assemblyFormat = [{
+    $query `,` $cache `,` $kvIndptr `,` $kvIndices `,` $kvLastPageLen
+    (`qo_indptr` `(` $qoIndptr^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    KVCacheType getCacheType() { return ::llvm::cast<KVCacheType>(
+        getCache().getType()); }
+    /// Several queries per sequence (append/prefill) rather than one.
+    bool isRagged() { return getQoIndptr() != nullptr; }
+    int64_t getNumQueryHeads() { return getQuery().getType().getDimSize(1); }
+    int64_t getNumKVHeads() { return getCacheType().getNumKVHeads(); }
+    int64_t getHeadDim() { return getCacheType().getHeadDim(); }
+    int64_t getGroupSize() { return getNumQueryHeads() / getNumKVHeads(); }
+    double getScaleOrDefault();
+    MaskAttr getMaskOrNone();
+    ::mlir::Type getElementType() {
+      return getQuery().getType().getElementType();
+    }
+  }];
+}
+
+def Attn_KVAppendOp : Attn_Op<"kv_append"> {
+  let summary = "Write new tokens into a KV cache, quantizing on write";
+  let description = [{
+    Writes token `i` of `key` and `value` (`[num_new, kv_heads, head_dim]`,
+    f32, f16 or bf16) to slot `slots[i]` (`page * page_size + offset`, vLLM's
+    slot mapping; `-1` skips the token). Quantized storage updates its
+    scales as docs/kv-cache.md specifies: per-token V scales, and per-channel
+    K scales over `k_group` slots that grow (requantizing the group's earlier
+    tokens) when a new token exceeds them. Tokens are written in order.
+
+    ```mlir
+    attn.kv_append %k, %v, %slots into %cache
+        : tensor<?x8x128xf16>, tensor<?x8x128xf16>, tensor<?xi32>,
+          !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128,
+                         layout = nhd, storage = i8>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$key, AnyRankedTensor:$value,
+                       AnyRankedTensor:$slots,
+                       Arg<Attn_KVCacheType, "", [MemRead, MemWrite]>:$cache);
+  let assemblyFormat = [{
+    $key `,` $value `,` $slots `into` $cache attr-dict `:` type($key) `,`
+    type($value) `,` type($slots) `,` qualified(type($cache))
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    KVCacheType getCacheType() { return ::llvm::cast<KVCacheType>(
+        getCache().getType()); }
+  }];
+}
+
+def Attn_MergeOp : Attn_Op<"merge", [Pure]> {
+  let summary = "Combine partial attention results by their log-sum-exp";
+  let description = [{
+    `partial_o` (`[num_partials, tokens, heads, head_dim]`) and
+    `partial_lse` (`[num_partials, heads, tokens]`, natural log) are
+    attentions of the same queries over disjoint key sets. The result is the
+    attention over their union: `lse = log(sum_p exp(lse_p))`,
+    `o = sum_p exp(lse_p - lse) * o_p`. Partials with `lse = -inf` add
+    nothing; a row where every partial is `-inf` gives zeros and `-inf`.
+    Split-KV decode, shared-prefix (cascade) attention and attention over
+    several memory tiers all end in this combine.
+
+    ```mlir
+    %o, %lse = attn.merge %po, %plse
+        : (tensor<?x?x32x128xf32>, tensor<?x32x?xf32>)
+        -> (tensor<?x32x128xf16>, tensor<32x?xf32>)
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$partialOutput,
+                       AnyRankedTensor:$partialLse);
+  let results = (outs AnyRankedTensor:$output,
+                      Optional<AnyRankedTensor>:$lse);
+  let assemblyFormat = [{
+    $partialOutput `,` $partialLse attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
 }
 
 #endif // ATTN_OPS_TD

@@ -1,0 +1,63 @@
+//===- AttnTypes.td - attn dialect types -------------------*- tablegen -*-===//
+
+#ifndef ATTN_TYPES_TD
+#define ATTN_TYPES_TD
+
+include "attn/AttnDialect.td"
+include "mlir/IR/AttrTypeBase.td"
+
+def Attn_KVCacheType : TypeDef<Attn_Dialect, "KVCache"> {
+  let mnemonic = "kv_cache";
+  let summary = "A reference to one layer's paged, possibly quantized KV cache";
+  let description = [{
+    The pages of one layer's K and V, `page_size` tokens each, in a pool the
+    caller owns. A value of this type is a reference (like a memref): ops
+    read and write through it. At the kernel boundary it becomes its
+    component buffers: the K and V pages and, for quantized storage, the
+    scale (and minimum) buffers. docs/kv-cache.md gives their shapes and the
+    quantization rules.
+
+    - `layout = nhd`: a page is `[page_size, kv_heads, head_dim]`;
+      `hnd`: `[kv_heads, page_size, head_dim]`.
+    - `storage`: `f16`, `bf16` (no scales); `f8E4M3FN`, `f8E5M2` (per-head
+      scales); `i8` (symmetric; K per channel over `k_group` tokens, V per
+      token); `i4` (asymmetric, two per byte, low nibble first; K per
+      channel over `k_group` tokens, V per token: the KIVI scheme).
+    - `k_group` (i8 and i4 only) divides `page_size`; default `page_size`.
+
+    ```mlir
+    !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = f16>
+    !attn.kv_cache<page_size = 64, kv_heads = 8, head_dim = 128, layout = hnd, storage = i8, k_group = 64>
+    ```
+  }];
+  let parameters = (ins "int64_t":$pageSize, "int64_t":$numKVHeads,
+                        "int64_t":$headDim, "bool":$headMajor,
+                        "::mlir::Type":$storage, "int64_t":$kGroup);
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// One buffer of the cache at the kernel boundary.
+    struct Component {
+      /// Suffix of the argument name and manifest role (`k_pages`, ...).
+      ::llvm::StringRef role;
+      /// Element type of the buffer (fp8 and packed i4 travel as i8).
+      ::mlir::Type elementType;
+      /// The manifest's dtype name (`f8e4m3fn`, `u8`, ...).
+      ::llvm::StringRef dtype;
+      /// Dynamic dimension 0 is the number of pages.
+      ::llvm::SmallVector<int64_t> shape;
+      /// False for per-head scales, which are not paged.
+      bool paged;
+    };
+    ::llvm::SmallVector<Component> getComponents() const;
+    /// Bytes of one token in every paged component (scales included).
+    double getBytesPerToken() const;
+    bool isFloat8() const;
+    bool isInt8() const;
+    bool isInt4() const;
+    /// `page_size / k_group` K scale groups per page.
+    int64_t getGroupsPerPage() const { return getPageSize() / getKGroup(); }
+  }];
+}
+
+#endif // ATTN_TYPES_TD
