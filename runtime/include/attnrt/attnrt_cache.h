@@ -1,0 +1,140 @@
+/*===- attnrt_cache.h - KV-cache page pool C API ------------------*- C -*-===*\
+|*                                                                            *|
+|* A page pool per KV cache: component buffers laid out [num_pages][bytes    *|
+|* per page], sequences as lists of pages with reference counts (fork shares *|
+|* a prefix, append copies a shared partly filled last page first), the      *|
+|* FlashInfer CSR page table of a batch, and exact byte accounting. See      *|
+|* docs/kv-cache.md (the contract) and docs/runtime.md (this API).           *|
+|*                                                                            *|
+|* A pool is NOT thread-safe: use one pool per serving thread, or guard all  *|
+|* calls on one pool with an external lock.                                  *|
+|*                                                                            *|
+\*===----------------------------------------------------------------------===*/
+
+#ifndef ATTNRT_ATTNRT_CACHE_H
+#define ATTNRT_ATTNRT_CACHE_H
+
+#include "attnrt/attnrt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest page size (tokens per page) a pool accepts (docs/kv-cache.md). */
+#define ATTNRT_CACHE_MAX_PAGE_SIZE 256
+
+/* One buffer of a cache format. Paged components (k_pages, v_pages, per-page
+ * scales and minima) have `bytes` per page and are laid out
+ * [num_pages][bytes]: page p occupies bytes [p * bytes, (p + 1) * bytes).
+ * Non-paged components (fp8 per-head scales) have `bytes` in total; the pool
+ * only owns them (never copies or clears them after creation). */
+typedef struct attnrt_cache_component {
+  const char *name; /* unique, non-empty; copied by the pool */
+  int paged;        /* 1: `bytes` per page; 0: `bytes` in total */
+  int64_t bytes;    /* positive */
+} attnrt_cache_component;
+
+typedef struct attnrt_cache_stats {
+  int64_t page_size;      /* tokens per page */
+  int64_t num_pages;      /* pages in the pool */
+  int64_t free_pages;     /* pages on the free list */
+  int64_t used_pages;     /* pages referenced by at least one sequence */
+  int64_t num_sequences;  /* live sequences */
+  int64_t bytes_per_page; /* sum of the paged components' bytes per page */
+  double bytes_per_token; /* bytes_per_page / page_size */
+  int64_t bytes_in_use;   /* used_pages * bytes_per_page */
+} attnrt_cache_stats;
+
+typedef struct attnrt_cache_pool attnrt_cache_pool;
+
+/* Creates a pool of num_pages pages of page_size (1..256) tokens. Every
+ * component buffer is allocated 64-byte aligned and zero-filled. Requires at
+ * least one paged component and num_pages * page_size <= INT32_MAX (slots
+ * are i32). *out is NULL on failure. */
+ATTNRT_API attnrt_status attnrt_cache_pool_create(
+    int64_t page_size, const attnrt_cache_component *components,
+    int num_components, int64_t num_pages, attnrt_cache_pool **out);
+/* Frees the pool, its buffers and all its sequences. NULL is a no-op. */
+ATTNRT_API void attnrt_cache_pool_destroy(attnrt_cache_pool *pool);
+
+/* The buffer of component `component` (index in the create list) and its
+ * size in bytes (num_pages * bytes for paged components). Either output may
+ * be NULL. Buffers never move for the lifetime of the pool. */
+ATTNRT_API attnrt_status attnrt_cache_pool_buffer(attnrt_cache_pool *pool,
+                                                  int component, void **data,
+                                                  int64_t *bytes);
+/* Index of the component called `name`. */
+ATTNRT_API attnrt_status attnrt_cache_pool_find_component(
+    const attnrt_cache_pool *pool, const char *name, int *index);
+ATTNRT_API attnrt_status attnrt_cache_pool_stats(const attnrt_cache_pool *pool,
+                                                 attnrt_cache_stats *out);
+
+/* New empty sequence. Ids are never reused within a pool, so a freed id is
+ * always reported as such. */
+ATTNRT_API attnrt_status attnrt_cache_seq_create(attnrt_cache_pool *pool,
+                                                 int64_t *seq);
+/* New sequence sharing all of src's pages and tokens (reference counts +1,
+ * nothing is copied). */
+ATTNRT_API attnrt_status attnrt_cache_seq_fork(attnrt_cache_pool *pool,
+                                               int64_t src, int64_t *out);
+/* Drops the sequence; each of its pages whose reference count reaches 0
+ * returns to the free list. */
+ATTNRT_API attnrt_status attnrt_cache_seq_free(attnrt_cache_pool *pool,
+                                               int64_t seq);
+ATTNRT_API attnrt_status attnrt_cache_seq_length(const attnrt_cache_pool *pool,
+                                                 int64_t seq, int64_t *len);
+
+/* Reserves the next num_tokens (>= 0) positions of seq and writes their slots
+ * (slot = page * page_size + offset) to slots_out[0 .. num_tokens), which may
+ * be NULL only when num_tokens is 0. Allocates pages as needed; if the last
+ * page is partly filled and shared with another sequence, it is first copied
+ * (every paged component's whole page) to a free page that replaces it in
+ * seq. All or nothing: when the pool lacks a page this needs, it returns
+ * ATTNRT_ERR_OUT_OF_PAGES and leaves the pool, the sequence and slots_out
+ * unchanged. */
+ATTNRT_API attnrt_status attnrt_cache_seq_append(attnrt_cache_pool *pool,
+                                                 int64_t seq,
+                                                 int64_t num_tokens,
+                                                 int32_t *slots_out);
+
+/* Number of kv_indices entries attnrt_cache_page_table needs for seqs. */
+ATTNRT_API attnrt_status
+attnrt_cache_page_table_size(const attnrt_cache_pool *pool, const int64_t *seqs,
+                             int num_seqs, int64_t *num_refs);
+/* FlashInfer CSR page table of the batch seqs[0 .. num_seqs) (a sequence may
+ * appear more than once): kv_indptr [num_seqs + 1], kv_indices
+ * [indices_capacity], kv_last_page_len [num_seqs]. A sequence with no token
+ * has no page and last_page_len 0. Nothing is written on failure. */
+ATTNRT_API attnrt_status
+attnrt_cache_page_table(const attnrt_cache_pool *pool, const int64_t *seqs,
+                        int num_seqs, int32_t *kv_indptr, int32_t *kv_indices,
+                        int64_t indices_capacity, int32_t *kv_last_page_len);
+
+/* Number of sequences referencing page (0 = free). For tests and debugging. */
+ATTNRT_API attnrt_status attnrt_cache_page_refcount(
+    const attnrt_cache_pool *pool, int64_t page, int64_t *refcount);
+/* Recomputes every invariant from scratch (reference counts equal the number
+ * of sequence references, the free list holds exactly the unreferenced pages
+ * once each, sequence lengths match their page counts). ATTNRT_OK, or
+ * ATTNRT_ERR_INVALID_ARGUMENT naming the first broken invariant (an attnrt
+ * bug). O(pages + references); for tests and debugging. */
+ATTNRT_API attnrt_status attnrt_cache_pool_check(const attnrt_cache_pool *pool);
+
+/* Converts vLLM's padded block_tables [batch, max_blocks] (row-major) and
+ * seq_lens [batch] to the CSR page table: row b keeps its first
+ * ceil(seq_lens[b] / page_size) entries, kv_last_page_len[b] = seq_lens[b] -
+ * (pages - 1) * page_size (0 for an empty sequence). page_size >= 1.
+ * kv_indptr [batch + 1], kv_indices [indices_capacity], kv_last_page_len
+ * [batch]. Fails (writing nothing) on a negative seq_len, a row needing more
+ * than max_blocks pages, a negative page number among the kept entries, or a
+ * too small indices_capacity (the message gives the size needed). */
+ATTNRT_API attnrt_status attnrt_page_table_from_block_tables(
+    const int32_t *block_tables, int64_t batch, int64_t max_blocks,
+    const int32_t *seq_lens, int64_t page_size, int32_t *kv_indptr,
+    int32_t *kv_indices, int64_t indices_capacity, int32_t *kv_last_page_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTNRT_ATTNRT_CACHE_H */
