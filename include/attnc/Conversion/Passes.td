@@ -55,11 +55,21 @@ def AttnCPUKernelABI : Pass<"attn-cpu-kernel-abi", "mlir::ModuleOp"> {
     kernel function `NAME`:
 
     - results become trailing out-parameters written in place;
-    - the outer `scf.parallel` becomes an `scf.for` over the work-item
-      range `[begin, end)` given as two extra `index` arguments, so the
-      runtime spreads items over its threads;
+    - the top-level `memref.alloc`s that are not results are the scratch
+      buffers that the function's `attn.scratch` attribute lists in program
+      order (`[{name, dtype, shape}, ...]`); they become trailing memref
+      parameters after the out-parameters, which the caller allocates (it is
+      an error when the number of allocations and entries differ);
+    - the top-level `scf.parallel` loops are the kernel's phases 0..n-1, in
+      order (no loop at all: one phase of one work item). An `index`
+      argument `phase` and the work-item range `begin, end` follow the
+      memrefs; phase `i`'s loop becomes an `scf.for` over `[begin, end)` of
+      its linearized iteration space, run when `phase == i`. Code outside
+      the loops is shared by all phases. When the function has an
+      `attn.phases` attribute, the loop count must equal it;
     - the per-item workspace is hoisted to the function entry (one per call);
-    - `NAME__count` returns the number of work items.
+    - `NAME__count(args..., phase)` returns the number of work items of
+      `phase` (0 for a phase the kernel does not have).
 
     Both functions get `llvm.emit_c_interface`.
   }];
@@ -84,10 +94,11 @@ def AttnCPUEntryPoints : Pass<"attn-cpu-entry-points", "mlir::ModuleOp"> {
   let summary = "Emit the packed C entry points of every host kernel";
   let description = [{
     For each kernel `NAME` (in the LLVM dialect, after conversion) emits
-    `NAME__run(void **args, i64 begin, i64 end)` and
-    `int64_t NAME__work_items(void **args)`, which unpack the argument
-    array and call the `_mlir_ciface_` functions. The runtime then calls
-    every kernel the same way whatever its arity.
+    `void NAME__run(void **args, i64 phase, i64 begin, i64 end)` and
+    `int64_t NAME__work_items(void **args, i64 phase)`, which unpack the
+    argument array (arguments, results, then scratch buffers: one memref
+    descriptor pointer each) and call the `_mlir_ciface_` functions. The
+    runtime then calls every kernel the same way whatever its arity.
   }];
   let dependentDialects = ["mlir::LLVM::LLVMDialect"];
 }

@@ -1,9 +1,11 @@
 //===- EntryPoints.cpp - packed C entry points of host kernels ------------===//
 //
 // For `_mlir_ciface_NAME` (the run function) and `_mlir_ciface_NAME__count`
-// emits `NAME__run(ptr args, i64 begin, i64 end)` and
-// `NAME__work_items(ptr args) -> i64`: args[i] points to the memref
-// descriptor of argument i, so the runtime calls any kernel the same way.
+// emits `NAME__run(ptr args, i64 phase, i64 begin, i64 end)` and
+// `NAME__work_items(ptr args, i64 phase) -> i64`: args[i] points to the
+// memref descriptor of argument i (arguments, results, then scratch), so the
+// runtime calls any kernel the same way. The scalar parameters (phase and
+// the work-item range) are passed through in order.
 //
 //===----------------------------------------------------------------------===//
 
@@ -37,7 +39,7 @@ void emitEntryPoint(ModuleOp module, LLVM::LLVMFuncOp target) {
   SmallVector<Type> params{ptr};
   for (Type t : targetType.getParams())
     if (!isa<LLVM::LLVMPointerType>(t))
-      params.push_back(t); // the work-item range
+      params.push_back(t); // phase, then the work-item range
   auto type = LLVM::LLVMFunctionType::get(targetType.getReturnType(), params);
 
   ImplicitLocOpBuilder b(target.getLoc(), module.getBody(),
