@@ -8,6 +8,11 @@
 
 namespace attnc {
 
+/// The kernel-boundary name of the !attn.kv_cache argument `argNo`: its
+/// `attn.name`, else `cache`, `cache1`, ... by position among the caches.
+/// Its component buffers are named `NAME_<component>`.
+std::string cacheArgumentName(mlir::func::FuncOp func, unsigned argNo);
+
 #define GEN_PASS_DECL
 #include "attnc/Conversion/Passes.h.inc"
 

@@ -5,8 +5,22 @@
 
 include "mlir/Pass/PassBase.td"
 
+def AttnExpandKVCache : Pass<"attn-expand-kv-cache", "mlir::func::FuncOp"> {
+  let summary = "Replace each !attn.kv_cache argument by its component buffers";
+  let description = [{
+    A `!attn.kv_cache` function argument `NAME` (its `attn.name`, else
+    `cache`, `cache1`, ...) becomes the memref arguments of its components
+    (docs/kv-cache.md: K and V pages, then scales and minima), named
+    `NAME_<component>`, inserted where it was. Its uses read an
+    `unrealized_conversion_cast` of those buffers, which the lowering of
+    the cache ops looks through. The kernel ABI and manifest list the same
+    buffers in the same order.
+  }];
+  let dependentDialects = ["mlir::memref::MemRefDialect"];
+}
+
 def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
-  let summary = "Lower attn.attention to the tiled online-softmax algorithm";
+  let summary = "Lower attention ops to the tiled online-softmax algorithm";
   let description = [{
     Rewrites every `attn.attention` into the target-neutral tile level
     (DESIGN.md section 3, level 2) on scf/arith/math/vector/memref:
@@ -26,6 +40,18 @@ def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
       with a dynamic query length both are emitted and each work item picks
       by its row count (`qk-form`).
 
+    `attn.paged_attention` takes the same loops with a different tile load:
+    each key's page comes from the CSR page table and its K/V chunks are
+    dequantized right there (fp8 bit expansion times the head scale, int8
+    times per-channel K / per-token V scales, int4 nibble unpacking with
+    scale and minimum); no dequantized copy of the cache exists. Paged
+    decode over a dynamic batch splits each sequence's KV tiles into
+    partitions (split-KV, `max-kv-splits`, `num-kv-splits`) that write
+    partial outputs and LSEs to scratch, combined by a second parallel loop
+    (phase 2) with the `attn.merge` arithmetic; the function gets
+    `attn.phases` and `attn.scratch`. `attn.merge` itself lowers to that
+    combine loop.
+
     Operands are taken as buffers (`bufferization.to_buffer`) and results
     are fresh buffers; one-shot bufferization finishes the function.
   }];
@@ -40,6 +66,15 @@ def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
            "Q.K^T form: dot (a reduction per row and key), transposed (K "
            "staged transposed, broadcast-FMAs), or auto (transposed when "
            "more than 16 rows share a tile)">,
+    Option<"maxKVSplits", "max-kv-splits", "int64_t", /*default=*/"8",
+           "Split-KV for paged decode with a dynamic batch: at most this "
+           "many partitions per sequence (sizes the scratch; 1 disables)">,
+    Option<"numKVSplits", "num-kv-splits", "int64_t", /*default=*/"0",
+           "Split-KV partitions (0: chosen per call from the batch, the KV "
+           "heads, num-threads and the sequence lengths)">,
+    Option<"numThreads", "num-threads", "int64_t", /*default=*/"0",
+           "Threads the kernels will run on, for the split-KV choice (0: "
+           "this machine's cores)">,
   ];
   let dependentDialects = [
     "mlir::arith::ArithDialect", "mlir::bufferization::BufferizationDialect",

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Lowerings.h"
 #include "attn/AttnDialect.h"
 #include "attnc/Conversion/Passes.h"
 
@@ -17,7 +18,9 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
+#include <cmath>
 #include <limits>
+#include <thread>
 
 namespace attnc {
 #define GEN_PASS_DEF_ATTNLOWERTOTILES
@@ -34,6 +37,22 @@ constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+/// One attention computation, from attn.attention or attn.paged_attention.
+struct AttentionProblem {
+  Value query, key, value, cuQ, cuK;        // tensors; key/value unless paged
+  Value kvIndptr, kvIndices, kvLastPageLen; // tensors, paged only
+  KVCacheType cache;                        // paged only
+  llvm::StringMap<Value> cacheBuffers;      // component role -> memref
+  bool ragged = false; // Q and O are [tokens, heads, head_dim]
+  bool paged = false;
+  bool decode = false; // paged with one query per sequence: Q [batch, ...]
+  MaskAttr mask;
+  int64_t groupSize = 1, headDim = 0, numKVHeads = 0;
+  double scale = 1;
+  std::optional<double> softcap;
+  Type outputType, lseType; // lseType null without an LSE result
+};
+
 struct TileConfig {
   int64_t blockQ;  // query tokens per tile
   int64_t blockKV; // keys per KV tile
@@ -46,6 +65,13 @@ struct TileConfig {
   // Emit both forms and pick per work item by its row count (a dynamic
   // query length: the same kernel serves prefill and decode).
   bool chooseAtRunTime;
+  // Split-KV (paged decode): at most this many partitions of each
+  // sequence's KV tiles, merged in a second phase; 0 = no split.
+  int64_t maxSplits = 0;
+  // With maxSplits: a fixed partition count (0 = chosen at run time from
+  // the batch, the KV heads and threadsHint).
+  int64_t forcedSplits = 0;
+  int64_t threadsHint = 1;
 };
 
 /// Rows above which the transposed form pays for its transpose.
@@ -59,6 +85,8 @@ struct WorkItem {
   Value numQueries;                 // queries of this tile (<= blockQ)
   Value numRows;                    // numQueries * G
   Value firstHead;                  // first query head: kvHead * G
+  Value pageBegin; // paged: first entry of the sequence in kv_indices
+  Value split;     // split-KV: which partition of the KV tiles
   // Positions (DESIGN.md section 4) of the tile's first and last query, and
   // the offset from query index to position (bottom-right: Lk - Lq).
   Value posOffset, firstPos, lastPos;
@@ -68,23 +96,118 @@ struct WorkItem {
 /// from `mainBegin` on, `numTiles` in all (the block predicate).
 struct KVRange {
   Value numSink, mainBegin, numTiles;
+  Value stepBegin, stepEnd; // the steps [0, numTiles) this item runs
 };
+
+/// The attn.merge combine as a parallel loop over (token, head):
+/// o = sum_p 2^(l_p - m) o_p / sum_p 2^(l_p - m) in the log2 domain, with m
+/// the largest partial LSE. Partials at -inf weigh 0; all at -inf give zeros
+/// and -inf. `partialO` [P, T, H, D], `partialLse` [P, H, T] (nats),
+/// `output` [T, H, D], `lse` [H, T] or null.
+static void emitMerge(ImplicitLocOpBuilder &b, Value partialO, Value partialLse,
+                      Value numParts, Value numTokens, Value output, Value lse,
+                      int64_t chunk) {
+  auto oType = cast<MemRefType>(partialO.getType());
+  int64_t heads = oType.getDimSize(2), headDim = oType.getDimSize(3);
+  Type f32 = b.getF32Type();
+  Type inElem = oType.getElementType();
+  Type outElem = cast<MemRefType>(output.getType()).getElementType();
+  auto vecType = VectorType::get({chunk}, f32);
+  // Constants first, outside the loop they are used in.
+  auto f32c = [&](double v) -> Value {
+    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+  };
+  Value zero = arith::ConstantIndexOp::create(b, 0);
+  Value one = arith::ConstantIndexOp::create(b, 1);
+  Value negInf = f32c(-kInf), zeroF = f32c(0.0), oneF = f32c(1.0),
+        log2e = f32c(kLog2e), ln2 = f32c(kLn2);
+  Value zeroVec = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0).getValue()));
+  SmallVector<Value> offsets;
+  for (int64_t d = 0; d < headDim; d += chunk)
+    offsets.push_back(arith::ConstantIndexOp::create(b, d));
+
+  scf::ParallelOp::create(
+      b, ValueRange{zero, zero},
+      ValueRange{numTokens, arith::ConstantIndexOp::create(b, heads)},
+      ValueRange{one, one}, [&](OpBuilder &nb, Location loc, ValueRange ivs) {
+        ImplicitLocOpBuilder ib(loc, nb);
+        Value t = ivs[0], h = ivs[1];
+        auto loadLse = [&](ImplicitLocOpBuilder &jb, Value part) -> Value {
+          return memref::LoadOp::create(jb, partialLse, ValueRange{part, h, t});
+        };
+        auto maxLoop = scf::ForOp::create(
+            ib, zero, numParts, one, ValueRange{negInf},
+            [&](OpBuilder &lb, Location l, Value part, ValueRange m) {
+              ImplicitLocOpBuilder jb(l, lb);
+              scf::YieldOp::create(jb, ValueRange{arith::MaximumFOp::create(
+                                           jb, loadLse(jb, part), m[0])});
+            });
+        Value m = maxLoop.getResult(0);
+        Value empty =
+            arith::CmpFOp::create(ib, arith::CmpFPredicate::OEQ, m, negInf);
+        Value base = arith::SelectOp::create(ib, empty, zeroF, m);
+        SmallVector<Value> init{zeroF};
+        init.append(offsets.size(), zeroVec);
+        auto sumLoop = scf::ForOp::create(
+            ib, zero, numParts, one, init,
+            [&](OpBuilder &lb, Location l, Value part, ValueRange carried) {
+              ImplicitLocOpBuilder jb(l, lb);
+              Value weight = math::Exp2Op::create(
+                  jb,
+                  arith::MulFOp::create(
+                      jb, arith::SubFOp::create(jb, loadLse(jb, part), base),
+                      log2e));
+              SmallVector<Value> next{
+                  arith::AddFOp::create(jb, carried[0], weight)};
+              Value w = vector::BroadcastOp::create(jb, vecType, weight);
+              for (auto [i, d] : llvm::enumerate(offsets)) {
+                Value o =
+                    vector::LoadOp::create(jb, VectorType::get({chunk}, inElem),
+                                           partialO, ValueRange{part, t, h, d});
+                if (inElem != f32)
+                  o = arith::ExtFOp::create(jb, vecType, o);
+                next.push_back(vector::FMAOp::create(jb, w, o, carried[i + 1]));
+              }
+              scf::YieldOp::create(jb, next);
+            });
+        Value sum = sumLoop.getResult(0);
+        Value positive =
+            arith::CmpFOp::create(ib, arith::CmpFPredicate::OGT, sum, zeroF);
+        Value inv = arith::SelectOp::create(
+            ib, positive, arith::DivFOp::create(ib, oneF, sum), zeroF);
+        Value invVec = vector::BroadcastOp::create(ib, vecType, inv);
+        for (auto [i, d] : llvm::enumerate(offsets)) {
+          Value o = arith::MulFOp::create(ib, sumLoop.getResult(i + 1), invVec);
+          if (outElem != f32)
+            o = arith::TruncFOp::create(ib, VectorType::get({chunk}, outElem),
+                                        o);
+          vector::StoreOp::create(ib, o, output, ValueRange{t, h, d});
+        }
+        if (lse) {
+          Value nats = arith::AddFOp::create(
+              ib, base,
+              arith::MulFOp::create(ib, math::Log2Op::create(ib, sum), ln2));
+          memref::StoreOp::create(
+              ib, arith::SelectOp::create(ib, empty, negInf, nats), lse,
+              ValueRange{h, t});
+        }
+      });
+}
 
 /// Builds the tiled loop nest for one attn.attention. Integer values are
 /// `index` unless named *I32; vectors are f32.
 class AttentionTiler {
 public:
-  AttentionTiler(AttentionOp op, TileConfig cfg, ImplicitLocOpBuilder &b)
-      : op(op), cfg(cfg), b(b), ragged(op.isRagged()), mask(op.getMaskOrNone()),
-        groupSize(op.getGroupSize()), headDim(op.getHeadDim()),
-        numKVHeads(op.getNumKVHeads()), rows(cfg.blockQ * groupSize),
-        f32(b.getF32Type()) {
+  AttentionTiler(const AttentionProblem &p, TileConfig cfg,
+                 ImplicitLocOpBuilder &b)
+      : p(p), cfg(cfg), b(b), ragged(p.ragged), mask(p.mask),
+        groupSize(p.groupSize), headDim(p.headDim), numKVHeads(p.numKVHeads),
+        rows(cfg.blockQ * groupSize), f32(b.getF32Type()) {
     // Scores are computed in the log2 domain: fold scale * log2(e) into Q
     // (or scale / softcap when soft-capping, applied after tanh).
-    double scale = op.getScaleOrDefault();
-    if (auto cap = op.getSoftcapAttr())
-      softcap = cap.getValueAsDouble();
-    qScale = softcap ? scale / *softcap : scale * kLog2e;
+    softcap = p.softcap;
+    qScale = softcap ? p.scale / *softcap : p.scale * kLog2e;
   }
 
   /// Emits the loops; returns the replacement values of op's results.
@@ -169,7 +292,20 @@ private:
   }
 
   WorkItem emitSequenceBounds(Value batch, Value kvHead, Value qTile);
-  void emitWorkItem(Value batch, Value kvHead, Value qTile);
+  void emitWorkItem(Value batch, Value kvHead, Value qTile, Value split);
+  /// Longest sequence of a cumulative-length vector.
+  Value emitMaxLength(Value cu, Value numBatches);
+  /// Split-KV partitions per sequence for this call.
+  Value emitSplitCount(Value numBatches);
+  void emitPartialBuffers();
+  /// K and V of key j of the tile, from a dense/ragged buffer or a paged
+  /// cache (dequantized), into the tile.
+  void emitDenseKeyLoad(const WorkItem &w, Value token, Value j);
+  void emitPagedKeyLoad(const WorkItem &w, Value position, Value j);
+  void storeKeyChunk(Value k, Value j, int64_t d);
+  /// `cfg.chunk` dequantized elements of one cached token's head.
+  Value loadCachedChunk(bool isKey, Value page, Value offset, Value head,
+                        int64_t d);
   void emitWorkspace();
   /// Q rows, pre-scaled, and a zeroed accumulator.
   void emitQueryTile(const WorkItem &w);
@@ -190,7 +326,7 @@ private:
   Value emitElementPredicate(Value scores, Value tileStart, Value kLen,
                              Value queryPos);
 
-  AttentionOp op;
+  const AttentionProblem &p;
   TileConfig cfg;
   ImplicitLocOpBuilder &b;
   bool ragged;
@@ -201,6 +337,8 @@ private:
   double qScale;
 
   Value query, key, value, cuQ, cuK, output, lse;
+  Value kvIndptr, kvIndices, kvLastPageLen;
+  Value numSplits, partialO, partialLse;
   // Per work item, fixed-size f32 workspace.
   Value qTile, kTile, vTile, scoreTile, probRow, accTile;
   // Both K layouts when the form is chosen at run time; `transposed` is the
@@ -214,22 +352,26 @@ private:
 
 SmallVector<Value> AttentionTiler::build() {
   auto toBuffer = [&](Value tensor) -> Value {
+    if (!tensor)
+      return {};
     auto t = cast<RankedTensorType>(tensor.getType());
     return bufferization::ToBufferOp::create(
         b, MemRefType::get(t.getShape(), t.getElementType()), tensor,
         /*read_only=*/true);
   };
-  query = toBuffer(op.getQuery());
-  key = toBuffer(op.getKey());
-  value = toBuffer(op.getValue());
-  if (ragged) {
-    cuQ = toBuffer(op.getCuSeqlensQ());
-    cuK = toBuffer(op.getCuSeqlensK());
-  }
+  query = toBuffer(p.query);
+  key = toBuffer(p.key);
+  value = toBuffer(p.value);
+  cuQ = toBuffer(p.cuQ);
+  cuK = toBuffer(p.cuK);
+  kvIndptr = toBuffer(p.kvIndptr);
+  kvIndices = toBuffer(p.kvIndices);
+  kvLastPageLen = toBuffer(p.kvLastPageLen);
 
   // Results are fresh buffers; their dynamic sizes come from the query.
-  auto allocLike = [&](RankedTensorType t,
+  auto allocLike = [&](Type type,
                        ArrayRef<std::pair<int64_t, int64_t>> fromQueryDim) {
+    auto t = cast<RankedTensorType>(type);
     SmallVector<Value> sizes;
     for (auto [resultDim, queryDim] : fromQueryDim)
       if (t.isDynamicDim(resultDim))
@@ -237,58 +379,121 @@ SmallVector<Value> AttentionTiler::build() {
     return memref::AllocOp::create(
         b, MemRefType::get(t.getShape(), t.getElementType()), sizes);
   };
-  auto outType = op.getOutput().getType();
-  output = ragged ? allocLike(outType, {{0, 0}})
-                  : allocLike(outType, {{0, 0}, {1, 1}});
-  if (Value lseResult = op.getLse()) {
-    auto t = cast<RankedTensorType>(lseResult.getType());
-    lse = ragged ? allocLike(t, {{1, 0}}) : allocLike(t, {{0, 0}, {2, 1}});
-  }
+  output = ragged ? allocLike(p.outputType, {{0, 0}})
+                  : allocLike(p.outputType, {{0, 0}, {1, 1}});
+  if (p.lseType)
+    lse = ragged ? allocLike(p.lseType, {{1, 0}})
+                 : allocLike(p.lseType, {{0, 0}, {2, 1}});
 
   // Number of query tiles: per sequence for dense batches, from the longest
   // sequence for ragged ones (shorter sequences finish early).
   Value numBatches, maxQLen;
-  if (ragged) {
+  if (p.paged)
+    numBatches = sub(dim(kvIndptr, 0), idx(1));
+  else if (ragged)
     numBatches = sub(dim(cuQ, 0), idx(1));
-    auto scan = scf::ForOp::create(
-        b, idx(0), numBatches, idx(1), ValueRange{idx(0)},
-        [&](OpBuilder &nb, Location loc, Value i, ValueRange iter) {
-          ImplicitLocOpBuilder ib(loc, nb);
-          Value next = arith::AddIOp::create(
-              ib, i, arith::ConstantIndexOp::create(ib, 1));
-          Value len = arith::SubIOp::create(
-              ib, memref::LoadOp::create(ib, cuQ, ValueRange{next}),
-              memref::LoadOp::create(ib, cuQ, ValueRange{i}));
-          Value lenIdx = arith::IndexCastOp::create(ib, ib.getIndexType(), len);
-          scf::YieldOp::create(
-              ib, ValueRange{arith::MaxSIOp::create(ib, lenIdx, iter[0])});
-        });
-    maxQLen = scan.getResult(0);
-  } else {
+  else
     numBatches = dim(query, 0);
+  if (p.decode)
+    maxQLen = idx(1);
+  else if (ragged)
+    maxQLen = emitMaxLength(cuQ, numBatches);
+  else
     maxQLen = dim(query, 1);
-  }
   Value numQTiles = ceilDiv(maxQLen, cfg.blockQ);
 
-  scf::ParallelOp::create(b, ValueRange{idx(0), idx(0), idx(0)},
-                          ValueRange{numBatches, idx(numKVHeads), numQTiles},
-                          ValueRange{idx(1), idx(1), idx(1)},
-                          [&](OpBuilder &nb, Location loc, ValueRange ivs) {
-                            OpBuilder::InsertionGuard guard(b);
-                            b.setInsertionPoint(nb.getInsertionBlock(),
-                                                nb.getInsertionPoint());
-                            emitWorkItem(ivs[0], ivs[1], ivs[2]);
-                          });
+  SmallVector<Value> upper{numBatches, idx(numKVHeads), numQTiles};
+  if (cfg.maxSplits > 0) {
+    numSplits = emitSplitCount(numBatches);
+    upper.push_back(numSplits);
+    emitPartialBuffers();
+  }
+  SmallVector<Value> zeros(upper.size(), idx(0)), ones(upper.size(), idx(1));
+  scf::ParallelOp::create(
+      b, zeros, upper, ones, [&](OpBuilder &nb, Location loc, ValueRange ivs) {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+        emitWorkItem(ivs[0], ivs[1], ivs[2], ivs.size() > 3 ? ivs[3] : Value());
+      });
+  if (cfg.maxSplits > 0) {
+    // Phase 2: combine the partitions (nothing to do with one partition:
+    // its items wrote the results directly).
+    Value tokens = arith::SelectOp::create(b, lt(idx(1), numSplits),
+                                           dim(query, 0), idx(0));
+    emitMerge(b, partialO, partialLse, numSplits, tokens, output, lse,
+              cfg.chunk);
+  }
 
   auto toTensor = [&](Value buffer, Type tensorType) -> Value {
     return bufferization::ToTensorOp::create(b, tensorType, buffer,
                                              /*restrict=*/true,
                                              /*writable=*/true);
   };
-  SmallVector<Value> results{toTensor(output, op.getOutput().getType())};
+  SmallVector<Value> results{toTensor(output, p.outputType)};
   if (lse)
-    results.push_back(toTensor(lse, op.getLse().getType()));
+    results.push_back(toTensor(lse, p.lseType));
   return results;
+}
+
+Value AttentionTiler::emitMaxLength(Value cu, Value numBatches) {
+  auto scan = scf::ForOp::create(
+      b, idx(0), numBatches, idx(1), ValueRange{idx(0)},
+      [&](OpBuilder &nb, Location loc, Value i, ValueRange iter) {
+        ImplicitLocOpBuilder ib(loc, nb);
+        Value next =
+            arith::AddIOp::create(ib, i, arith::ConstantIndexOp::create(ib, 1));
+        Value len = arith::SubIOp::create(
+            ib, memref::LoadOp::create(ib, cu, ValueRange{next}),
+            memref::LoadOp::create(ib, cu, ValueRange{i}));
+        Value lenIdx = arith::IndexCastOp::create(ib, ib.getIndexType(), len);
+        scf::YieldOp::create(
+            ib, ValueRange{arith::MaxSIOp::create(ib, lenIdx, iter[0])});
+      });
+  return scan.getResult(0);
+}
+
+Value AttentionTiler::emitSplitCount(Value numBatches) {
+  if (cfg.forcedSplits > 0)
+    return idx(cfg.forcedSplits);
+  // Enough items for two per thread, never more partitions than KV tiles
+  // of the longest sequence allow (each partition gets >= 2 tiles).
+  Value items = maxS(idx(1), mul(numBatches, idx(numKVHeads)));
+  Value wanted = arith::CeilDivSIOp::create(b, idx(2 * cfg.threadsHint), items);
+  Value maxPages = idx(0);
+  {
+    auto scan = scf::ForOp::create(
+        b, idx(0), numBatches, idx(1), ValueRange{idx(0)},
+        [&](OpBuilder &nb, Location loc, Value i, ValueRange iter) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          Value pages =
+              sub(castIndex(memref::LoadOp::create(b, kvIndptr,
+                                                   ValueRange{add(i, idx(1))}),
+                            b.getIndexType()),
+                  castIndex(memref::LoadOp::create(b, kvIndptr, ValueRange{i}),
+                            b.getIndexType()));
+          scf::YieldOp::create(b, ValueRange{maxS(pages, iter[0])});
+        });
+    maxPages = scan.getResult(0);
+  }
+  Value maxTiles =
+      ceilDiv(mul(maxPages, idx(p.cache.getPageSize())), cfg.blockKV);
+  Value byLength = maxS(idx(1), arith::DivSIOp::create(b, maxTiles, idx(2)));
+  return maxS(idx(1), minS(idx(cfg.maxSplits), minS(wanted, byLength)));
+}
+
+void AttentionTiler::emitPartialBuffers() {
+  // Scratch the runtime provides (manifest `scratch`): each partition's
+  // normalized output and LSE, merged in phase 2.
+  int64_t hq = numKVHeads * groupSize;
+  Value tokens = dim(query, 0);
+  partialO = memref::AllocOp::create(
+      b,
+      MemRefType::get({cfg.maxSplits, ShapedType::kDynamic, hq, headDim}, f32),
+      ValueRange{tokens});
+  partialLse = memref::AllocOp::create(
+      b, MemRefType::get({cfg.maxSplits, hq, ShapedType::kDynamic}, f32),
+      ValueRange{tokens});
 }
 
 WorkItem AttentionTiler::emitSequenceBounds(Value batch, Value kvHead,
@@ -296,18 +501,37 @@ WorkItem AttentionTiler::emitSequenceBounds(Value batch, Value kvHead,
   WorkItem w;
   w.batch = batch;
   w.kvHead = kvHead;
-  if (ragged) {
-    auto bounds = [&](Value cu, Value &start, Value &len) {
-      Value s = memref::LoadOp::create(b, cu, ValueRange{batch});
-      Value e = memref::LoadOp::create(b, cu, ValueRange{add(batch, idx(1))});
-      start = castIndex(s, b.getIndexType());
-      len = sub(castIndex(e, b.getIndexType()), start);
-    };
+  auto bounds = [&](Value cu, Value &start, Value &len) {
+    Value s = memref::LoadOp::create(b, cu, ValueRange{batch});
+    Value e = memref::LoadOp::create(b, cu, ValueRange{add(batch, idx(1))});
+    start = castIndex(s, b.getIndexType());
+    len = sub(castIndex(e, b.getIndexType()), start);
+  };
+  if (p.decode) {
+    w.qStart = batch;
+    w.qLen = idx(1);
+  } else if (ragged) {
     bounds(cuQ, w.qStart, w.qLen);
+  } else {
+    w.qStart = idx(0);
+    w.qLen = dim(query, 1);
+  }
+  if (p.paged) {
+    // Length = full pages before the last one + the last page's tokens.
+    Value numPages;
+    bounds(kvIndptr, w.pageBegin, numPages);
+    Value last =
+        castIndex(memref::LoadOp::create(b, kvLastPageLen, ValueRange{batch}),
+                  b.getIndexType());
+    Value full =
+        mul(maxS(idx(0), sub(numPages, idx(1))), idx(p.cache.getPageSize()));
+    w.kLen = arith::SelectOp::create(b, lt(idx(0), numPages), add(full, last),
+                                     idx(0));
+    w.kStart = idx(0);
+  } else if (ragged) {
     bounds(cuK, w.kStart, w.kLen);
   } else {
-    w.qStart = w.kStart = idx(0);
-    w.qLen = dim(query, 1);
+    w.kStart = idx(0);
     w.kLen = dim(key, 1);
   }
   w.firstQuery = mul(qTileIdx, idx(cfg.blockQ));
@@ -447,45 +671,163 @@ KVRange AttentionTiler::emitBlockPredicate(WorkItem &w) {
 void AttentionTiler::emitTileLoad(const WorkItem &w, Value tileStart,
                                   Value numKeys) {
   const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
-  auto storeK = [&](Value k, Value j, int64_t d) {
-    if (transposed)
-      storeColumn(k, j, d);
-    else
-      vector::StoreOp::create(b, k, kTile, ValueRange{j, idx(d)});
-  };
   forEach(idx(0), idx(bk), 1, [&](Value j) {
     auto inRange = scf::IfOp::create(b, lt(j, numKeys),
                                      /*withElseRegion=*/true);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(inRange.thenBlock());
-    Value token = add(w.kStart, add(tileStart, j));
-    for (int64_t d = 0; d < headDim; d += chunk) {
-      storeK(loadChunk(w, key, token, w.kvHead, idx(d)), j, d);
-      vector::StoreOp::create(b, loadChunk(w, value, token, w.kvHead, idx(d)),
-                              vTile, ValueRange{j, idx(d)});
-    }
-    // The same key one tile ahead: one head's rows are a whole token apart,
-    // so few share a page and the hardware prefetcher (which stays inside a
-    // page) cannot stream them.
-    Value ahead = minS(add(token, idx(bk)), sub(add(w.kStart, w.kLen), idx(1)));
-    for (Value buffer : {key, value}) {
-      auto type = cast<MemRefType>(buffer.getType());
-      int64_t lineElems =
-          std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
-      for (int64_t d = 0; d < headDim; d += lineElems)
-        memref::PrefetchOp::create(b, buffer,
-                                   tokenIndices(w, ahead, w.kvHead, idx(d)),
-                                   /*isWrite=*/false, /*localityHint=*/3,
-                                   /*isDataCache=*/true);
-    }
+    if (p.paged)
+      emitPagedKeyLoad(w, add(tileStart, j), j);
+    else
+      emitDenseKeyLoad(w, add(w.kStart, add(tileStart, j)), j);
     // Past the sequence's end: zeros, so masked keys stay finite.
     b.setInsertionPointToStart(inRange.elseBlock());
     for (int64_t d = 0; d < headDim; d += chunk) {
-      storeK(splat(chunk, 0.0), j, d);
+      storeKeyChunk(splat(chunk, 0.0), j, d);
       vector::StoreOp::create(b, splat(chunk, 0.0), vTile,
                               ValueRange{j, idx(d)});
     }
   });
+}
+
+void AttentionTiler::storeKeyChunk(Value k, Value j, int64_t d) {
+  if (transposed)
+    storeColumn(k, j, d);
+  else
+    vector::StoreOp::create(b, k, kTile, ValueRange{j, idx(d)});
+}
+
+void AttentionTiler::emitDenseKeyLoad(const WorkItem &w, Value token, Value j) {
+  const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
+  for (int64_t d = 0; d < headDim; d += chunk) {
+    storeKeyChunk(loadChunk(w, key, token, w.kvHead, idx(d)), j, d);
+    vector::StoreOp::create(b, loadChunk(w, value, token, w.kvHead, idx(d)),
+                            vTile, ValueRange{j, idx(d)});
+  }
+  // The same key one tile ahead: one head's rows are a whole token apart,
+  // so few share a page and the hardware prefetcher (which stays inside a
+  // page) cannot stream them.
+  Value ahead = minS(add(token, idx(bk)), sub(add(w.kStart, w.kLen), idx(1)));
+  for (Value buffer : {key, value}) {
+    auto type = cast<MemRefType>(buffer.getType());
+    int64_t lineElems =
+        std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
+    for (int64_t d = 0; d < headDim; d += lineElems)
+      memref::PrefetchOp::create(b, buffer,
+                                 tokenIndices(w, ahead, w.kvHead, idx(d)),
+                                 /*isWrite=*/false, /*localityHint=*/3,
+                                 /*isDataCache=*/true);
+  }
+}
+
+void AttentionTiler::emitPagedKeyLoad(const WorkItem &w, Value position,
+                                      Value j) {
+  const int64_t pageSize = p.cache.getPageSize();
+  Value slot = arith::DivUIOp::create(b, position, idx(pageSize));
+  Value page = castIndex(
+      memref::LoadOp::create(b, kvIndices, ValueRange{add(w.pageBegin, slot)}),
+      b.getIndexType());
+  Value offset = arith::RemUIOp::create(b, position, idx(pageSize));
+  for (int64_t d = 0; d < headDim; d += cfg.chunk) {
+    storeKeyChunk(loadCachedChunk(/*isKey=*/true, page, offset, w.kvHead, d), j,
+                  d);
+    vector::StoreOp::create(
+        b, loadCachedChunk(/*isKey=*/false, page, offset, w.kvHead, d), vTile,
+        ValueRange{j, idx(d)});
+  }
+}
+
+Value AttentionTiler::loadCachedChunk(bool isKey, Value page, Value offset,
+                                      Value head, int64_t d) {
+  const int64_t chunk = cfg.chunk;
+  KVCacheType cache = p.cache;
+  auto buffer = [&](StringRef role) {
+    return p.cacheBuffers.lookup((isKey ? "k_" : "v_") + role.str());
+  };
+  Value pages = buffer("pages");
+  auto at = [&](Value dIndex) -> SmallVector<Value> {
+    if (cache.getHeadMajor())
+      return {page, head, offset, dIndex};
+    return {page, offset, head, dIndex};
+  };
+  Type i8 = b.getI8Type(), i32 = b.getI32Type();
+  auto i32Splat = [&](int64_t n, int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(vec(n, i32), APInt(32, v)));
+  };
+  auto f16ToF32 = [&](Value v) {
+    return arith::ExtFOp::create(
+        b, isa<VectorType>(v.getType()) ? Type(vec(chunk)) : f32, v);
+  };
+
+  if (!cache.isFloat8() && !cache.isInt8() && !cache.isInt4()) {
+    Value v = vector::LoadOp::create(b, vec(chunk, cache.getStorage()), pages,
+                                     at(idx(d)));
+    return arith::ExtFOp::create(b, vec(chunk), v);
+  }
+  if (cache.isFloat8()) {
+    // The fp8 magnitude bits shifted under the f32 exponent/mantissa read as
+    // 2^-(bias difference) times the value, subnormals included; the sign
+    // moves to bit 31. One multiply applies the bias and the head's scale.
+    bool e4m3 = isa<Float8E4M3FNType>(cache.getStorage());
+    Value bits = arith::ExtUIOp::create(
+        b, vec(chunk, i32),
+        vector::LoadOp::create(b, vec(chunk, i8), pages, at(idx(d))));
+    Value magnitude = arith::ShLIOp::create(
+        b, arith::AndIOp::create(b, bits, i32Splat(chunk, 0x7F)),
+        i32Splat(chunk, e4m3 ? 20 : 21));
+    Value sign = arith::ShLIOp::create(
+        b, arith::AndIOp::create(b, bits, i32Splat(chunk, 0x80)),
+        i32Splat(chunk, 24));
+    Value x = arith::BitcastOp::create(
+        b, vec(chunk), arith::OrIOp::create(b, magnitude, sign));
+    Value headScale = memref::LoadOp::create(b, buffer("scale"), head);
+    Value factor = arith::MulFOp::create(
+        b, headScale, f32c(e4m3 ? std::ldexp(1.0, 120) : std::ldexp(1.0, 112)));
+    return arith::MulFOp::create(
+        b, x, vector::BroadcastOp::create(b, vec(chunk), factor));
+  }
+
+  // Integer formats: K scales per channel of the token's group, V scales
+  // per token.
+  Value scale, minimum;
+  if (isKey) {
+    Value group = arith::DivUIOp::create(b, offset, idx(cache.getKGroup()));
+    SmallVector<Value> sAt{page, group, head, idx(d)};
+    Type f16 = b.getF16Type();
+    scale = f16ToF32(
+        vector::LoadOp::create(b, vec(chunk, f16), buffer("scale"), sAt));
+    if (cache.isInt4())
+      minimum = f16ToF32(
+          vector::LoadOp::create(b, vec(chunk, f16), buffer("min"), sAt));
+  } else {
+    SmallVector<Value> sAt{page, offset, head};
+    scale = vector::BroadcastOp::create(
+        b, vec(chunk),
+        f16ToF32(memref::LoadOp::create(b, buffer("scale"), sAt)));
+    if (cache.isInt4())
+      minimum = vector::BroadcastOp::create(
+          b, vec(chunk),
+          f16ToF32(memref::LoadOp::create(b, buffer("min"), sAt)));
+  }
+  if (cache.isInt8()) {
+    Value q = arith::SIToFPOp::create(
+        b, vec(chunk),
+        vector::LoadOp::create(b, vec(chunk, i8), pages, at(idx(d))));
+    return arith::MulFOp::create(b, q, scale);
+  }
+  // i4: byte i holds channels 2i (low nibble) and 2i + 1 (high nibble).
+  Value bytes =
+      vector::LoadOp::create(b, vec(chunk / 2, i8), pages, at(idx(d / 2)));
+  auto i8Splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(vec(chunk / 2, i8), APInt(8, v)));
+  };
+  Value low = arith::AndIOp::create(b, bytes, i8Splat(0x0F));
+  Value high = arith::ShRUIOp::create(b, bytes, i8Splat(4));
+  Value q = arith::UIToFPOp::create(b, vec(chunk),
+                                    vector::InterleaveOp::create(b, low, high));
+  return vector::FMAOp::create(b, q, scale, minimum);
 }
 
 Value AttentionTiler::emitFullTileTest(const WorkItem &w, Value tileStart,
@@ -579,7 +921,7 @@ ValueRange AttentionTiler::emitKVLoop(const WorkItem &w, const KVRange &range,
   kTile = transposed ? kTileTransposed : kTileRows;
   Value init = splat(rows, 0.0), initMax = splat(rows, -kInf);
   auto kvLoop = scf::ForOp::create(
-      b, idx(0), range.numTiles, idx(1), ValueRange{initMax, init},
+      b, range.stepBegin, range.stepEnd, idx(1), ValueRange{initMax, init},
       [&](OpBuilder &nb, Location loc, Value step, ValueRange carried) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
@@ -619,33 +961,57 @@ void AttentionTiler::emitEpilogue(const WorkItem &w, Value rowMax,
     Value queryIdx = add(w.firstQuery, rowQuery(r));
     Value head = rowHead(w, r);
     Value token = add(w.qStart, queryIdx);
-    for (int64_t d = 0; d < headDim; d += chunk) {
-      Value o = arith::MulFOp::create(
+    SmallVector<Value> o;
+    for (int64_t d = 0; d < headDim; d += chunk)
+      o.push_back(arith::MulFOp::create(
           b,
           vector::LoadOp::create(b, vec(chunk), accTile, ValueRange{r, idx(d)}),
-          invVec);
-      if (outElem != f32)
-        o = arith::TruncFOp::create(b, vec(chunk, outElem), o);
-      vector::StoreOp::create(b, o, output,
-                              tokenIndices(w, token, head, idx(d)));
+          invVec));
+    Value nats = arith::MulFOp::create(
+        b, arith::AddFOp::create(b, m, math::Log2Op::create(b, l)), f32c(kLn2));
+    Value lseValue = arith::SelectOp::create(b, sawKey, nats, f32c(-kInf));
+
+    auto storeResults = [&]() {
+      for (auto [i, chunkValue] : llvm::enumerate(o)) {
+        Value v = chunkValue;
+        if (outElem != f32)
+          v = arith::TruncFOp::create(b, vec(chunk, outElem), v);
+        vector::StoreOp::create(b, v, output,
+                                tokenIndices(w, token, head, idx(i * chunk)));
+      }
+      if (lse) {
+        SmallVector<Value> at =
+            ragged ? SmallVector<Value>{head, token}
+                   : SmallVector<Value>{w.batch, head, queryIdx};
+        memref::StoreOp::create(b, lseValue, lse, at);
+      }
+    };
+    if (!w.split) {
+      storeResults();
+      return;
     }
-    if (lse) {
-      Value nats = arith::MulFOp::create(
-          b, arith::AddFOp::create(b, m, math::Log2Op::create(b, l)),
-          f32c(kLn2));
-      Value lseValue = arith::SelectOp::create(b, sawKey, nats, f32c(-kInf));
-      SmallVector<Value> at = ragged
-                                  ? SmallVector<Value>{head, token}
-                                  : SmallVector<Value>{w.batch, head, queryIdx};
-      memref::StoreOp::create(b, lseValue, lse, at);
-    }
+    // Several partitions: this one's normalized output and LSE go to the
+    // scratch for the merge phase.
+    auto several = scf::IfOp::create(b, lt(idx(1), numSplits),
+                                     /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(several.thenBlock());
+    for (auto [i, chunkValue] : llvm::enumerate(o))
+      vector::StoreOp::create(b, chunkValue, partialO,
+                              ValueRange{w.split, token, head, idx(i * chunk)});
+    memref::StoreOp::create(b, lseValue, partialLse,
+                            ValueRange{w.split, head, token});
+    b.setInsertionPointToStart(several.elseBlock());
+    storeResults();
   });
 }
 
-void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
+void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx,
+                                  Value split) {
   // Private workspace of the work item: fixed size, independent of Lq/Lk.
   emitWorkspace();
   WorkItem w = emitSequenceBounds(batch, kvHead, qTileIdx);
+  w.split = split;
   auto hasRows = scf::IfOp::create(b, lt(idx(0), w.numQueries));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(hasRows.thenBlock());
@@ -654,6 +1020,14 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
 
   emitQueryTile(w);
   KVRange range = emitBlockPredicate(w);
+  range.stepBegin = idx(0);
+  range.stepEnd = range.numTiles;
+  if (split) {
+    // Partition `split` of numSplits runs an equal share of the steps.
+    Value share = arith::CeilDivSIOp::create(b, range.numTiles, numSplits);
+    range.stepBegin = minS(mul(split, share), range.numTiles);
+    range.stepEnd = minS(add(range.stepBegin, share), range.numTiles);
+  }
   ValueRange state;
   if (cfg.chooseAtRunTime) {
     auto choice = scf::IfOp::create(b, TypeRange{vec(rows), vec(rows)},
@@ -671,69 +1045,233 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx) {
   emitEpilogue(w, state[0], state[1]);
 }
 
+static AttentionProblem describe(AttentionOp op) {
+  AttentionProblem p;
+  p.query = op.getQuery();
+  p.key = op.getKey();
+  p.value = op.getValue();
+  p.cuQ = op.getCuSeqlensQ();
+  p.cuK = op.getCuSeqlensK();
+  p.ragged = op.isRagged();
+  p.mask = op.getMaskOrNone();
+  p.groupSize = op.getGroupSize();
+  p.headDim = op.getHeadDim();
+  p.numKVHeads = op.getNumKVHeads();
+  p.scale = op.getScaleOrDefault();
+  if (auto cap = op.getSoftcapAttr())
+    p.softcap = cap.getValueAsDouble();
+  p.outputType = op.getOutput().getType();
+  if (Value lse = op.getLse())
+    p.lseType = lse.getType();
+  return p;
+}
+
+/// The component buffers behind a cache value (attn-expand-kv-cache).
+static FailureOr<llvm::StringMap<Value>> cacheBuffers(Operation *op,
+                                                      Value cache) {
+  auto type = cast<KVCacheType>(cache.getType());
+  auto cast = cache.getDefiningOp<UnrealizedConversionCastOp>();
+  auto components = type.getComponents();
+  if (!cast || cast.getInputs().size() != components.size())
+    return op->emitOpError()
+           << "cache operand must be a function argument expanded to its "
+              "buffers; run attn-expand-kv-cache first";
+  llvm::StringMap<Value> buffers;
+  for (auto [c, v] : llvm::zip(components, cast.getInputs()))
+    buffers[c.role] = v;
+  return buffers;
+}
+
+static FailureOr<AttentionProblem> describe(PagedAttentionOp op) {
+  AttentionProblem p;
+  p.query = op.getQuery();
+  p.cuQ = op.getQoIndptr();
+  p.kvIndptr = op.getKvIndptr();
+  p.kvIndices = op.getKvIndices();
+  p.kvLastPageLen = op.getKvLastPageLen();
+  p.cache = op.getCacheType();
+  FailureOr<llvm::StringMap<Value>> buffers = cacheBuffers(op, op.getCache());
+  if (failed(buffers))
+    return failure();
+  p.cacheBuffers = std::move(*buffers);
+  p.ragged = true;
+  p.paged = true;
+  p.decode = !op.isRagged();
+  p.mask = op.getMaskOrNone();
+  p.groupSize = op.getGroupSize();
+  p.headDim = op.getHeadDim();
+  p.numKVHeads = op.getNumKVHeads();
+  p.scale = op.getScaleOrDefault();
+  if (auto cap = op.getSoftcapAttr())
+    p.softcap = cap.getValueAsDouble();
+  p.outputType = op.getOutput().getType();
+  if (Value lse = op.getLse())
+    p.lseType = lse.getType();
+  return p;
+}
+
+/// Largest power of two up to 8 vectors that divides head_dim.
+static int64_t chunkFor(int64_t headDim, int64_t vectorWidth) {
+  for (int64_t c = 8 * vectorWidth; c > 1; c /= 2)
+    if (headDim % c == 0)
+      return c;
+  return 1;
+}
+
 namespace {
 struct AttnLowerToTilesPass
     : public attnc::impl::AttnLowerToTilesBase<AttnLowerToTilesPass> {
   using Base::Base;
 
-  void runOnOperation() override {
-    SmallVector<AttentionOp> ops;
-    getOperation().walk([&](AttentionOp op) { ops.push_back(op); });
-    for (AttentionOp op : ops) {
-      int64_t group = op.getGroupSize();
-      TileConfig cfg;
-      cfg.blockQ = blockQ > 0 ? blockQ : std::max<int64_t>(1, 64 / group);
-      cfg.blockKV = blockKV;
-      // Largest power of two up to 8 vectors that divides head_dim.
-      cfg.chunk = 1;
-      for (int64_t c = 8 * vectorWidth; c >= 1; c /= 2)
-        if (op.getHeadDim() % c == 0) {
-          cfg.chunk = c;
-          break;
-        }
-      // A static query length shorter than the tile (decode) is the tile.
-      auto qType = op.getQuery().getType();
-      if (!op.isRagged() && !qType.isDynamicDim(1) && qType.getDimSize(1) > 0)
-        cfg.blockQ = std::min(cfg.blockQ, qType.getDimSize(1));
-      int64_t rowsPerTile = cfg.blockQ * group;
-      cfg.chooseAtRunTime = false;
-      if (qkForm == "auto") {
-        // A dynamic query length may give tiles of any height up to rows.
-        bool staticRows = op.isRagged() ? false : !qType.isDynamicDim(1);
-        cfg.transposeK = rowsPerTile > kTransposeMinRows;
-        cfg.chooseAtRunTime = cfg.transposeK && !staticRows;
-      } else if (qkForm == "dot" || qkForm == "transposed") {
-        cfg.transposeK = qkForm == "transposed";
-      } else {
-        op.emitError() << "unknown qk-form '" << qkForm
-                       << "'; expected auto, dot or transposed";
-        return signalPassFailure();
-      }
-      if (cfg.blockKV < 1 || cfg.blockQ < 1) {
-        op.emitError() << "tile sizes must be positive (block-q = "
-                       << cfg.blockQ << ", block-kv = " << cfg.blockKV << ")";
-        return signalPassFailure();
-      }
-      ImplicitLocOpBuilder b(op.getLoc(), op);
-      auto func = op->getParentOfType<func::FuncOp>();
-      AttentionTiler tiler(op, cfg, b);
-      SmallVector<Value> results = tiler.build();
-      int64_t workspace = tiler.getWorkspaceBytes();
-      // Record the tiling and the per-item workspace for the manifest.
-      auto i64 = [&](int64_t v) { return b.getI64IntegerAttr(v); };
+  /// Tile sizes and score form for one problem; fails with a diagnostic.
+  FailureOr<TileConfig> configure(Operation *op, const AttentionProblem &p) {
+    auto qType = cast<RankedTensorType>(p.query.getType());
+    TileConfig cfg;
+    cfg.blockQ = blockQ > 0 ? blockQ : std::max<int64_t>(1, 64 / p.groupSize);
+    cfg.blockKV = blockKV;
+    cfg.chunk = chunkFor(p.headDim, vectorWidth);
+    // A static query length shorter than the tile (decode) is the tile.
+    if (p.decode)
+      cfg.blockQ = 1;
+    else if (!p.ragged && !qType.isDynamicDim(1) && qType.getDimSize(1) > 0)
+      cfg.blockQ = std::min(cfg.blockQ, qType.getDimSize(1));
+    int64_t rowsPerTile = cfg.blockQ * p.groupSize;
+    cfg.chooseAtRunTime = false;
+    if (qkForm == "auto") {
+      // A dynamic query length may give tiles of any height up to rows.
+      bool staticRows = p.decode || (!p.ragged && !qType.isDynamicDim(1));
+      cfg.transposeK = rowsPerTile > kTransposeMinRows;
+      cfg.chooseAtRunTime = cfg.transposeK && !staticRows;
+    } else if (qkForm == "dot" || qkForm == "transposed") {
+      cfg.transposeK = qkForm == "transposed";
+    } else {
+      return op->emitError() << "unknown qk-form '" << qkForm
+                             << "'; expected auto, dot or transposed";
+    }
+    if (cfg.blockKV < 1 || cfg.blockQ < 1)
+      return op->emitError()
+             << "tile sizes must be positive (block-q = " << cfg.blockQ
+             << ", block-kv = " << cfg.blockKV << ")";
+    // Split-KV for paged decode over a dynamic batch: the partition count is
+    // a run-time choice, and the scratch is sized by the batch.
+    if (p.decode && qType.isDynamicDim(0) && maxKVSplits > 1) {
+      if (numKVSplits < 0 || numKVSplits > maxKVSplits)
+        return op->emitError() << "num-kv-splits = " << int64_t(numKVSplits)
+                               << " must be 0 (automatic) to max-kv-splits = "
+                               << int64_t(maxKVSplits);
+      cfg.maxSplits = numKVSplits > 0 ? numKVSplits : maxKVSplits;
+      cfg.forcedSplits = numKVSplits;
+      cfg.threadsHint =
+          numThreads > 0
+              ? numThreads
+              : std::max<int64_t>(1, std::thread::hardware_concurrency());
+    }
+    return cfg;
+  }
+
+  LogicalResult lower(Operation *op, const AttentionProblem &p) {
+    FailureOr<TileConfig> cfg = configure(op, p);
+    if (failed(cfg))
+      return failure();
+    ImplicitLocOpBuilder b(op->getLoc(), op);
+    auto func = op->getParentOfType<func::FuncOp>();
+    AttentionTiler tiler(p, *cfg, b);
+    SmallVector<Value> results = tiler.build();
+    // Record the tiling and the per-item workspace for the manifest.
+    auto i64 = [&](int64_t v) { return b.getI64IntegerAttr(v); };
+    SmallVector<NamedAttribute> tile{
+        b.getNamedAttr("block_q", i64(cfg->blockQ)),
+        b.getNamedAttr("block_kv", i64(cfg->blockKV)),
+        b.getNamedAttr("head_dim_chunk", i64(cfg->chunk)),
+        b.getNamedAttr("qk_form",
+                       b.getStringAttr(cfg->chooseAtRunTime ? "by_rows"
+                                       : cfg->transposeK    ? "transposed"
+                                                            : "dot")),
+        b.getNamedAttr("workspace_bytes", i64(tiler.getWorkspaceBytes()))};
+    if (cfg->maxSplits > 0) {
+      tile.push_back(b.getNamedAttr("max_kv_splits", i64(cfg->maxSplits)));
+      func->setAttr("attn.phases", i64(2));
+      int64_t hq = p.numKVHeads * p.groupSize;
+      auto scratch = [&](StringRef name, ArrayRef<Attribute> shape) {
+        return b.getDictionaryAttr(
+            {b.getNamedAttr("name", b.getStringAttr(name)),
+             b.getNamedAttr("dtype", b.getStringAttr("f32")),
+             b.getNamedAttr("shape", b.getArrayAttr(shape))});
+      };
+      Attribute batch = b.getStringAttr("batch");
       func->setAttr(
-          "attn.tile",
-          b.getDictionaryAttr(
-              {b.getNamedAttr("block_q", i64(cfg.blockQ)),
-               b.getNamedAttr("block_kv", i64(cfg.blockKV)),
-               b.getNamedAttr("head_dim_chunk", i64(cfg.chunk)),
-               b.getNamedAttr("qk_form",
-                              b.getStringAttr(cfg.chooseAtRunTime ? "by_rows"
-                                              : cfg.transposeK    ? "transposed"
-                                                                  : "dot")),
-               b.getNamedAttr("workspace_bytes", i64(workspace))}));
-      op->replaceAllUsesWith(results);
-      op->erase();
+          "attn.scratch",
+          b.getArrayAttr(
+              {scratch("partial_o",
+                       {i64(cfg->maxSplits), batch, i64(hq), i64(p.headDim)}),
+               scratch("partial_lse", {i64(cfg->maxSplits), i64(hq), batch})}));
+    }
+    func->setAttr("attn.tile", b.getDictionaryAttr(tile));
+    op->replaceAllUsesWith(results);
+    op->erase();
+    return success();
+  }
+
+  LogicalResult lowerMerge(MergeOp op) {
+    ImplicitLocOpBuilder b(op.getLoc(), op);
+    auto toBuffer = [&](Value tensor) -> Value {
+      auto t = cast<RankedTensorType>(tensor.getType());
+      return bufferization::ToBufferOp::create(
+          b, MemRefType::get(t.getShape(), t.getElementType()), tensor,
+          /*read_only=*/true);
+    };
+    Value partialO = toBuffer(op.getPartialOutput());
+    Value partialLse = toBuffer(op.getPartialLse());
+    Value numParts = memref::DimOp::create(b, partialO, 0);
+    Value numTokens = memref::DimOp::create(b, partialO, 1);
+    auto alloc = [&](Type type) -> Value {
+      auto t = cast<RankedTensorType>(type);
+      SmallVector<Value> sizes;
+      if (t.isDynamicDim(t.getRank() == 3 ? 0 : 1))
+        sizes.push_back(numTokens);
+      return memref::AllocOp::create(
+          b, MemRefType::get(t.getShape(), t.getElementType()), sizes);
+    };
+    Value output = alloc(op.getOutput().getType());
+    Value lse = op.getLse() ? alloc(op.getLse().getType()) : Value();
+    auto oType = cast<RankedTensorType>(op.getPartialOutput().getType());
+    emitMerge(b, partialO, partialLse, numParts, numTokens, output, lse,
+              chunkFor(oType.getDimSize(3), vectorWidth));
+    SmallVector<Value> results{bufferization::ToTensorOp::create(
+        b, op.getOutput().getType(), output, /*restrict=*/true,
+        /*writable=*/true)};
+    if (lse)
+      results.push_back(bufferization::ToTensorOp::create(
+          b, op.getLse().getType(), lse, /*restrict=*/true,
+          /*writable=*/true));
+    op->replaceAllUsesWith(results);
+    op->erase();
+    return success();
+  }
+
+  void runOnOperation() override {
+    SmallVector<KVAppendOp> appends;
+    getOperation().walk([&](KVAppendOp op) { appends.push_back(op); });
+    for (KVAppendOp op : appends)
+      if (failed(lowerKVAppend(op, vectorWidth)))
+        return signalPassFailure();
+    SmallVector<Operation *> ops;
+    getOperation().walk([&](Operation *op) {
+      if (isa<AttentionOp, PagedAttentionOp, MergeOp>(op))
+        ops.push_back(op);
+    });
+    for (Operation *op : ops) {
+      LogicalResult result = success();
+      if (auto attention = dyn_cast<AttentionOp>(op)) {
+        result = lower(op, describe(attention));
+      } else if (auto paged = dyn_cast<PagedAttentionOp>(op)) {
+        FailureOr<AttentionProblem> p = describe(paged);
+        result = failed(p) ? failure() : lower(op, *p);
+      } else {
+        result = lowerMerge(cast<MergeOp>(op));
+      }
+      if (failed(result))
+        return signalPassFailure();
     }
   }
 };
