@@ -56,6 +56,14 @@ extern "C" const char *attnrt_dtype_name(attnrt_dtype dtype) {
     return "bf16";
   case ATTNRT_DTYPE_I32:
     return "i32";
+  case ATTNRT_DTYPE_I8:
+    return "i8";
+  case ATTNRT_DTYPE_U8:
+    return "u8";
+  case ATTNRT_DTYPE_F8E4M3FN:
+    return "f8e4m3fn";
+  case ATTNRT_DTYPE_F8E5M2:
+    return "f8e5m2";
   }
   return "?";
 }
@@ -68,6 +76,11 @@ extern "C" int64_t attnrt_dtype_size(attnrt_dtype dtype) {
   case ATTNRT_DTYPE_F16:
   case ATTNRT_DTYPE_BF16:
     return 2;
+  case ATTNRT_DTYPE_I8:
+  case ATTNRT_DTYPE_U8:
+  case ATTNRT_DTYPE_F8E4M3FN:
+  case ATTNRT_DTYPE_F8E5M2:
+    return 1;
   }
   return 0;
 }
@@ -88,6 +101,36 @@ extern "C" const char *attnrt_role_name(attnrt_role role) {
     return "output";
   case ATTNRT_ROLE_LSE:
     return "lse";
+  case ATTNRT_ROLE_K_PAGES:
+    return "k_pages";
+  case ATTNRT_ROLE_V_PAGES:
+    return "v_pages";
+  case ATTNRT_ROLE_K_SCALE:
+    return "k_scale";
+  case ATTNRT_ROLE_V_SCALE:
+    return "v_scale";
+  case ATTNRT_ROLE_K_MIN:
+    return "k_min";
+  case ATTNRT_ROLE_V_MIN:
+    return "v_min";
+  case ATTNRT_ROLE_KV_INDPTR:
+    return "kv_indptr";
+  case ATTNRT_ROLE_KV_INDICES:
+    return "kv_indices";
+  case ATTNRT_ROLE_KV_LAST_PAGE_LEN:
+    return "kv_last_page_len";
+  case ATTNRT_ROLE_QO_INDPTR:
+    return "qo_indptr";
+  case ATTNRT_ROLE_K_NEW:
+    return "k_new";
+  case ATTNRT_ROLE_V_NEW:
+    return "v_new";
+  case ATTNRT_ROLE_SLOT_MAPPING:
+    return "slot_mapping";
+  case ATTNRT_ROLE_PARTIAL_O:
+    return "partial_o";
+  case ATTNRT_ROLE_PARTIAL_LSE:
+    return "partial_lse";
   }
   return "?";
 }

@@ -86,17 +86,32 @@ private:
   std::string where;
 };
 
-attnrt_dtype parseDtype(const Reader &r, const char *key) {
+/// Looks `text` up in a name table; on failure names the field and lists the
+/// accepted values.
+template <typename T, size_t N>
+T parseName(const Reader &r, const char *key,
+            const std::pair<const char *, T> (&table)[N]) {
   std::string s = r.str(key);
-  if (s == "f32")
-    return ATTNRT_DTYPE_F32;
-  if (s == "f16")
-    return ATTNRT_DTYPE_F16;
-  if (s == "bf16")
-    return ATTNRT_DTYPE_BF16;
-  if (s == "i32")
-    return ATTNRT_DTYPE_I32;
-  r.badField(key, "is '" + s + "', expected one of f32, f16, bf16, i32");
+  std::string names;
+  for (const auto &[name, value] : table) {
+    if (s == name)
+      return value;
+    names += (names.empty() ? "" : ", ") + std::string(name);
+  }
+  r.badField(key, "is '" + s + "', expected one of " + names);
+}
+
+attnrt_dtype parseDtype(const Reader &r, const char *key) {
+  static const std::pair<const char *, attnrt_dtype> dtypes[] = {
+      {"f32", ATTNRT_DTYPE_F32},
+      {"f16", ATTNRT_DTYPE_F16},
+      {"bf16", ATTNRT_DTYPE_BF16},
+      {"i32", ATTNRT_DTYPE_I32},
+      {"i8", ATTNRT_DTYPE_I8},
+      {"u8", ATTNRT_DTYPE_U8},
+      {"f8e4m3fn", ATTNRT_DTYPE_F8E4M3FN},
+      {"f8e5m2", ATTNRT_DTYPE_F8E5M2}};
+  return parseName(r, key, dtypes);
 }
 
 attnrt_role parseRole(const Reader &r) {
@@ -107,14 +122,40 @@ attnrt_role parseRole(const Reader &r) {
       {"cu_seqlens_q", ATTNRT_ROLE_CU_SEQLENS_Q},
       {"cu_seqlens_k", ATTNRT_ROLE_CU_SEQLENS_K},
       {"output", ATTNRT_ROLE_OUTPUT},
-      {"lse", ATTNRT_ROLE_LSE}};
-  std::string s = r.str("role");
-  for (const auto &[name, role] : roles)
-    if (s == name)
-      return role;
-  r.badField("role", "is '" + s +
-                         "', expected one of query, key, value, cu_seqlens_q, "
-                         "cu_seqlens_k, output, lse");
+      {"lse", ATTNRT_ROLE_LSE},
+      {"k_pages", ATTNRT_ROLE_K_PAGES},
+      {"v_pages", ATTNRT_ROLE_V_PAGES},
+      {"k_scale", ATTNRT_ROLE_K_SCALE},
+      {"v_scale", ATTNRT_ROLE_V_SCALE},
+      {"k_min", ATTNRT_ROLE_K_MIN},
+      {"v_min", ATTNRT_ROLE_V_MIN},
+      {"kv_indptr", ATTNRT_ROLE_KV_INDPTR},
+      {"kv_indices", ATTNRT_ROLE_KV_INDICES},
+      {"kv_last_page_len", ATTNRT_ROLE_KV_LAST_PAGE_LEN},
+      {"qo_indptr", ATTNRT_ROLE_QO_INDPTR},
+      {"k_new", ATTNRT_ROLE_K_NEW},
+      {"v_new", ATTNRT_ROLE_V_NEW},
+      {"slot_mapping", ATTNRT_ROLE_SLOT_MAPPING},
+      {"partial_o", ATTNRT_ROLE_PARTIAL_O},
+      {"partial_lse", ATTNRT_ROLE_PARTIAL_LSE}};
+  return parseName(r, "role", roles);
+}
+
+attnrt_dir parseDir(const Reader &r) {
+  static const std::pair<const char *, attnrt_dir> dirs[] = {
+      {"in", ATTNRT_DIR_IN},
+      {"out", ATTNRT_DIR_OUT},
+      {"inout", ATTNRT_DIR_INOUT}};
+  return parseName(r, "dir", dirs);
+}
+
+bool isIdentifier(const std::string &s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0])))
+    return false;
+  for (char c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_')
+      return false;
+  return true;
 }
 
 /// A symbol is an identifier optionally followed by "+N" (e.g. "batch+1").
@@ -123,9 +164,7 @@ DimDesc parseSymbol(const Reader &r, const std::string &text) {
   d.symbol = text;
   size_t plus = text.find('+');
   d.symbolName = text.substr(0, plus);
-  bool ok = !d.symbolName.empty();
-  for (char c : d.symbolName)
-    ok &= (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  bool ok = isIdentifier(d.symbolName);
   if (ok && plus != std::string::npos) {
     std::string off = text.substr(plus + 1);
     ok = !off.empty() && off.size() < 10 &&
@@ -139,49 +178,70 @@ DimDesc parseSymbol(const Reader &r, const std::string &text) {
   return d;
 }
 
-ArgDesc parseArg(const json &j, const std::string &where) {
-  Reader r(j, where);
-  ArgDesc a;
-  a.name = r.str("name");
-  a.role = parseRole(r);
-  std::string dir = r.str("dir");
-  if (dir == "in")
-    a.dir = ATTNRT_DIR_IN;
-  else if (dir == "out")
-    a.dir = ATTNRT_DIR_OUT;
-  else
-    r.badField("dir", "is '" + dir + "', expected in or out");
-  a.dtype = parseDtype(r, "dtype");
+std::vector<DimDesc> parseShape(const Reader &r) {
+  std::vector<DimDesc> shape;
   for (const json &d : r.array("shape")) {
     if (d.is_number_integer() && d.get<int64_t>() >= 0) {
       DimDesc dim;
       dim.value = d.get<int64_t>();
-      a.shape.push_back(dim);
+      shape.push_back(dim);
     } else if (d.is_string()) {
-      a.shape.push_back(parseSymbol(r, d.get<std::string>()));
+      shape.push_back(parseSymbol(r, d.get<std::string>()));
     } else {
       r.badField("shape", "has entry " + d.dump() +
                               ", expected a non-negative integer or a symbol");
     }
   }
+  return shape;
+}
+
+ArgDesc parseArg(const json &j, const std::string &where) {
+  Reader r(j, where);
+  ArgDesc a;
+  a.name = r.str("name");
+  a.role = parseRole(r);
+  a.dir = parseDir(r);
+  a.dtype = parseDtype(r, "dtype");
+  a.shape = parseShape(r);
   return a;
 }
 
-KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
-  Reader k(j, file + ": kernel #" + std::to_string(index));
-  KernelDesc kd;
-  kd.name = k.str("name");
-  std::string where = file + ": kernel '" + kd.name + "'";
-  Reader kr(j, where);
-  kd.entryRun = kr.str("entry_run");
-  kd.entryWorkItems = kr.str("entry_work_items");
+/// Scratch buffers: {name, dtype, shape}; the runtime owns them.
+ArgDesc parseScratch(const json &j, const std::string &where) {
+  Reader r(j, where);
+  ArgDesc a;
+  a.name = r.str("name");
+  a.role = ATTNRT_ROLE_QUERY; // unused
+  a.dir = ATTNRT_DIR_INOUT;
+  a.dtype = parseDtype(r, "dtype");
+  a.shape = parseShape(r);
+  return a;
+}
 
+/// "where argument 'NAME'" for element i of a list of named objects.
+std::string elementWhere(const std::string &where, const char *what,
+                         const json &list, size_t i) {
+  if (list[i].is_object() && list[i].contains("name") &&
+      list[i]["name"].is_string())
+    return where + " " + what + " '" + list[i]["name"].get<std::string>() + "'";
+  return where + " " + what + "[" + std::to_string(i) + "]";
+}
+
+void parseAttention(const Reader &kr, KernelDesc &kd,
+                    const std::string &where) {
   Reader at(kr.field("attention"), where + " attention");
   attnrt_attention_info &ai = kd.attention;
   std::string layout = at.str("layout");
-  if (layout != "dense" && layout != "ragged")
+  if (kd.kind == "paged_attention") {
+    if (layout != "paged")
+      at.badField("layout", "is '" + layout +
+                                "', expected paged for a paged_attention "
+                                "kernel");
+  } else if (layout != "dense" && layout != "ragged") {
     at.badField("layout", "is '" + layout + "', expected dense or ragged");
+  }
   ai.ragged = layout == "ragged";
+  ai.paged = layout == "paged";
   ai.num_q_heads = at.integer("num_q_heads");
   ai.num_kv_heads = at.integer("num_kv_heads");
   ai.head_dim = at.integer("head_dim");
@@ -220,22 +280,166 @@ KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
     ai.vector_width = tile.integerOr("vector_width", 0);
   }
   ai.workspace_bytes = kr.integerOr("workspace_bytes", 0);
+}
+
+void parseKvCache(const Reader &kr, KernelDesc &kd, const std::string &where) {
+  Reader c(kr.field("kv_cache"), where + " kv_cache");
+  KvCacheDesc &kc = kd.kvCache;
+  attnrt_kv_cache_info &v = kc.view;
+  kc.name = c.str("name");
+  v.page_size = c.integer("page_size");
+  if (v.page_size < 1 || v.page_size > 256)
+    c.badField("page_size",
+               "is " + std::to_string(v.page_size) + ", expected 1 to 256");
+  v.num_kv_heads = c.integer("num_kv_heads");
+  if (v.num_kv_heads < 1)
+    c.badField("num_kv_heads", "must be positive");
+  v.head_dim = c.integer("head_dim");
+  if (v.head_dim < 1)
+    c.badField("head_dim", "must be positive");
+  kc.layout = c.str("layout");
+  if (kc.layout != "nhd" && kc.layout != "hnd")
+    c.badField("layout", "is '" + kc.layout + "', expected nhd or hnd");
+  kc.storage = c.str("storage");
+  static const char *storages[] = {"f16",    "bf16", "f8e4m3fn",
+                                   "f8e5m2", "i8",   "i4"};
+  bool known = false;
+  for (const char *s : storages)
+    known |= kc.storage == s;
+  if (!known)
+    c.badField("storage", "is '" + kc.storage +
+                              "', expected one of f16, bf16, f8e4m3fn, "
+                              "f8e5m2, i8, i4");
+  // 0 or absent: no K groups (non-integer storage) = one group per page.
+  v.k_group = c.integerOr("k_group", 0);
+  if (v.k_group == 0)
+    v.k_group = v.page_size;
+  if (v.k_group < 0 || v.page_size % v.k_group != 0)
+    c.badField("k_group", "is " + std::to_string(v.k_group) +
+                              ", expected a divisor of page_size " +
+                              std::to_string(v.page_size));
+  v.bytes_per_token = c.number("bytes_per_token");
+  if (!(v.bytes_per_token > 0))
+    c.badField("bytes_per_token", "must be positive");
+}
+
+/// Structural rules validation relies on: page-table and slot arguments are
+/// rank-1 i32, and come with the arguments and cache they refer to.
+void checkRoles(const Reader &kr, const KernelDesc &kd) {
+  const attnrt_role indexRoles[] = {
+      ATTNRT_ROLE_CU_SEQLENS_Q,     ATTNRT_ROLE_CU_SEQLENS_K,
+      ATTNRT_ROLE_KV_INDPTR,        ATTNRT_ROLE_KV_INDICES,
+      ATTNRT_ROLE_KV_LAST_PAGE_LEN, ATTNRT_ROLE_QO_INDPTR,
+      ATTNRT_ROLE_SLOT_MAPPING};
+  for (const ArgDesc &a : kd.args)
+    for (attnrt_role role : indexRoles)
+      if (a.role == role && (a.dtype != ATTNRT_DTYPE_I32 ||
+                             a.shape.size() != 1 || a.dir != ATTNRT_DIR_IN))
+        kr.badField("args", "has argument '" + a.name + "' of role " +
+                                attnrt_role_name(role) +
+                                "; it must be a rank-1 i32 input");
+  auto require = [&](attnrt_role role, const char *because) {
+    if (kd.findRole(role) < 0)
+      kr.badField("args", std::string("has no argument of role ") +
+                              attnrt_role_name(role) + ", which " + because +
+                              " needs");
+  };
+  bool pageTable = kd.findRole(ATTNRT_ROLE_KV_INDPTR) >= 0 ||
+                   kd.findRole(ATTNRT_ROLE_KV_INDICES) >= 0 ||
+                   kd.findRole(ATTNRT_ROLE_KV_LAST_PAGE_LEN) >= 0;
+  if (pageTable) {
+    const char *why = "a page table";
+    require(ATTNRT_ROLE_KV_INDPTR, why);
+    require(ATTNRT_ROLE_KV_INDICES, why);
+    require(ATTNRT_ROLE_KV_LAST_PAGE_LEN, why);
+    require(ATTNRT_ROLE_K_PAGES, why);
+  }
+  if (kd.findRole(ATTNRT_ROLE_SLOT_MAPPING) >= 0)
+    require(ATTNRT_ROLE_K_PAGES, "slot_mapping");
+  if (kd.findRole(ATTNRT_ROLE_QO_INDPTR) >= 0)
+    require(ATTNRT_ROLE_QUERY, "qo_indptr");
+  int pages = kd.findRole(ATTNRT_ROLE_K_PAGES);
+  if (pages >= 0 && kd.args[pages].shape.empty())
+    kr.badField("args", "has k_pages argument '" + kd.args[pages].name +
+                            "' of rank 0; dim 0 must be the number of pages");
+  if ((pageTable || kd.findRole(ATTNRT_ROLE_SLOT_MAPPING) >= 0) &&
+      !kd.hasKvCache)
+    kr.bad("has a page table or slot_mapping but is missing field 'kv_cache' "
+           "(its page_size is needed); regenerate the artifact with attnc");
+}
+
+KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
+  Reader k(j, file + ": kernel #" + std::to_string(index));
+  KernelDesc kd;
+  kd.name = k.str("name");
+  std::string where = file + ": kernel '" + kd.name + "'";
+  Reader kr(j, where);
+  kd.kind = kr.str("kind");
+  if (kd.kind != "attention" && kd.kind != "paged_attention" &&
+      kd.kind != "kv_append" && kd.kind != "merge")
+    kr.badField("kind", "is '" + kd.kind +
+                            "', expected one of attention, paged_attention, "
+                            "kv_append, merge");
+  int64_t phases = kr.integer("phases");
+  if (phases < 1 || phases > 1024)
+    kr.badField("phases",
+                "is " + std::to_string(phases) + ", expected 1 to 1024");
+  kd.phases = static_cast<int>(phases);
+  kd.entryRun = kr.str("entry_run");
+  kd.entryWorkItems = kr.str("entry_work_items");
+
+  kd.hasAttention = kd.kind == "attention" || kd.kind == "paged_attention";
+  if (kd.hasAttention)
+    parseAttention(kr, kd, where);
+  else if (kr.has("attention"))
+    kr.badField("attention", "is present but a " + kd.kind +
+                                 " kernel has no attention parameters; "
+                                 "remove it or fix 'kind'");
+
+  kd.hasKvCache = kr.has("kv_cache");
+  if (kd.hasKvCache)
+    parseKvCache(kr, kd, where);
 
   const json &args = kr.array("args");
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string aw = where + " args[" + std::to_string(i) + "]";
-    if (args[i].is_object() && args[i].contains("name") &&
-        args[i]["name"].is_string())
-      aw = where + " argument '" + args[i]["name"].get<std::string>() + "'";
-    kd.args.push_back(parseArg(args[i], aw));
-  }
+  for (size_t i = 0; i < args.size(); ++i)
+    kd.args.push_back(
+        parseArg(args[i], elementWhere(where, "argument", args, i)));
   if (kd.args.empty())
     kr.badField("args", "is empty; a kernel needs at least one argument");
-  for (size_t i = 0; i < kd.args.size(); ++i)
-    for (size_t k2 = i + 1; k2 < kd.args.size(); ++k2)
-      if (kd.args[i].name == kd.args[k2].name)
-        kr.badField("args", "has two arguments named '" + kd.args[i].name +
-                                "'; argument names must be unique");
+  if (kr.has("scratch")) {
+    const json &scratch = kr.array("scratch");
+    for (size_t i = 0; i < scratch.size(); ++i)
+      kd.scratch.push_back(
+          parseScratch(scratch[i], elementWhere(where, "scratch", scratch, i)));
+  }
+
+  std::vector<const ArgDesc *> all;
+  for (const ArgDesc &a : kd.args)
+    all.push_back(&a);
+  for (const ArgDesc &a : kd.scratch)
+    all.push_back(&a);
+  for (size_t i = 0; i < all.size(); ++i)
+    for (size_t k2 = i + 1; k2 < all.size(); ++k2)
+      if (all[i]->name == all[k2]->name)
+        kr.badField(k2 < kd.args.size() ? "args" : "scratch",
+                    "has two buffers named '" + all[i]->name +
+                        "'; argument and scratch names must be unique");
+  // Scratch sizes come from the symbols the arguments bind.
+  for (const ArgDesc &s : kd.scratch)
+    for (const DimDesc &d : s.shape) {
+      if (d.symbol.empty())
+        continue;
+      bool bound = false;
+      for (const ArgDesc &a : kd.args)
+        for (const DimDesc &ad : a.shape)
+          bound |= ad.symbolName == d.symbolName;
+      if (!bound)
+        kr.badField("scratch", "buffer '" + s.name + "' uses symbol '" +
+                                   d.symbolName +
+                                   "' that no argument's shape binds; its "
+                                   "size would be unknown");
+    }
+  checkRoles(kr, kd);
   return kd;
 }
 
@@ -254,10 +458,10 @@ Manifest attnrt::parseManifest(const std::string &text,
   Reader r(root, where);
   Manifest m;
   int64_t version = r.integer("format_version");
-  if (version != 1)
+  if (version != 2)
     fail(ATTNRT_ERR_UNSUPPORTED,
          where + " has format_version " + std::to_string(version) +
-             " but this attnrt supports only 1; rebuild attnrt and attnc "
+             " but this attnrt supports only 2; rebuild attnrt and attnc "
              "from the same source tree");
   m.formatVersion = static_cast<int>(version);
   m.target = r.str("target");
@@ -291,4 +495,25 @@ Manifest attnrt::loadManifest(const std::string &dir) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return parseManifest(ss.str(), path);
+}
+
+void attnrt::linkViews(KernelDesc &k) {
+  auto link = [](std::vector<ArgDesc> &list,
+                 std::vector<attnrt_arg_info> &views) {
+    views.clear();
+    for (ArgDesc &a : list) {
+      a.dimViews.clear();
+      for (DimDesc &d : a.shape)
+        a.dimViews.push_back({d.symbol.empty() ? nullptr : d.symbol.c_str(),
+                              d.symbol.empty() ? nullptr : d.symbolName.c_str(),
+                              d.value});
+      views.push_back({a.name.c_str(), a.role, a.dir, a.dtype,
+                       static_cast<int>(a.shape.size()), a.dimViews.data()});
+    }
+  };
+  link(k.args, k.argViews);
+  link(k.scratch, k.scratchViews);
+  k.kvCache.view.name = k.kvCache.name.c_str();
+  k.kvCache.view.layout = k.kvCache.layout.c_str();
+  k.kvCache.view.storage = k.kvCache.storage.c_str();
 }

@@ -31,13 +31,35 @@ struct ArgDesc {
   std::vector<attnrt_dim> dimViews; // C views of shape
 };
 
+struct KvCacheDesc {
+  std::string name;
+  std::string layout;  // "nhd" | "hnd"
+  std::string storage; // "f16" | "bf16" | "f8e4m3fn" | "f8e5m2" | "i8" | "i4"
+  attnrt_kv_cache_info view{}; // C view; strings point into this struct
+};
+
 struct KernelDesc {
   std::string name;
+  std::string kind; // attention | paged_attention | kv_append | merge
+  int phases = 1;
   std::string entryRun;
   std::string entryWorkItems;
+  bool hasAttention = false;
   attnrt_attention_info attention{};
+  bool hasKvCache = false;
+  KvCacheDesc kvCache;
   std::vector<ArgDesc> args;
+  std::vector<ArgDesc> scratch;          // allocated by the runtime, after args
   std::vector<attnrt_arg_info> argViews; // C views of args
+  std::vector<attnrt_arg_info> scratchViews; // C views of scratch
+
+  /// Index of the first argument with `role`, or -1.
+  int findRole(attnrt_role role) const {
+    for (size_t i = 0; i < args.size(); ++i)
+      if (args[i].role == role)
+        return static_cast<int>(i);
+    return -1;
+  }
 };
 
 struct Manifest {
@@ -54,6 +76,10 @@ Manifest parseManifest(const std::string &text, const std::string &where);
 
 /// Reads and parses DIR/manifest.json (ATTNRT_ERR_IO if unreadable).
 Manifest loadManifest(const std::string &dir);
+
+/// Builds the C views (attnrt_arg_info, attnrt_dim, attnrt_kv_cache_info)
+/// into `k`; call again whenever `k` has moved.
+void linkViews(KernelDesc &k);
 
 } // namespace attnrt
 

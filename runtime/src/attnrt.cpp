@@ -12,13 +12,41 @@
 #include "ThreadPool.h"
 #include "Validate.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <memory>
+#include <mutex>
 
 using namespace attnrt;
 
 namespace {
-using RunFn = void (*)(void **, int64_t, int64_t);
-using WorkItemsFn = int64_t (*)(void **);
+using RunFn = void (*)(void **args, int64_t phase, int64_t begin, int64_t end);
+using WorkItemsFn = int64_t (*)(void **args, int64_t phase);
+
+/// 64-byte aligned heap block for scratch buffers.
+struct AlignedBlock {
+  void *data = nullptr;
+  size_t bytes = 0;
+  AlignedBlock() = default;
+  AlignedBlock(const AlignedBlock &) = delete;
+  AlignedBlock &operator=(const AlignedBlock &) = delete;
+  ~AlignedBlock() { std::free(data); }
+  /// Makes the block hold at least `n` bytes (contents are not kept).
+  void reserve(size_t n) {
+    if (data && n <= bytes)
+      return;
+    std::free(data);
+    data = nullptr;
+    bytes = 0;
+    // At least one alignment unit, so kernels never see NULL scratch.
+    size_t size = std::max(n + kScratchAlign - 1, kScratchAlign) /
+                  kScratchAlign * kScratchAlign;
+    data = std::aligned_alloc(kScratchAlign, size);
+    if (!data)
+      throw std::bad_alloc();
+    bytes = size;
+  }
+};
 } // namespace
 
 struct attnrt_kernel {
@@ -33,23 +61,13 @@ struct attnrt_module {
   std::unique_ptr<Library> library;
   std::vector<std::unique_ptr<attnrt_kernel>> kernels;
   std::unique_ptr<ThreadPool> pool;
+  // Scratch reused across calls; a run that finds it taken (a concurrent
+  // run on another thread) allocates its own.
+  std::mutex scratchMutex;
+  AlignedBlock scratch;
 };
 
 namespace {
-
-/// Builds the C views into the (now address-stable) descriptors.
-void linkViews(KernelDesc &k) {
-  k.argViews.clear();
-  for (ArgDesc &a : k.args) {
-    a.dimViews.clear();
-    for (DimDesc &d : a.shape)
-      a.dimViews.push_back({d.symbol.empty() ? nullptr : d.symbol.c_str(),
-                            d.symbol.empty() ? nullptr : d.symbolName.c_str(),
-                            d.value});
-    k.argViews.push_back({a.name.c_str(), a.role, a.dir, a.dtype,
-                          static_cast<int>(a.shape.size()), a.dimViews.data()});
-  }
-}
 
 void requireKernel(const attnrt_kernel *kernel) {
   if (!kernel)
@@ -160,9 +178,36 @@ extern "C" const attnrt_arg_info *attnrt_kernel_arg(const attnrt_kernel *kernel,
   return &kernel->desc.argViews[index];
 }
 
+extern "C" const char *attnrt_kernel_kind(const attnrt_kernel *kernel) {
+  return kernel ? kernel->desc.kind.c_str() : nullptr;
+}
+
+extern "C" int attnrt_kernel_num_phases(const attnrt_kernel *kernel) {
+  return kernel ? kernel->desc.phases : 0;
+}
+
+extern "C" int attnrt_kernel_num_scratch(const attnrt_kernel *kernel) {
+  return kernel ? static_cast<int>(kernel->desc.scratch.size()) : 0;
+}
+
+extern "C" const attnrt_arg_info *
+attnrt_kernel_scratch(const attnrt_kernel *kernel, int index) {
+  if (!kernel || index < 0 ||
+      static_cast<size_t>(index) >= kernel->desc.scratchViews.size())
+    return nullptr;
+  return &kernel->desc.scratchViews[index];
+}
+
 extern "C" const attnrt_attention_info *
 attnrt_kernel_attention(const attnrt_kernel *kernel) {
-  return kernel ? &kernel->desc.attention : nullptr;
+  return kernel && kernel->desc.hasAttention ? &kernel->desc.attention
+                                             : nullptr;
+}
+
+extern "C" const attnrt_kv_cache_info *
+attnrt_kernel_kv_cache(const attnrt_kernel *kernel) {
+  return kernel && kernel->desc.hasKvCache ? &kernel->desc.kvCache.view
+                                           : nullptr;
 }
 
 extern "C" attnrt_status attnrt_validate(const attnrt_kernel *kernel,
@@ -188,14 +233,30 @@ extern "C" attnrt_status attnrt_run(attnrt_module *module,
     unsigned threads = threadCount(numThreads, "attnrt_run");
     Descriptors desc;
     validateArgs(kernel->desc, args, numArgs, &desc);
+    // Held until the last phase has finished.
+    std::unique_lock<std::mutex> reuse;
+    AlignedBlock own;
+    if (!kernel->desc.scratch.empty()) {
+      reuse =
+          std::unique_lock<std::mutex>(module->scratchMutex, std::try_to_lock);
+      AlignedBlock &block = reuse.owns_lock() ? module->scratch : own;
+      block.reserve(desc.scratchBytes);
+      bindScratch(desc, block.data);
+    }
     void **argv = desc.pointers.data();
-    int64_t n = kernel->workItems(argv);
-    if (n < 0)
-      fail(ATTNRT_ERR_LIBRARY,
-           "kernel '" + kernel->desc.name + "': work_items returned " +
-               std::to_string(n) + "; the kernel library is broken");
     RunFn run = kernel->run;
-    module->pool->parallelFor(
-        n, threads, [&](int64_t begin, int64_t end) { run(argv, begin, end); });
+    // Phase p + 1 starts after every item of phase p has finished
+    // (parallelFor returns only then), so it sees all of phase p's writes.
+    for (int phase = 0; phase < kernel->desc.phases; ++phase) {
+      int64_t n = kernel->workItems(argv, phase);
+      if (n < 0)
+        fail(ATTNRT_ERR_LIBRARY,
+             "kernel '" + kernel->desc.name + "': work_items returned " +
+                 std::to_string(n) + " for phase " + std::to_string(phase) +
+                 "; the kernel library is broken");
+      module->pool->parallelFor(n, threads, [&](int64_t begin, int64_t end) {
+        run(argv, phase, begin, end);
+      });
+    }
   });
 }

@@ -47,6 +47,15 @@ bool attnrun::npyDescrMatches(const std::string &descr, attnrt_dtype dtype) {
     return kind == "u2" || kind == "V2";
   case ATTNRT_DTYPE_I32:
     return kind == "i4";
+  case ATTNRT_DTYPE_I8:
+    return kind == "i1";
+  case ATTNRT_DTYPE_U8:
+    return kind == "u1";
+  // Raw bits, or ml_dtypes' float8_e4m3fn ('<V1') / float8_e5m2 ('<f1').
+  case ATTNRT_DTYPE_F8E4M3FN:
+    return kind == "u1" || kind == "V1";
+  case ATTNRT_DTYPE_F8E5M2:
+    return kind == "u1" || kind == "f1";
   }
   return false;
 }
@@ -61,6 +70,12 @@ std::string attnrun::npyDescrFor(attnrt_dtype dtype) {
     return "<u2";
   case ATTNRT_DTYPE_I32:
     return "<i4";
+  case ATTNRT_DTYPE_I8:
+    return "|i1";
+  case ATTNRT_DTYPE_U8:
+  case ATTNRT_DTYPE_F8E4M3FN:
+  case ATTNRT_DTYPE_F8E5M2:
+    return "|u1";
   }
   return "";
 }
@@ -121,7 +136,10 @@ HostTensor attnrun::loadNpy(const std::string &path, attnrt_dtype dtype,
         where + ": dtype '" + descr + "' does not match the kernel's " +
         attnrt_dtype_name(dtype) + "; expected " + npyDescrFor(dtype) +
         (dtype == ATTNRT_DTYPE_BF16 ? " (raw bits) or ml_dtypes.bfloat16"
-                                    : "") +
+         : dtype == ATTNRT_DTYPE_F8E4M3FN
+             ? " (raw bits) or ml_dtypes.float8_e4m3fn"
+         : dtype == ATTNRT_DTYPE_F8E5M2 ? " (raw bits) or ml_dtypes.float8_e5m2"
+                                        : "") +
         " little-endian, convert with x.astype(...)");
 
   HostTensor t;

@@ -1,7 +1,8 @@
 //===- Npy.h - NumPy .npy reading and writing -------------------*- C++ -*-===//
 //
-// Only what attn-run needs: little-endian C-order arrays of f32, f16, i32 and
-// bf16 (stored as raw '<u2' bits, or ml_dtypes' '<V2').
+// Only what attn-run needs: little-endian C-order arrays of f32, f16, i32,
+// i8, u8, bf16 (stored as raw '<u2' bits, or ml_dtypes' '<V2') and fp8 (raw
+// '|u1' bits, or ml_dtypes' float8_e4m3fn '<V1' / float8_e5m2 '<f1').
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,8 +24,9 @@ public:
 
 /// Whether a .npy descr can hold a tensor of `dtype`.
 bool npyDescrMatches(const std::string &descr, attnrt_dtype dtype);
-/// The descr written for `dtype` (bf16 as raw '<u2' bits: readable without
-/// ml_dtypes; view it with .view(ml_dtypes.bfloat16)).
+/// The descr written for `dtype` (bf16 as raw '<u2' bits and fp8 as raw
+/// '|u1' bits: readable without ml_dtypes; view them with
+/// .view(ml_dtypes.bfloat16) etc.).
 std::string npyDescrFor(attnrt_dtype dtype);
 
 /// Loads `path` for the argument `argName` of type `dtype`; throws

@@ -69,6 +69,56 @@ inline uint16_t floatToBf16(float f) {
   return static_cast<uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16);
 }
 
+/// 8-bit floats with `mbits` mantissa bits and exponent bias `bias`.
+/// e4m3fn (mbits 3, bias 7): no infinities, NaN = S.1111.111, max 448;
+/// e5m2 (mbits 2, bias 15): IEEE-like, max finite 57344.
+inline float fp8ToFloat(uint8_t b, int mbits, int bias, bool ieee) {
+  int ebits = 7 - mbits;
+  uint32_t exp = (b >> mbits) & ((1u << ebits) - 1);
+  uint32_t mant = b & ((1u << mbits) - 1);
+  float sign = (b & 0x80) ? -1.0f : 1.0f;
+  uint32_t maxExp = (1u << ebits) - 1;
+  if (ieee && exp == maxExp)
+    return mant ? NAN : sign * INFINITY;
+  if (!ieee && exp == maxExp && mant == (1u << mbits) - 1)
+    return NAN;
+  if (exp == 0)
+    return sign * std::ldexp(static_cast<float>(mant), 1 - bias - mbits);
+  return sign * std::ldexp(static_cast<float>(mant | (1u << mbits)),
+                           static_cast<int>(exp) - bias - mbits);
+}
+
+/// Round to nearest even, saturating to the largest finite value (as
+/// docs/kv-cache.md quantizes); NaN stays NaN.
+inline uint8_t floatToFp8(float f, int mbits, int bias, bool ieee) {
+  uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  int ebits = 7 - mbits;
+  int maxExp = (1 << ebits) - 1;
+  if (std::isnan(f))
+    return sign | (ieee ? static_cast<uint8_t>((maxExp << mbits) | 2) : 0x7f);
+  // Largest finite: e4m3fn S.1111.110, e5m2 S.11110.11.
+  uint8_t maxCode =
+      ieee ? static_cast<uint8_t>(((maxExp - 1) << mbits) | ((1 << mbits) - 1))
+           : 0x7e;
+  double maxValue = fp8ToFloat(maxCode, mbits, bias, ieee);
+  double a = std::fabs(static_cast<double>(f));
+  int e = 0;
+  std::frexp(a, &e); // a = m * 2^e, m in [0.5, 1)
+  int minExp = 1 - bias;
+  int unitExp = std::max(e - 1, minExp) - mbits;      // weight of the last bit
+  double q = std::nearbyint(std::ldexp(a, -unitExp)); // ties to even
+  double r = std::ldexp(q, unitExp);
+  if (a != 0 && !(r <= maxValue)) // also infinities
+    return sign | maxCode;
+  if (r < std::ldexp(1.0, minExp)) // subnormal (or zero)
+    return sign | static_cast<uint8_t>(std::ldexp(r, mbits - minExp));
+  std::frexp(r, &e);
+  int exp = e - 1;
+  uint32_t mant =
+      static_cast<uint32_t>(std::ldexp(r, mbits - exp)) - (1u << mbits);
+  return sign | static_cast<uint8_t>(((exp + bias) << mbits) | mant);
+}
+
 /// A dense row-major tensor owned by attn-run.
 struct HostTensor {
   attnrt_dtype dtype = ATTNRT_DTYPE_F32;
@@ -108,6 +158,14 @@ struct HostTensor {
     case ATTNRT_DTYPE_I32:
       std::memcpy(&i32, p, 4);
       return i32;
+    case ATTNRT_DTYPE_I8:
+      return static_cast<int8_t>(*p);
+    case ATTNRT_DTYPE_U8:
+      return *p;
+    case ATTNRT_DTYPE_F8E4M3FN:
+      return fp8ToFloat(*p, 3, 7, false);
+    case ATTNRT_DTYPE_F8E5M2:
+      return fp8ToFloat(*p, 2, 15, true);
     }
     return 0;
   }
@@ -132,6 +190,20 @@ struct HostTensor {
     case ATTNRT_DTYPE_I32:
       i32 = static_cast<int32_t>(v);
       std::memcpy(p, &i32, 4);
+      break;
+    case ATTNRT_DTYPE_I8:
+      *p = static_cast<unsigned char>(
+          static_cast<int8_t>(std::clamp(std::nearbyint(v), -128.0, 127.0)));
+      break;
+    case ATTNRT_DTYPE_U8:
+      *p =
+          static_cast<unsigned char>(std::clamp(std::nearbyint(v), 0.0, 255.0));
+      break;
+    case ATTNRT_DTYPE_F8E4M3FN:
+      *p = floatToFp8(f32, 3, 7, false);
+      break;
+    case ATTNRT_DTYPE_F8E5M2:
+      *p = floatToFp8(f32, 2, 15, true);
       break;
     }
   }

@@ -42,7 +42,10 @@ const char *usageText =
     "FAIL)\n"
     "  --bench       2 warm-up runs, then N timed runs\n"
     "  --threads     worker threads (default: hardware threads)\n"
-    "  --list        print the kernels and their arguments, then exit\n";
+    "  --list        print every kernel (kind, phases, arguments, scratch,\n"
+    "                kv_cache), then exit\n"
+    "attn-run runs kernels of kind attention; call the others through\n"
+    "test/e2e/attnrt_ctypes.py\n";
 
 struct Options {
   std::string dir;
@@ -145,24 +148,52 @@ std::string shapeText(const attnrt_arg_info &a) {
   return s + "]";
 }
 
+const char *dirName(attnrt_dir dir) {
+  switch (dir) {
+  case ATTNRT_DIR_IN:
+    return "in";
+  case ATTNRT_DIR_OUT:
+    return "out";
+  case ATTNRT_DIR_INOUT:
+    return "inout";
+  }
+  return "?";
+}
+
 void listKernels(const attnrt::Module &m) {
   for (int i = 0; i < m.numKernels(); ++i) {
     attnrt::Kernel k = m.kernel(i);
-    const attnrt_attention_info &at = k.attention();
-    std::printf("%s: %s %s Hq=%lld Hkv=%lld D=%lld scale=%g softcap=%g "
-                "causal=%d align=%s window=%lld sinks=%lld lse=%d\n",
-                k.name().c_str(), at.ragged ? "ragged" : "dense",
-                attnrt_dtype_name(at.dtype), (long long)at.num_q_heads,
-                (long long)at.num_kv_heads, (long long)at.head_dim, at.scale,
-                at.softcap, at.causal,
-                at.bottom_right ? "bottom_right" : "top_left",
-                (long long)at.window, (long long)at.sinks, at.has_lse);
+    std::printf("%s: kind=%s phases=%d\n", k.name().c_str(), k.kind().c_str(),
+                k.numPhases());
+    if (const attnrt_attention_info *at = k.attentionOrNull())
+      std::printf("  attention: %s %s Hq=%lld Hkv=%lld D=%lld scale=%g "
+                  "softcap=%g causal=%d align=%s window=%lld sinks=%lld "
+                  "lse=%d\n",
+                  at->paged    ? "paged"
+                  : at->ragged ? "ragged"
+                               : "dense",
+                  attnrt_dtype_name(at->dtype), (long long)at->num_q_heads,
+                  (long long)at->num_kv_heads, (long long)at->head_dim,
+                  at->scale, at->softcap, at->causal,
+                  at->bottom_right ? "bottom_right" : "top_left",
+                  (long long)at->window, (long long)at->sinks, at->has_lse);
+    if (const attnrt_kv_cache_info *kv = k.kvCache())
+      std::printf("  kv_cache: %s page_size=%lld Hkv=%lld D=%lld layout=%s "
+                  "storage=%s k_group=%lld bytes_per_token=%g\n",
+                  kv->name, (long long)kv->page_size,
+                  (long long)kv->num_kv_heads, (long long)kv->head_dim,
+                  kv->layout, kv->storage, (long long)kv->k_group,
+                  kv->bytes_per_token);
     for (int j = 0; j < k.numArgs(); ++j) {
       const attnrt_arg_info &a = k.arg(j);
-      std::printf("  %-3s %-14s %-12s %-4s %s\n",
-                  a.dir == ATTNRT_DIR_IN ? "in" : "out", a.name,
+      std::printf("  %-5s %-16s %-16s %-8s %s\n", dirName(a.dir), a.name,
                   attnrt_role_name(a.role), attnrt_dtype_name(a.dtype),
                   shapeText(a).c_str());
+    }
+    for (int j = 0; j < k.numScratch(); ++j) {
+      const attnrt_arg_info &a = k.scratch(j);
+      std::printf("  %-5s %-16s %-16s %-8s %s\n", "-", a.name, "(scratch)",
+                  attnrt_dtype_name(a.dtype), shapeText(a).c_str());
     }
   }
 }
@@ -182,7 +213,7 @@ public:
       loadInput(name, file);
     for (const auto &[name, file] : opts.outputs) {
       int i = argIndex(name, "--out");
-      if (kernel.arg(i).dir != ATTNRT_DIR_OUT)
+      if (kernel.arg(i).dir == ATTNRT_DIR_IN)
         throw UsageError("argument '" + name +
                          "' is an input; pass it with --in, not --out");
     }
@@ -231,7 +262,7 @@ private:
   void loadInput(const std::string &name, const std::string &file) {
     int i = argIndex(name, "--in");
     const attnrt_arg_info &a = kernel.arg(i);
-    if (a.dir != ATTNRT_DIR_IN)
+    if (a.dir == ATTNRT_DIR_OUT)
       throw UsageError("argument '" + name +
                        "' is an output; pass it with --out, not --in");
     if (given[i])
@@ -322,7 +353,7 @@ private:
 
   void makeTensor(int i) {
     const attnrt_arg_info &a = kernel.arg(i);
-    if (a.dir == ATTNRT_DIR_IN && !opts.seed)
+    if (a.dir != ATTNRT_DIR_OUT && !opts.seed)
       throw UsageError("argument '" + std::string(a.name) +
                        "' has no data; pass --in " + a.name +
                        "=FILE.npy or --random SEED");
@@ -567,6 +598,10 @@ int run(int argc, char **argv) {
   }
   attnrt::Kernel kernel =
       opts.kernel.empty() ? module.kernel(0) : module.kernel(opts.kernel);
+  if (kernel.kind() != "attention")
+    throw UsageError("kernel " + kernel.name() + " is a " + kernel.kind() +
+                     " kernel; attn-run runs attention kernels; use the "
+                     "Python wrapper test/e2e/attnrt_ctypes.py");
   std::vector<HostTensor> tensors = ArgumentBuilder(kernel, opts).build();
   module.run(kernel, tensorViews(tensors), opts.threads);
   for (const auto &[name, file] : opts.outputs)

@@ -39,7 +39,11 @@ typedef enum attnrt_dtype {
   ATTNRT_DTYPE_F32 = 0,
   ATTNRT_DTYPE_F16 = 1,
   ATTNRT_DTYPE_BF16 = 2,
-  ATTNRT_DTYPE_I32 = 3
+  ATTNRT_DTYPE_I32 = 3,
+  ATTNRT_DTYPE_I8 = 4,
+  ATTNRT_DTYPE_U8 = 5,       /* also packed pairs of 4-bit values (i4) */
+  ATTNRT_DTYPE_F8E4M3FN = 6, /* ml_dtypes.float8_e4m3fn */
+  ATTNRT_DTYPE_F8E5M2 = 7    /* ml_dtypes.float8_e5m2 */
 } attnrt_dtype;
 
 typedef enum attnrt_role {
@@ -49,10 +53,33 @@ typedef enum attnrt_role {
   ATTNRT_ROLE_CU_SEQLENS_Q = 3,
   ATTNRT_ROLE_CU_SEQLENS_K = 4,
   ATTNRT_ROLE_OUTPUT = 5,
-  ATTNRT_ROLE_LSE = 6
+  ATTNRT_ROLE_LSE = 6,
+  /* KV-cache components (docs/kv-cache.md), named CACHE_<component>. */
+  ATTNRT_ROLE_K_PAGES = 7,
+  ATTNRT_ROLE_V_PAGES = 8,
+  ATTNRT_ROLE_K_SCALE = 9,
+  ATTNRT_ROLE_V_SCALE = 10,
+  ATTNRT_ROLE_K_MIN = 11,
+  ATTNRT_ROLE_V_MIN = 12,
+  /* Page table (CSR) and ragged query offsets. */
+  ATTNRT_ROLE_KV_INDPTR = 13,
+  ATTNRT_ROLE_KV_INDICES = 14,
+  ATTNRT_ROLE_KV_LAST_PAGE_LEN = 15,
+  ATTNRT_ROLE_QO_INDPTR = 16,
+  /* kv_append inputs. */
+  ATTNRT_ROLE_K_NEW = 17,
+  ATTNRT_ROLE_V_NEW = 18,
+  ATTNRT_ROLE_SLOT_MAPPING = 19,
+  /* merge inputs. */
+  ATTNRT_ROLE_PARTIAL_O = 20,
+  ATTNRT_ROLE_PARTIAL_LSE = 21
 } attnrt_role;
 
-typedef enum attnrt_dir { ATTNRT_DIR_IN = 0, ATTNRT_DIR_OUT = 1 } attnrt_dir;
+typedef enum attnrt_dir {
+  ATTNRT_DIR_IN = 0,
+  ATTNRT_DIR_OUT = 1,
+  ATTNRT_DIR_INOUT = 2 /* read and written in place (cache components) */
+} attnrt_dir;
 
 /* One dimension of a manifest shape: static (symbol == NULL, value >= 0) or
  * symbolic. A symbol is a name, optionally with a constant offset ("batch+1"):
@@ -72,8 +99,9 @@ typedef struct attnrt_arg_info {
   const attnrt_dim *shape; /* rank entries */
 } attnrt_arg_info;
 
+/* Attention parameters of kinds "attention" and "paged_attention". */
 typedef struct attnrt_attention_info {
-  int ragged; /* layout "ragged" (1) or "dense" (0) */
+  int ragged; /* layout "ragged" (1) or "dense"/"paged" (0) */
   int64_t num_q_heads;
   int64_t num_kv_heads;
   int64_t head_dim;
@@ -90,7 +118,21 @@ typedef struct attnrt_attention_info {
   int64_t block_kv;
   int64_t vector_width;
   int64_t workspace_bytes;
+  int paged; /* layout "paged" (kind "paged_attention") */
 } attnrt_attention_info;
+
+/* The manifest's kv_cache object: the cache a kernel reads or appends to.
+ * Its components are arguments named NAME_k_pages, NAME_v_pages, ... */
+typedef struct attnrt_kv_cache_info {
+  const char *name;
+  int64_t page_size; /* tokens per page */
+  int64_t num_kv_heads;
+  int64_t head_dim;
+  const char *layout;     /* "nhd" or "hnd" */
+  const char *storage;    /* "f16", "bf16", "f8e4m3fn", "f8e5m2", "i8", "i4" */
+  int64_t k_group;        /* tokens sharing one K scale (page_size if unset) */
+  double bytes_per_token; /* per layer, all components */
+} attnrt_kv_cache_info;
 
 /* A caller tensor. sizes and strides are in elements; strides may be NULL
  * for row-major contiguous. The data is not copied. */
@@ -127,19 +169,35 @@ ATTNRT_API attnrt_status attnrt_find_kernel(const attnrt_module *module,
                                             const attnrt_kernel **out);
 
 ATTNRT_API const char *attnrt_kernel_name(const attnrt_kernel *kernel);
+/* "attention", "paged_attention", "kv_append" or "merge". */
+ATTNRT_API const char *attnrt_kernel_kind(const attnrt_kernel *kernel);
+/* Number of phases (>= 1); attnrt_run runs them in order with a barrier
+ * between consecutive phases. */
+ATTNRT_API int attnrt_kernel_num_phases(const attnrt_kernel *kernel);
 ATTNRT_API int attnrt_kernel_num_args(const attnrt_kernel *kernel);
 ATTNRT_API const attnrt_arg_info *attnrt_kernel_arg(const attnrt_kernel *kernel,
                                                     int index);
+/* Scratch buffers attnrt_run allocates per call (they follow the arguments
+ * in the kernel's args[]); role is unused (0) and dir is ATTNRT_DIR_INOUT. */
+ATTNRT_API int attnrt_kernel_num_scratch(const attnrt_kernel *kernel);
+ATTNRT_API const attnrt_arg_info *
+attnrt_kernel_scratch(const attnrt_kernel *kernel, int index);
+/* NULL for kinds without attention parameters (kv_append, merge). */
 ATTNRT_API const attnrt_attention_info *
 attnrt_kernel_attention(const attnrt_kernel *kernel);
+/* NULL for kernels without a KV cache. */
+ATTNRT_API const attnrt_kv_cache_info *
+attnrt_kernel_kv_cache(const attnrt_kernel *kernel);
 
 /* Checks args against the manifest exactly as attnrt_run does, runs nothing. */
 ATTNRT_API attnrt_status attnrt_validate(const attnrt_kernel *kernel,
                                          const attnrt_tensor *args,
                                          int num_args);
 
-/* Validates, then runs all work items. num_threads: 0 = the module default,
- * 1 = only the calling thread. */
+/* Validates, allocates the scratch buffers, then for each phase in order
+ * runs its NAME__work_items(args, phase) work items on the thread pool and
+ * waits for them. num_threads: 0 = the module default, 1 = only the calling
+ * thread. Out and inout tensors are written in place. */
 ATTNRT_API attnrt_status attnrt_run(attnrt_module *module,
                                     const attnrt_kernel *kernel,
                                     const attnrt_tensor *args, int num_args,

@@ -37,6 +37,9 @@ public:
   explicit Kernel(const attnrt_kernel *k = nullptr) : k_(k) {}
   const attnrt_kernel *get() const { return k_; }
   std::string name() const { return attnrt_kernel_name(k_); }
+  /// "attention", "paged_attention", "kv_append" or "merge".
+  std::string kind() const { return attnrt_kernel_kind(k_); }
+  int numPhases() const { return attnrt_kernel_num_phases(k_); }
   int numArgs() const { return attnrt_kernel_num_args(k_); }
   const attnrt_arg_info &arg(int i) const {
     const attnrt_arg_info *info = attnrt_kernel_arg(k_, i);
@@ -45,8 +48,30 @@ public:
                   "argument index " + std::to_string(i) + " out of range");
     return *info;
   }
+  int numScratch() const { return attnrt_kernel_num_scratch(k_); }
+  const attnrt_arg_info &scratch(int i) const {
+    const attnrt_arg_info *info = attnrt_kernel_scratch(k_, i);
+    if (!info)
+      throw Error(ATTNRT_ERR_INVALID_ARGUMENT,
+                  "scratch index " + std::to_string(i) + " out of range");
+    return *info;
+  }
+  /// Throws for kinds without attention parameters (kv_append, merge).
   const attnrt_attention_info &attention() const {
-    return *attnrt_kernel_attention(k_);
+    const attnrt_attention_info *info = attnrt_kernel_attention(k_);
+    if (!info)
+      throw Error(ATTNRT_ERR_INVALID_ARGUMENT,
+                  "kernel '" + name() + "' is a " + kind() +
+                      " kernel and has no attention parameters");
+    return *info;
+  }
+  /// NULL for kinds without attention parameters.
+  const attnrt_attention_info *attentionOrNull() const {
+    return attnrt_kernel_attention(k_);
+  }
+  /// NULL for kernels without a KV cache.
+  const attnrt_kv_cache_info *kvCache() const {
+    return attnrt_kernel_kv_cache(k_);
   }
   void validate(const std::vector<attnrt_tensor> &args) const {
     check(attnrt_validate(k_, args.data(), static_cast<int>(args.size())));
