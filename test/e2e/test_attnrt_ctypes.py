@@ -1,0 +1,204 @@
+"""attnrt_ctypes against the hand-written fixture library (test/unit/fixture/testkernels.c).
+
+The fixture directory is $ATTNRT_FIXTURE_DIR (ctest sets it, with $ATTNRT_LIB), else
+<repo>/build/test/unit/fixture. The tests skip only when that variable is unset and the default
+directory does not exist.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from attnrt_ctypes import AttnrtError, Module  # noqa: E402
+from reference import Mask, attention  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def fixture_dir() -> Path:
+    d = Path(os.environ.get("ATTNRT_FIXTURE_DIR", REPO / "build" / "test" / "unit" / "fixture"))
+    if "ATTNRT_FIXTURE_DIR" not in os.environ and not d.exists():
+        pytest.skip(f"ATTNRT_FIXTURE_DIR unset and {d} does not exist (build the unit tests)")
+    return d
+
+
+@pytest.fixture(scope="module")
+def module(fixture_dir):
+    with Module(fixture_dir, num_threads=3) as m:
+        yield m
+
+
+def test_kernels_and_info(module):
+    assert module.kernels == ["dense_f32", "ragged_f32", "count", "two_phase", "append_i8",
+                              "paged_f8"]
+    two = module.info("two_phase")
+    assert (two["kind"], two["phases"], two["attention"], two["kv_cache"]) == \
+        ("merge", 3, None, None)
+    assert two["scratch"] == [{"name": "partial", "dtype": "f32", "shape": ["n"]},
+                              {"name": "odd", "dtype": "i8", "shape": ["n+1"]},
+                              {"name": "tail", "dtype": "i32", "shape": [1]}]
+    append = module.info("append_i8")
+    assert append["kind"] == "kv_append"
+    assert append["args"][3] == {"name": "cache_k_pages", "role": "k_pages", "dir": "inout",
+                                 "dtype": "i8", "shape": ["num_pages", 4, 2, 2]}
+    paged = module.info("paged_f8")
+    assert paged["kind"] == "paged_attention" and paged["phases"] == 1
+    assert paged["attention"]["layout"] == "paged"
+    assert paged["attention"]["num_q_heads"] == 2 and paged["attention"]["scale"] == 0.5
+    assert paged["kv_cache"] == {"name": "cache", "page_size": 4, "num_kv_heads": 1,
+                                 "head_dim": 4, "layout": "nhd", "storage": "f8e4m3fn",
+                                 "k_group": 4, "bytes_per_token": 8.0}
+    assert [a["role"] for a in paged["args"]][5:9] == \
+        ["kv_indptr", "kv_indices", "kv_last_page_len", "qo_indptr"]
+    assert module.info("dense_f32")["attention"]["layout"] == "dense"
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000])
+@pytest.mark.parametrize("as_list", [False, True])
+def test_two_phase_with_scratch(module, n, as_list):
+    x = np.random.default_rng(n).uniform(-1, 1, n).astype(np.float32)
+    o = np.full(n, np.nan, dtype=np.float32)
+    module.run("two_phase", [x, o] if as_list else {"x": x, "o": o})
+    j = (7 * np.arange(n) + 3) % n
+    np.testing.assert_array_equal(o, 2 * x + 2 * x[j])
+
+
+def append_args(slots, pages=5):
+    n = len(slots)
+    rng = np.random.default_rng(1)
+    return {
+        "k_new": rng.uniform(-1, 1, (n, 2, 2)).astype(np.float32),
+        "v_new": rng.uniform(-1, 1, (n, 2, 2)).astype(np.float32),
+        "slot_mapping": np.array(slots, dtype=np.int32),
+        "cache_k_pages": np.zeros((pages, 4, 2, 2), np.int8),
+        "cache_v_pages": np.zeros((pages, 4, 2, 2), np.int8),
+        "cache_k_scale": np.zeros((pages, 1, 2, 2), np.float16),
+        "cache_v_scale": np.zeros((pages, 4, 2), np.float16),
+    }
+
+
+def test_append_writes_inout_in_place(module):
+    a = append_args([9, -1, 3, 19])
+    module.run("append_i8", a)
+    kp = a["cache_k_pages"].reshape(-1, 2, 2)  # [slot, head, dim]
+    expect = np.zeros_like(kp)
+    for t, s in enumerate([9, -1, 3, 19]):
+        if s >= 0:
+            expect[s] = np.clip(np.rint(10 * a["k_new"][t]), -127, 127)
+    np.testing.assert_array_equal(kp, expect)
+    assert (a["cache_k_scale"][[0, 2, 4]] == np.float16(0.1)).all()
+    assert (a["cache_k_scale"][[1, 3]] == 0).all()
+
+
+def test_append_validation_errors(module):
+    with pytest.raises(AttnrtError) as e:
+        module.run("append_i8", append_args([0, 20]))
+    assert e.value.status == 7
+    assert "argument 'slot_mapping' (#2): entry 1 is 20 but the pool 'cache_k_pages' has 5 " \
+           "pages of 4 slots" in e.value.message
+    a = append_args([1])
+    a["cache_v_pages"] = a["cache_k_pages"]  # inout aliasing
+    with pytest.raises(AttnrtError, match="shares memory with argument 'cache_v_pages'"):
+        module.run("append_i8", a)
+
+
+def paged_args(indptr, indices, last, qo, pages=5, seed=0):
+    rng = np.random.default_rng(seed)
+    tq = qo[-1]
+    f8 = ml_dtypes.float8_e4m3fn
+    return {
+        "q": rng.uniform(-1, 1, (tq, 2, 4)).astype(np.float32),
+        "cache_k_pages": (rng.uniform(-4, 4, (pages, 4, 1, 4))).astype(f8),
+        "cache_v_pages": (rng.uniform(-4, 4, (pages, 4, 1, 4))).astype(f8),
+        "cache_k_scale": np.array([0.5], np.float32),
+        "cache_v_scale": np.array([0.25], np.float32),
+        "kv_indptr": np.array(indptr, np.int32),
+        "kv_indices": np.array(indices, np.int32),
+        "kv_last_page_len": np.array(last, np.int32),
+        "qo_indptr": np.array(qo, np.int32),
+        "o": np.full((tq, 2, 4), np.nan, np.float32),
+        "lse": np.full((2, tq), np.nan, np.float32),
+    }
+
+
+def test_paged_f8_matches_reference(module):
+    a = paged_args([0, 2, 2, 5], [3, 0, 4, 1, 3], [2, 0, 4], [0, 2, 2, 5])
+    module.run("paged_f8", a, num_threads=2)
+    # Gather each sequence's dequantized K/V into ragged arrays.
+    ks, vs, cu_k = [], [], [0]
+    for b in range(3):
+        pages = a["kv_indices"][a["kv_indptr"][b]:a["kv_indptr"][b + 1]]
+        n = (len(pages) - 1) * 4 + a["kv_last_page_len"][b] if len(pages) else 0
+        k = a["cache_k_pages"][pages].astype(np.float32).reshape(-1, 1, 4)[:n] * 0.5
+        v = a["cache_v_pages"][pages].astype(np.float32).reshape(-1, 1, 4)[:n] * 0.25
+        ks.append(k)
+        vs.append(v)
+        cu_k.append(cu_k[-1] + n)
+    o, lse = attention(a["q"], np.concatenate(ks), np.concatenate(vs), scale=0.5,
+                       mask=Mask(causal=True), cu_seqlens_q=a["qo_indptr"],
+                       cu_seqlens_k=np.array(cu_k))
+    np.testing.assert_allclose(a["o"], o, atol=1e-5)
+    np.testing.assert_allclose(a["lse"], lse, atol=1e-5)
+
+
+def test_paged_validation_errors(module):
+    a = paged_args([0, 2, 2, 5], [3, 0, 4, 9, 3], [2, 0, 4], [0, 2, 2, 5])
+    with pytest.raises(AttnrtError, match=r"entry 3 \(sequence 2\) is page 9 but the pool "
+                                          r"'cache_k_pages' has 5 pages"):
+        module.run("paged_f8", a)
+    assert np.isnan(a["o"]).all()  # nothing written
+    a = paged_args([0, 2, 2, 5], [3, 0, 4, 1, 3], [5, 0, 4], [0, 2, 2, 5])
+    with pytest.raises(AttnrtError, match="sequence 0 is longer than its pages"):
+        module.run("paged_f8", a)
+
+
+def test_python_side_errors(module, fixture_dir):
+    a = paged_args([0, 1], [0], [1], [0, 1])
+    a["q"] = np.zeros((1, 2, 8), np.float32)[:, :, ::2]  # every other float
+    assert not a["q"].flags.c_contiguous
+    with pytest.raises(AttnrtError, match="argument 'q': array is not C-contiguous"):
+        module.run("paged_f8", a)
+    a = paged_args([0, 1], [0], [1], [0, 1])
+    a["cache_k_pages"] = a["cache_k_pages"].astype(ml_dtypes.float8_e5m2)
+    with pytest.raises(AttnrtError, match="dtype is f8e5m2 but the kernel expects f8e4m3fn"):
+        module.run("paged_f8", a)
+    a["cache_k_pages"] = a["cache_k_pages"].astype(np.float64)
+    with pytest.raises(AttnrtError, match="numpy dtype float64 has no attnrt dtype"):
+        module.run("paged_f8", a)
+    with pytest.raises(AttnrtError, match="missing argument"):
+        module.run("paged_f8", {"q": a["q"]})
+    with pytest.raises(AttnrtError, match="takes 2 arguments"):
+        module.run("two_phase", [np.zeros(1, np.float32)])
+    o = np.zeros(1, np.float32)
+    o.flags.writeable = False
+    with pytest.raises(AttnrtError, match="is out but the array is read-only"):
+        module.run("two_phase", [np.zeros(1, np.float32), o])
+    with pytest.raises(AttnrtError, match="no kernel named 'nope'"):
+        module.info("nope")
+    with pytest.raises(AttnrtError) as e:
+        Module(fixture_dir / "nonexistent")
+    assert e.value.status == 2 and "manifest.json" in e.value.message
+
+
+def test_bf16_and_dense(module):
+    # dense_f32 through the wrapper (dtype f32), and bf16 is rejected by attnrt by name.
+    rng = np.random.default_rng(3)
+    q = rng.uniform(-1, 1, (2, 3, 2, 4)).astype(np.float32)
+    k = rng.uniform(-1, 1, (2, 5, 1, 4)).astype(np.float32)
+    v = rng.uniform(-1, 1, (2, 5, 1, 4)).astype(np.float32)
+    o = np.empty_like(q)
+    lse = np.empty((2, 2, 3), np.float32)
+    module.run("dense_f32", [q, k, v, o, lse])
+    ref_o, ref_lse = attention(q, k, v, scale=0.5, mask=Mask(causal=True, window=2, sinks=1))
+    np.testing.assert_allclose(o, ref_o, atol=1e-5)
+    np.testing.assert_allclose(lse, ref_lse, atol=1e-5)
+    with pytest.raises(AttnrtError, match="dtype is bf16 but the kernel expects f32"):
+        module.run("dense_f32", [q.astype(ml_dtypes.bfloat16), k, v, o, lse])
