@@ -1,0 +1,28 @@
+//===- Lowerings.h - attn ops to the tile level, one op at a time -*- C++
+//-*-===//
+//
+// Private to the attn-lower-to-tiles pass: the lowerings of the cache ops,
+// each in its own file.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_LIB_CONVERSION_ATTNTOTILES_LOWERINGS_H
+#define ATTNC_LIB_CONVERSION_ATTNTOTILES_LOWERINGS_H
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/Support/LLVM.h"
+
+namespace attnc {
+
+/// Replaces `op` by an scf.parallel over KV heads that quantizes and writes
+/// the new tokens in order (docs/kv-cache.md). The cache operand must be the
+/// `unrealized_conversion_cast` of its component buffers that
+/// attn-expand-kv-cache makes of a cache argument; otherwise emits an error
+/// on `op` and fails. `vectorWidth` is the target's f32 lanes (head_dim is
+/// processed in chunks of up to 8 vectors).
+mlir::LogicalResult lowerKVAppend(attn::KVAppendOp op, int64_t vectorWidth);
+
+} // namespace attnc
+
+#endif // ATTNC_LIB_CONVERSION_ATTNTOTILES_LOWERINGS_H
