@@ -12,10 +12,11 @@ namespace attnc {
 
 LogicalResult buildAttnToTilesPipeline(OpPassManager &pm,
                                        const TileOptions &o) {
-  // The pass manager is anchored on the module: the text omits it.
+  // The pass manager is anchored on the module: the text omits it. Cache
+  // arguments become their component buffers first (the kernel ABI).
   std::string text =
-      "func.func(attn-lower-to-tiles{block-q=" + std::to_string(o.blockQ) +
-      " block-kv=" + std::to_string(o.blockKV) +
+      "func.func(attn-expand-kv-cache,attn-lower-to-tiles{block-q=" +
+      std::to_string(o.blockQ) + " block-kv=" + std::to_string(o.blockKV) +
       " vector-width=" + std::to_string(o.vectorWidth) +
       " qk-form=" + o.qkForm + "},canonicalize,cse)";
   return parsePassPipeline(text, pm);
