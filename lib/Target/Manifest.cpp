@@ -3,10 +3,13 @@
 #include "attnc/Target/Manifest.h"
 
 #include "attn/AttnDialect.h"
+#include "attnc/Conversion/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/JSON.h"
 
 #include <set>
@@ -24,9 +27,21 @@ static std::string dtypeName(Type t) {
     return "bf16";
   if (t.isInteger(32))
     return "i32";
+  if (t.isInteger(8))
+    return "i8";
   std::string s;
   llvm::raw_string_ostream(s) << t;
   return s;
+}
+
+static std::string storageName(Type t) {
+  if (isa<Float8E4M3FNType>(t))
+    return "f8e4m3fn";
+  if (isa<Float8E5M2Type>(t))
+    return "f8e5m2";
+  if (t.isInteger(4))
+    return "i4";
+  return dtypeName(t);
 }
 
 static bool isCIdentifier(StringRef s) {
@@ -35,15 +50,34 @@ static bool isCIdentifier(StringRef s) {
   return llvm::all_of(s, [](char c) { return llvm::isAlnum(c) || c == '_'; });
 }
 
+/// `batch+1` -> (`batch`, 1); `seqlen_q` -> (`seqlen_q`, 0).
+static std::pair<StringRef, int64_t> splitSymbol(StringRef symbol) {
+  auto [base, offset] = symbol.split('+');
+  int64_t n = 0;
+  if (!offset.empty() && !offset.getAsInteger(10, n))
+    return {base, n};
+  return {symbol, 0};
+}
+
 namespace {
-/// Symbols naming each dimension of an attention operand or result.
+/// Symbols naming each dimension of an operand or result of a kernel's op.
 struct RoleShape {
   const char *role, *defaultName;
   std::vector<const char *> symbols; // nullptr: a head count or head size
 };
+
+/// The kernel's op and the roles of its tensor operands and results.
+struct OpRoles {
+  Operation *op = nullptr;
+  StringRef kind;
+  bool ragged = false;
+  SmallVector<std::pair<Value, StringRef>> operands;
+  Value cache; // the !attn.kv_cache operand, if any
+  SmallVector<std::pair<Value, StringRef>> results;
+};
 } // namespace
 
-static RoleShape roleShape(bool ragged, StringRef role) {
+static RoleShape attentionRoleShape(bool ragged, StringRef role) {
   if (!ragged) {
     if (role == "query")
       return {"query", "q", {"batch", "seqlen_q", nullptr, nullptr}};
@@ -70,21 +104,64 @@ static RoleShape roleShape(bool ragged, StringRef role) {
   return {"lse", "lse", {nullptr, "total_q"}};
 }
 
-static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
-  SmallVector<AttentionOp> ops;
-  func.walk([&](AttentionOp op) { ops.push_back(op); });
-  if (ops.size() != 1)
-    return func.emitError()
-           << "kernel '" << func.getSymName() << "' contains " << ops.size()
-           << " attn.attention ops; a kernel function "
-              "holds exactly one";
-  AttentionOp op = ops.front();
-  KernelInfo k;
-  k.name = func.getSymName().str();
-  if (!isCIdentifier(k.name))
-    return func.emitError() << "kernel name '" << k.name
-                            << "' is not a C identifier; rename the function";
-  k.ragged = op.isRagged();
+static RoleShape pagedRoleShape(bool ragged, StringRef role) {
+  // Decode: one query per sequence; append/prefill: ragged queries.
+  const char *rows = ragged ? "total_q" : "batch";
+  if (role == "query")
+    return {"query", "q", {rows, nullptr, nullptr}};
+  if (role == "output")
+    return {"output", "o", {rows, nullptr, nullptr}};
+  if (role == "lse")
+    return {"lse", "lse", {nullptr, rows}};
+  if (role == "kv_indptr")
+    return {"kv_indptr", "kv_indptr", {"batch+1"}};
+  if (role == "kv_indices")
+    return {"kv_indices", "kv_indices", {"num_page_refs"}};
+  if (role == "kv_last_page_len")
+    return {"kv_last_page_len", "kv_last_page_len", {"batch"}};
+  return {"qo_indptr", "qo_indptr", {"batch+1"}};
+}
+
+static RoleShape appendRoleShape(StringRef role) {
+  if (role == "k_new")
+    return {"k_new", "k_new", {"num_new", nullptr, nullptr}};
+  if (role == "v_new")
+    return {"v_new", "v_new", {"num_new", nullptr, nullptr}};
+  return {"slot_mapping", "slot_mapping", {"num_new"}};
+}
+
+static RoleShape mergeRoleShape(StringRef role) {
+  if (role == "partial_o")
+    return {"partial_o",
+            "partial_o",
+            {"num_partials", "num_tokens", nullptr, nullptr}};
+  if (role == "partial_lse")
+    return {
+        "partial_lse", "partial_lse", {"num_partials", nullptr, "num_tokens"}};
+  if (role == "output")
+    return {"output", "o", {"num_tokens", nullptr, nullptr}};
+  return {"lse", "lse", {nullptr, "num_tokens"}};
+}
+
+static bool isCacheComponentRole(StringRef role) {
+  return role == "k_pages" || role == "v_pages" || role == "k_scale" ||
+         role == "v_scale" || role == "k_min" || role == "v_min";
+}
+
+static RoleShape roleShape(const OpRoles &roles, StringRef role) {
+  if (roles.kind == "attention")
+    return attentionRoleShape(roles.ragged, role);
+  if (roles.kind == "paged_attention")
+    return pagedRoleShape(roles.ragged, role);
+  if (roles.kind == "kv_append")
+    return appendRoleShape(role);
+  return mergeRoleShape(role);
+}
+
+/// Fills the attention parameters shared by attn.attention and
+/// attn.paged_attention.
+template <typename OpTy> static void describeAttention(OpTy op, KernelInfo &k) {
+  k.hasAttention = true;
   k.numQueryHeads = op.getNumQueryHeads();
   k.numKVHeads = op.getNumKVHeads();
   k.headDim = op.getHeadDim();
@@ -98,35 +175,100 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
   k.window = mask.getWindow();
   k.sinks = mask.getSinks();
   k.hasLse = op.getLse() != nullptr;
+}
+
+static OpRoles opRoles(Operation *op, KernelInfo &k) {
+  OpRoles r;
+  r.op = op;
+  llvm::TypeSwitch<Operation *>(op)
+      .Case([&](AttentionOp a) {
+        r.kind = "attention";
+        r.ragged = a.isRagged();
+        describeAttention(a, k);
+        k.layout = r.ragged ? "ragged" : "dense";
+        r.operands = {{a.getQuery(), "query"},
+                      {a.getKey(), "key"},
+                      {a.getValue(), "value"}};
+        if (r.ragged) {
+          r.operands.push_back({a.getCuSeqlensQ(), "cu_seqlens_q"});
+          r.operands.push_back({a.getCuSeqlensK(), "cu_seqlens_k"});
+        }
+        r.results.push_back({a.getOutput(), "output"});
+        if (a.getLse())
+          r.results.push_back({a.getLse(), "lse"});
+      })
+      .Case([&](PagedAttentionOp a) {
+        r.kind = "paged_attention";
+        r.ragged = a.isRagged();
+        describeAttention(a, k);
+        k.layout = "paged";
+        r.operands = {{a.getQuery(), "query"},
+                      {a.getKvIndptr(), "kv_indptr"},
+                      {a.getKvIndices(), "kv_indices"},
+                      {a.getKvLastPageLen(), "kv_last_page_len"}};
+        if (r.ragged)
+          r.operands.push_back({a.getQoIndptr(), "qo_indptr"});
+        r.cache = a.getCache();
+        r.results.push_back({a.getOutput(), "output"});
+        if (a.getLse())
+          r.results.push_back({a.getLse(), "lse"});
+      })
+      .Case([&](KVAppendOp a) {
+        r.kind = "kv_append";
+        r.operands = {{a.getKey(), "k_new"},
+                      {a.getValue(), "v_new"},
+                      {a.getSlots(), "slot_mapping"}};
+        r.cache = a.getCache();
+      })
+      .Case([&](MergeOp a) {
+        r.kind = "merge";
+        r.operands = {{a.getPartialOutput(), "partial_o"},
+                      {a.getPartialLse(), "partial_lse"}};
+        r.results.push_back({a.getOutput(), "output"});
+        if (a.getLse())
+          r.results.push_back({a.getLse(), "lse"});
+      });
+  k.kind = r.kind.str();
+  k.ragged = r.ragged;
+  return r;
+}
+
+static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
+  SmallVector<Operation *> ops;
+  func.walk([&](Operation *op) {
+    if (isa<AttentionOp, PagedAttentionOp, KVAppendOp, MergeOp>(op))
+      ops.push_back(op);
+  });
+  if (ops.size() != 1)
+    return func.emitError()
+           << "kernel '" << func.getSymName() << "' contains " << ops.size()
+           << " attn.attention, attn.paged_attention, attn.kv_append or "
+              "attn.merge ops; a kernel function holds exactly one";
+  KernelInfo k;
+  k.name = func.getSymName().str();
+  if (!isCIdentifier(k.name))
+    return func.emitError() << "kernel name '" << k.name
+                            << "' is not a C identifier; rename the function";
+  OpRoles roles = opRoles(ops.front(), k);
+  Operation *op = roles.op;
+  StringRef opName = op->getName().getStringRef();
 
   // Roles of the operands, to match against function arguments.
   llvm::DenseMap<Value, StringRef> operandRole;
-  operandRole[op.getQuery()] = "query";
-  operandRole[op.getKey()] = "key";
-  operandRole[op.getValue()] = "value";
-  if (k.ragged) {
-    operandRole[op.getCuSeqlensQ()] = "cu_seqlens_q";
-    operandRole[op.getCuSeqlensK()] = "cu_seqlens_k";
-  }
+  for (auto [value, role] : roles.operands)
+    operandRole[value] = role;
+  if (roles.cache)
+    operandRole[roles.cache] = "cache";
   for (auto [value, role] : operandRole)
     if (!isa<BlockArgument>(value) ||
         cast<BlockArgument>(value).getOwner()->getParentOp() != func)
-      return op.emitError()
+      return op->emitError()
              << "the " << role << " operand of kernel '" << k.name
              << "' must be a function argument; compute "
                 "inputs outside the kernel";
 
   llvm::StringSet<> names;
-  auto addArg = [&](StringRef role, Type type, DictionaryAttr attrs,
-                    bool isOutput, Location loc) -> LogicalResult {
-    RoleShape rs = roleShape(k.ragged, role);
-    KernelArg arg;
-    arg.role = rs.role;
-    arg.isOutput = isOutput;
-    arg.name = rs.defaultName;
-    if (attrs)
-      if (auto name = attrs.getAs<StringAttr>("attn.name"))
-        arg.name = name.str();
+  auto addName = [&](KernelArg &arg, Location loc) -> LogicalResult {
     if (!isCIdentifier(arg.name))
       return emitError(loc)
              << "argument name '" << arg.name << "' is not a C identifier";
@@ -134,15 +276,62 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
       return emitError(loc)
              << "two arguments of kernel '" << k.name << "' are named '"
              << arg.name << "'; set distinct attn.name attributes";
+    k.args.push_back(std::move(arg));
+    return success();
+  };
+  auto addArg = [&](StringRef role, Type type, DictionaryAttr attrs,
+                    StringRef dir, Location loc) -> LogicalResult {
+    RoleShape rs = roleShape(roles, role);
+    KernelArg arg;
+    arg.role = rs.role;
+    arg.dir = dir.str();
+    arg.name = rs.defaultName;
+    if (attrs)
+      if (auto name = attrs.getAs<StringAttr>("attn.name"))
+        arg.name = name.str();
     auto tensor = cast<RankedTensorType>(type);
     arg.dtype = dtypeName(tensor.getElementType());
     for (auto [i, size] : llvm::enumerate(tensor.getShape())) {
-      if (ShapedType::isDynamic(size) && rs.symbols[i])
+      if (ShapedType::isDynamic(size) && i < rs.symbols.size() && rs.symbols[i])
         arg.shape.emplace_back(std::string(rs.symbols[i]));
       else
         arg.shape.emplace_back(size);
     }
-    k.args.push_back(std::move(arg));
+    return addName(arg, loc);
+  };
+  // A cache argument is its component buffers, in order.
+  auto addCache = [&](BlockArgument value) -> LogicalResult {
+    auto type = cast<KVCacheType>(value.getType());
+    std::string cacheName = cacheArgumentName(func, value.getArgNumber());
+    if (!isCIdentifier(cacheName))
+      return emitError(value.getLoc())
+             << "cache name '" << cacheName << "' is not a C identifier";
+    KVCacheInfo info;
+    info.name = cacheName;
+    info.pageSize = type.getPageSize();
+    info.numKVHeads = type.getNumKVHeads();
+    info.headDim = type.getHeadDim();
+    info.layout = type.getHeadMajor() ? "hnd" : "nhd";
+    info.storage = storageName(type.getStorage());
+    info.kGroup = type.getKGroup();
+    info.bytesPerToken = type.getBytesPerToken();
+    k.kvCache = info;
+    StringRef dir = roles.kind == "kv_append" ? "inout" : "in";
+    for (const KVCacheType::Component &c : type.getComponents()) {
+      KernelArg arg;
+      arg.name = cacheName + "_" + c.role.str();
+      arg.role = c.role.str();
+      arg.dir = dir.str();
+      arg.dtype = c.dtype.str();
+      for (auto [i, size] : llvm::enumerate(c.shape)) {
+        if (ShapedType::isDynamic(size))
+          arg.shape.emplace_back(std::string("num_pages"));
+        else
+          arg.shape.emplace_back(size);
+      }
+      if (failed(addName(arg, value.getLoc())))
+        return failure();
+    }
     return success();
   };
 
@@ -151,10 +340,14 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
     if (it == operandRole.end() || !llvm::hasSingleElement(arg.getUses()))
       return emitError(arg.getLoc())
              << "argument #" << arg.getArgNumber() << " of kernel '" << k.name
-             << "' must be used exactly once, as an operand of its "
-                "attn.attention";
+             << "' must be used exactly once, as an operand of its " << opName;
+    if (it->second == "cache") {
+      if (failed(addCache(arg)))
+        return failure();
+      continue;
+    }
     if (failed(addArg(it->second, arg.getType(),
-                      func.getArgAttrDict(arg.getArgNumber()), false,
+                      func.getArgAttrDict(arg.getArgNumber()), "in",
                       arg.getLoc())))
       return failure();
   }
@@ -165,31 +358,40 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
       return ret.emitError() << "result #" << i << " of kernel '" << k.name
                              << "' returns the same value as an earlier "
                                 "result; return each attention result once";
-    StringRef role = value == op.getOutput() ? "output"
-                     : value == op.getLse()  ? "lse"
-                                             : "";
+    StringRef role;
+    for (auto [result, resultRole] : roles.results)
+      if (value == result)
+        role = resultRole;
     if (role.empty())
       return ret.emitError() << "result #" << i << " of kernel '" << k.name
-                             << "' must be a result of its attn.attention";
-    if (failed(addArg(role, value.getType(), func.getResultAttrDict(i), true,
+                             << "' must be a result of its " << opName;
+    if (failed(addArg(role, value.getType(), func.getResultAttrDict(i), "out",
                       ret.getLoc())))
       return failure();
   }
 
   // A symbol with a static use anywhere is that static size everywhere, so
-  // the runtime checks it on every argument.
-  llvm::StringMap<int64_t> staticSymbol;
+  // the runtime checks it on every argument. `batch` and `batch+1` are one
+  // symbol.
   for (KernelArg &arg : k.args) {
-    RoleShape rs = roleShape(k.ragged, arg.role);
+    if (isCacheComponentRole(arg.role))
+      continue; // static but for num_pages, which has no static use
+    RoleShape rs = roleShape(roles, arg.role);
     for (auto [i, dim] : llvm::enumerate(arg.shape))
-      if (rs.symbols[i] && std::holds_alternative<int64_t>(dim))
-        staticSymbol[rs.symbols[i]] = std::get<int64_t>(dim);
+      if (i < rs.symbols.size() && rs.symbols[i] &&
+          std::holds_alternative<int64_t>(dim)) {
+        auto [base, offset] = splitSymbol(rs.symbols[i]);
+        k.staticSymbols.emplace(base.str(), std::get<int64_t>(dim) - offset);
+      }
   }
   for (KernelArg &arg : k.args)
     for (ShapeDim &dim : arg.shape)
-      if (auto *sym = std::get_if<std::string>(&dim))
-        if (auto it = staticSymbol.find(*sym); it != staticSymbol.end())
-          dim = it->second;
+      if (auto *sym = std::get_if<std::string>(&dim)) {
+        auto [base, offset] = splitSymbol(*sym);
+        if (auto it = k.staticSymbols.find(base.str());
+            it != k.staticSymbols.end())
+          dim = it->second + offset;
+      }
   return k;
 }
 
@@ -209,28 +411,85 @@ FailureOr<std::vector<KernelInfo>> attnc::collectKernels(ModuleOp module) {
     return failure();
   if (kernels.empty())
     return module.emitError("no kernels: the module has no func.func with an "
-                            "attn.attention");
+                            "attn.attention, attn.paged_attention, "
+                            "attn.kv_append or attn.merge");
   return kernels;
 }
 
-void attnc::recordTiling(ModuleOp tiled, std::vector<KernelInfo> &kernels,
-                         int64_t vectorWidth) {
+LogicalResult attnc::recordTiling(ModuleOp tiled,
+                                  std::vector<KernelInfo> &kernels,
+                                  int64_t vectorWidth) {
   for (KernelInfo &k : kernels) {
     auto func = tiled.lookupSymbol<func::FuncOp>(k.name);
-    auto tile = func ? func->getAttrOfType<DictionaryAttr>("attn.tile")
-                     : DictionaryAttr();
-    if (!tile)
+    if (!func)
       continue;
-    auto get = [&](StringRef key) {
-      return cast<IntegerAttr>(tile.get(key)).getInt();
-    };
-    k.blockQ = get("block_q");
-    k.blockKV = get("block_kv");
-    k.headDimChunk = get("head_dim_chunk");
-    k.vectorWidth = vectorWidth;
-    k.qkForm = cast<StringAttr>(tile.get("qk_form")).str();
-    k.workspaceBytes = get("workspace_bytes");
+    if (auto tile = func->getAttrOfType<DictionaryAttr>("attn.tile")) {
+      auto get = [&](StringRef key) -> int64_t {
+        auto value = tile.getAs<IntegerAttr>(key);
+        return value ? value.getInt() : 0;
+      };
+      k.hasTile = true;
+      k.blockQ = get("block_q");
+      k.blockKV = get("block_kv");
+      k.headDimChunk = get("head_dim_chunk");
+      k.vectorWidth = vectorWidth;
+      if (auto form = tile.getAs<StringAttr>("qk_form"))
+        k.qkForm = form.str();
+      if (auto ws = tile.getAs<IntegerAttr>("workspace_bytes"))
+        k.workspaceBytes = ws.getInt();
+    }
+    if (auto phases = func->getAttrOfType<IntegerAttr>("attn.phases"))
+      k.phases = phases.getInt();
+    k.scratch.clear();
+    auto list = func->getAttrOfType<ArrayAttr>("attn.scratch");
+    if (!list)
+      continue;
+    llvm::StringSet<> names;
+    for (const KernelArg &a : k.args)
+      names.insert(a.name);
+    for (Attribute entry : list) {
+      auto dict = dyn_cast<DictionaryAttr>(entry);
+      auto name = dict ? dict.getAs<StringAttr>("name") : StringAttr();
+      auto dtype = dict ? dict.getAs<StringAttr>("dtype") : StringAttr();
+      auto shape = dict ? dict.getAs<ArrayAttr>("shape") : ArrayAttr();
+      if (!name || !dtype || !shape)
+        return func.emitError()
+               << "kernel '" << k.name << "' has scratch entry " << entry
+               << "; expected {name = \"...\", dtype = \"...\", shape = "
+                  "[...]}";
+      if (!isCIdentifier(name.getValue()))
+        return func.emitError() << "scratch buffer name '" << name.getValue()
+                                << "' is not a C identifier";
+      if (!names.insert(name.getValue()).second)
+        return func.emitError()
+               << "scratch buffer '" << name.getValue() << "' of kernel '"
+               << k.name
+               << "' has the name of an argument or of another scratch "
+                  "buffer; rename the argument (attn.name)";
+      ScratchBuffer s;
+      s.name = name.str();
+      s.dtype = dtype.str();
+      for (Attribute dim : shape) {
+        if (auto size = dyn_cast<IntegerAttr>(dim)) {
+          s.shape.emplace_back(size.getInt());
+          continue;
+        }
+        auto symbol = dyn_cast<StringAttr>(dim);
+        if (!symbol)
+          return func.emitError()
+                 << "scratch buffer '" << s.name << "' has shape entry " << dim
+                 << "; expected an integer or a symbol string";
+        auto [base, offset] = splitSymbol(symbol.getValue());
+        if (auto it = k.staticSymbols.find(base.str());
+            it != k.staticSymbols.end())
+          s.shape.emplace_back(it->second + offset);
+        else
+          s.shape.emplace_back(symbol.str());
+      }
+      k.scratch.push_back(std::move(s));
+    }
   }
+  return success();
 }
 
 static llvm::json::Value shapeJson(const std::vector<ShapeDim> &shape) {
@@ -254,42 +513,101 @@ void attnc::writeManifest(llvm::raw_ostream &os,
     for (const KernelArg &a : k.args)
       args.push_back(llvm::json::Object{{"name", a.name},
                                         {"role", a.role},
-                                        {"dir", a.isOutput ? "out" : "in"},
+                                        {"dir", a.dir},
                                         {"dtype", a.dtype},
                                         {"shape", shapeJson(a.shape)}});
-    list.push_back(llvm::json::Object{
-        {"name", k.name},
-        {"entry_run", k.name + "__run"},
-        {"entry_work_items", k.name + "__work_items"},
-        {"attention",
-         llvm::json::Object{
-             {"layout", k.ragged ? "ragged" : "dense"},
-             {"num_q_heads", k.numQueryHeads},
-             {"num_kv_heads", k.numKVHeads},
-             {"head_dim", k.headDim},
-             {"dtype", k.dtype},
-             {"scale", k.scale},
-             {"softcap", k.softcap},
-             {"mask", llvm::json::Object{{"causal", k.causal},
-                                         {"align", k.topLeft ? "top_left"
-                                                             : "bottom_right"},
-                                         {"window", k.window},
-                                         {"sinks", k.sinks}}},
-             {"has_lse", k.hasLse}}},
-        {"tile", llvm::json::Object{{"block_q", k.blockQ},
-                                    {"block_kv", k.blockKV},
-                                    {"head_dim_chunk", k.headDimChunk},
-                                    {"qk_form", k.qkForm},
-                                    {"vector_width", k.vectorWidth}}},
-        {"workspace_bytes", k.workspaceBytes},
-        {"args", std::move(args)}});
+    llvm::json::Object kernel{{"name", k.name},
+                              {"kind", k.kind},
+                              {"phases", k.phases},
+                              {"entry_run", k.name + "__run"},
+                              {"entry_work_items", k.name + "__work_items"},
+                              {"args", std::move(args)}};
+    if (k.hasAttention)
+      kernel["attention"] = llvm::json::Object{
+          {"layout", k.layout},
+          {"num_q_heads", k.numQueryHeads},
+          {"num_kv_heads", k.numKVHeads},
+          {"head_dim", k.headDim},
+          {"dtype", k.dtype},
+          {"scale", k.scale},
+          {"softcap", k.softcap},
+          {"mask", llvm::json::Object{{"causal", k.causal},
+                                      {"align",
+                                       k.topLeft ? "top_left" : "bottom_right"},
+                                      {"window", k.window},
+                                      {"sinks", k.sinks}}},
+          {"has_lse", k.hasLse}};
+    if (k.kvCache)
+      kernel["kv_cache"] =
+          llvm::json::Object{{"name", k.kvCache->name},
+                             {"page_size", k.kvCache->pageSize},
+                             {"num_kv_heads", k.kvCache->numKVHeads},
+                             {"head_dim", k.kvCache->headDim},
+                             {"layout", k.kvCache->layout},
+                             {"storage", k.kvCache->storage},
+                             {"k_group", k.kvCache->kGroup},
+                             {"bytes_per_token", k.kvCache->bytesPerToken}};
+    if (k.hasTile)
+      kernel["tile"] = llvm::json::Object{{"block_q", k.blockQ},
+                                          {"block_kv", k.blockKV},
+                                          {"head_dim_chunk", k.headDimChunk},
+                                          {"qk_form", k.qkForm},
+                                          {"vector_width", k.vectorWidth}};
+    if (k.workspaceBytes)
+      kernel["workspace_bytes"] = *k.workspaceBytes;
+    llvm::json::Array scratch;
+    for (const ScratchBuffer &s : k.scratch)
+      scratch.push_back(llvm::json::Object{
+          {"name", s.name}, {"dtype", s.dtype}, {"shape", shapeJson(s.shape)}});
+    kernel["scratch"] = std::move(scratch);
+    list.push_back(std::move(kernel));
   }
-  llvm::json::Object root{{"format_version", 1},
+  llvm::json::Object root{{"format_version", 2},
                           {"target", target},
                           {"library", library},
                           {"header", header},
                           {"kernels", std::move(list)}};
   os << llvm::formatv("{0:2}", llvm::json::Value(std::move(root))) << "\n";
+}
+
+static void writeShape(llvm::raw_ostream &os,
+                       const std::vector<ShapeDim> &shape) {
+  os << "[";
+  llvm::interleaveComma(shape, os, [&](const ShapeDim &d) {
+    if (auto *s = std::get_if<std::string>(&d))
+      os << *s;
+    else
+      os << std::get<int64_t>(d);
+  });
+  os << "]";
+}
+
+/// The first line of a kernel's comment: what it computes.
+static void writeKindLine(llvm::raw_ostream &os, const KernelInfo &k) {
+  os << "\n/* " << k.name << ": ";
+  if (k.kind == "attention")
+    os << k.layout << " attention";
+  else if (k.kind == "paged_attention")
+    os << "paged attention (" << (k.ragged ? "append/prefill" : "decode")
+       << ")";
+  else if (k.kind == "kv_append")
+    os << "KV cache append";
+  else
+    os << "merge of partial attention results";
+  if (k.hasAttention)
+    os << ", " << k.numQueryHeads << " query heads, " << k.numKVHeads
+       << " KV heads, head size " << k.headDim << ", " << k.dtype;
+  os << ".\n   kind " << k.kind << ", " << k.phases
+     << (k.phases == 1 ? " phase" : " phases") << ".\n";
+  if (k.kvCache) {
+    const KVCacheInfo &c = *k.kvCache;
+    os << "   KV cache '" << c.name << "': page_size " << c.pageSize << ", "
+       << c.numKVHeads << " KV heads, head size " << c.headDim << ", "
+       << c.layout << ", " << c.storage << " storage";
+    if (c.kGroup)
+      os << ", k_group " << c.kGroup;
+    os << ", " << llvm::format("%g", c.bytesPerToken) << " bytes per token.\n";
+  }
 }
 
 void attnc::writeHeader(llvm::raw_ostream &os,
@@ -306,44 +624,62 @@ void attnc::writeHeader(llvm::raw_ostream &os,
      << "/* MLIR memref descriptors: contiguous row-major tensors with\n"
         "   offset 0; strides in elements. */\n";
   std::set<size_t> ranks;
-  for (const KernelInfo &k : kernels)
+  for (const KernelInfo &k : kernels) {
     for (const KernelArg &a : k.args)
       ranks.insert(a.shape.size());
+    for (const ScratchBuffer &s : k.scratch)
+      ranks.insert(s.shape.size());
+  }
   for (size_t r : ranks)
     os << "#ifndef ATTNC_MEMREF_" << r << "D\n#define ATTNC_MEMREF_" << r
        << "D\ntypedef struct {\n  void *allocated;\n  void *aligned;\n"
        << "  int64_t offset;\n  int64_t sizes[" << r << "];\n  int64_t strides["
        << r << "];\n} attnc_memref" << r << "d;\n#endif\n";
   for (const KernelInfo &k : kernels) {
-    os << "\n/* " << k.name << ": " << (k.ragged ? "ragged" : "dense")
-       << " attention, " << k.numQueryHeads << " query heads, " << k.numKVHeads
-       << " KV heads, head size " << k.headDim << ", " << k.dtype << ".\n";
+    writeKindLine(os, k);
     for (const KernelArg &a : k.args) {
-      os << "     " << (a.isOutput ? "out " : "in  ") << a.name << ": "
-         << a.dtype << " [";
-      llvm::interleaveComma(a.shape, os, [&](const ShapeDim &d) {
-        if (auto *s = std::get_if<std::string>(&d))
-          os << *s;
-        else
-          os << std::get<int64_t>(d);
-      });
-      os << "]\n";
+      os << "     " << llvm::left_justify(a.dir, 5) << " " << a.name << ": "
+         << a.dtype << " ";
+      writeShape(os, a.shape);
+      os << "\n";
     }
-    os << "   args[i] points to the descriptor of argument i, in this order. "
-          "*/\n"
-       << "int64_t " << k.name << "__work_items(void **args);\n"
+    for (const ScratchBuffer &s : k.scratch) {
+      os << "     scratch " << s.name << ": " << s.dtype << " ";
+      writeShape(os, s.shape);
+      os << "\n";
+    }
+    os << "   args[i] points to the descriptor of argument i, in this order";
+    if (!k.scratch.empty())
+      os << ",\n   scratch buffers included (the caller allocates them)";
+    os << ".\n";
+    if (k.phases == 1)
+      os << "   One phase: its work items are independent. */\n";
+    else
+      os << "   Phases 0.." << k.phases - 1
+         << " run in order, each after the previous one's items are all\n"
+            "   done; the items of one phase are independent. */\n";
+    os << "int64_t " << k.name << "__work_items(void **args, int64_t phase);\n"
        << "void " << k.name
-       << "__run(void **args, int64_t begin, int64_t end);\n"
-       << "/* Runs every work item on the calling thread. */\n"
+       << "__run(void **args, int64_t phase, int64_t begin, int64_t end);\n";
+    if (!k.scratch.empty()) {
+      os << "/* No convenience wrapper: " << k.name
+         << " needs scratch buffers;\n   the caller allocates them and "
+            "appends their descriptors to args[]\n   after the arguments. "
+            "*/\n";
+      continue;
+    }
+    os << "/* Runs every phase's work items on the calling thread. */\n"
        << "static inline void " << k.name << "(";
     llvm::interleaveComma(k.args, os, [&](const KernelArg &a) {
       os << "attnc_memref" << a.shape.size() << "d *" << a.name;
     });
-    os << ") {\n  void *args[] = {";
+    os << ") {\n  void *attnc_args[] = {";
     llvm::interleaveComma(k.args, os,
                           [&](const KernelArg &a) { os << a.name; });
-    os << "};\n  " << k.name << "__run(args, 0, " << k.name
-       << "__work_items(args));\n}\n";
+    os << "};\n  for (int64_t attnc_phase = 0; attnc_phase < " << k.phases
+       << "; ++attnc_phase)\n    " << k.name
+       << "__run(attnc_args, attnc_phase, 0, " << k.name
+       << "__work_items(attnc_args, attnc_phase));\n}\n";
   }
   os << "\n#ifdef __cplusplus\n}\n#endif\n\n#endif /* " << guard << " */\n";
 }

@@ -3,6 +3,8 @@
 //   attnc IN.mlir --target=host -o DIR     writes DIR/libSTEM.so, STEM.h and
 //                                          manifest.json
 //   attnc IN.mlir --emit=attn|tiles|llvm|llvm-ir   prints one level and stops
+//   attnc IN.mlir --emit=manifest          prints manifest.json of the input
+//                                          level (no lowering)
 //
 // Exit codes: 0 success, 1 error in the input or options (diagnosed with its
 // location), 2 internal error (a failure attnc could not attribute to input).
@@ -39,7 +41,7 @@ namespace cl = llvm::cl;
 
 namespace {
 enum ExitCode { kOk = 0, kUserError = 1, kInternalError = 2 };
-enum class Emit { Artifacts, Attn, Tiles, LLVMDialect, LLVMIR };
+enum class Emit { Artifacts, Attn, Manifest, Tiles, LLVMDialect, LLVMIR };
 
 cl::OptionCategory category("attnc options");
 cl::opt<std::string> inputFile(cl::Positional, cl::desc("<input.mlir>"),
@@ -50,8 +52,14 @@ cl::opt<std::string> target("target",
                             cl::desc("Target: host (the CPU attnc runs on)"),
                             cl::init("host"), cl::cat(category));
 cl::opt<Emit> emit(
-    "emit", cl::desc("Print one level of IR to stdout instead of artifacts"),
+    "emit",
+    cl::desc("Print one level of IR (or the manifest) to stdout instead of "
+             "writing artifacts"),
     cl::values(clEnumValN(Emit::Attn, "attn", "verified attn-level input"),
+               clEnumValN(Emit::Manifest, "manifest",
+                          "manifest.json from the attn level alone, without "
+                          "lowering: no tile sizes or workspace, 1 phase, no "
+                          "scratch"),
                clEnumValN(Emit::Tiles, "tiles", "tiled online-softmax level"),
                clEnumValN(Emit::LLVMDialect, "llvm", "LLVM dialect"),
                clEnumValN(Emit::LLVMIR, "llvm-ir", "optimized LLVM IR")),
@@ -119,7 +127,8 @@ int main(int argc, char **argv) {
       argc, argv,
       "attnc: compiles attention in the attn dialect to kernels\n\n"
       "  attnc model.mlir --target=host -o build/kernels/\n"
-      "  attnc model.mlir --emit=tiles\n\n"
+      "  attnc model.mlir --emit=tiles\n"
+      "  attnc model.mlir --emit=manifest   (the kernels' signatures only)\n\n"
       "Exit codes: 0 success, 1 error in the input or options, 2 internal "
       "error.\n");
 
@@ -130,8 +139,9 @@ int main(int argc, char **argv) {
     return kUserError;
   }
   if (emit == Emit::Artifacts && outputDir.empty()) {
-    llvm::errs() << "attnc: error: no output directory; pass -o DIR, or "
-                    "--emit=attn|tiles|llvm|llvm-ir to print IR\n";
+    llvm::errs()
+        << "attnc: error: no output directory; pass -o DIR, or "
+           "--emit=attn|manifest|tiles|llvm|llvm-ir to print to stdout\n";
     return kUserError;
   }
   int64_t lanes =
@@ -172,13 +182,21 @@ int main(int argc, char **argv) {
       attnc::collectKernels(*module);
   if (failed(kernels))
     return kUserError;
+  StringRef stem = llvm::sys::path::stem(inputFile);
+  std::string library = ("lib" + stem + ".so").str();
+  std::string header = (stem + ".h").str();
+  if (emit == Emit::Manifest) {
+    attnc::writeManifest(llvm::outs(), *kernels, "host", library, header);
+    return kOk;
+  }
 
   attnc::TileOptions tiles{blockQ, blockKV, lanes, qkForm};
   if (int rc = runPipeline(*module, counter, [&](OpPassManager &pm) {
         return attnc::buildAttnToTilesPipeline(pm, tiles);
       }))
     return rc;
-  attnc::recordTiling(*module, *kernels, lanes);
+  if (failed(attnc::recordTiling(*module, *kernels, lanes)))
+    return kUserError;
   if (emit == Emit::Tiles) {
     module->print(llvm::outs());
     return kOk;
@@ -201,9 +219,6 @@ int main(int argc, char **argv) {
                  << "': " << ec.message() << "\n";
     return kUserError;
   }
-  StringRef stem = llvm::sys::path::stem(inputFile);
-  std::string library = ("lib" + stem + ".so").str();
-  std::string header = (stem + ".h").str();
   auto inDir = [&](StringRef name) {
     SmallString<256> path(outputDir);
     llvm::sys::path::append(path, name);

@@ -1,8 +1,9 @@
 //===- Manifest.h - kernel signatures, manifest.json and C header -*- C++ -*-//
 //
-// Describes each kernel of a level-1 module in the user's terms (argument
-// names, roles, dtypes, shapes with symbolic sizes) for manifest.json and the
-// generated C header. See docs/artifacts.md.
+// Describes each kernel of a level-1 module in the user's terms (kind,
+// argument names, roles, directions, dtypes, shapes with symbolic sizes, KV
+// cache parameters) for manifest.json (format_version 2) and the generated C
+// header. See docs/artifacts.md and docs/kv-cache.md.
 //
 //===----------------------------------------------------------------------===//
 
@@ -12,44 +13,82 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <map>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 namespace attnc {
 
-/// A static size or the symbol of a dynamic one.
+/// A static size or the symbol of a dynamic one (`batch`, `batch+1`, ...).
 using ShapeDim = std::variant<int64_t, std::string>;
 
 struct KernelArg {
   std::string name, role, dtype;
-  bool isOutput = false;
+  std::string dir = "in"; // "in", "out" or "inout"
   std::vector<ShapeDim> shape;
+};
+
+/// A buffer the runtime allocates per call; its descriptor follows the
+/// arguments in args[].
+struct ScratchBuffer {
+  std::string name, dtype;
+  std::vector<ShapeDim> shape;
+};
+
+/// The `kv_cache` object of kernels with a `!attn.kv_cache` argument.
+struct KVCacheInfo {
+  std::string name; // the prefix of its component arguments
+  int64_t pageSize = 0, numKVHeads = 0, headDim = 0;
+  std::string layout;  // "nhd" or "hnd"
+  std::string storage; // "f16", "bf16", "f8e4m3fn", "f8e5m2", "i8" or "i4"
+  int64_t kGroup = 0;  // 0 unless i8 or i4
+  double bytesPerToken = 0;
 };
 
 struct KernelInfo {
   std::string name;
-  bool ragged = false;
+  /// "attention", "paged_attention", "kv_append" or "merge".
+  std::string kind;
+  /// Attention parameters (kinds attention and paged_attention only).
+  bool hasAttention = false;
+  std::string layout;  // "dense", "ragged" or "paged"
+  bool ragged = false; // attention: cu_seqlens; paged: qo_indptr
   int64_t numQueryHeads = 0, numKVHeads = 0, headDim = 0;
   std::string dtype;
   double scale = 0, softcap = 0;
   bool causal = false, topLeft = false;
   int64_t window = -1, sinks = 0;
   bool hasLse = false;
+  std::optional<KVCacheInfo> kvCache;
+  /// From the lowered function (recordTiling); tile fields only when it has
+  /// an `attn.tile` attribute.
+  bool hasTile = false;
   int64_t blockQ = 0, blockKV = 0, headDimChunk = 0, vectorWidth = 0;
   std::string qkForm; // "dot", "transposed" or "by_rows" (docs/passes.md)
-  int64_t workspaceBytes = 0;
-  std::vector<KernelArg> args; // inputs in function order, then outputs
+  std::optional<int64_t> workspaceBytes;
+  int64_t phases = 1;
+  std::vector<ScratchBuffer> scratch;
+  /// Inputs in function order (a cache as its components), then outputs.
+  std::vector<KernelArg> args;
+  /// Symbols with a static use, by name without `+N`: they are that size
+  /// everywhere (in scratch shapes too).
+  std::map<std::string, int64_t> staticSymbols;
 };
 
 /// Reads the kernels of a verified level-1 module. Emits a diagnostic at the
 /// offending location and fails for functions the host ABI cannot express.
 mlir::FailureOr<std::vector<KernelInfo>> collectKernels(mlir::ModuleOp module);
 
-/// Fills tile sizes and workspace from the `attn.tile` attribute that
-/// attn-lower-to-tiles leaves on each kernel function.
-void recordTiling(mlir::ModuleOp tiled, std::vector<KernelInfo> &kernels,
-                  int64_t vectorWidth);
+/// Fills tile sizes and workspace from the `attn.tile` attribute, the phase
+/// count from `attn.phases` (default 1) and the scratch buffers from
+/// `attn.scratch` that attn-lower-to-tiles leaves on each kernel function.
+/// Fails (with a diagnostic) when a scratch buffer's name is not a C
+/// identifier or clashes with an argument.
+mlir::LogicalResult recordTiling(mlir::ModuleOp tiled,
+                                 std::vector<KernelInfo> &kernels,
+                                 int64_t vectorWidth);
 
 void writeManifest(llvm::raw_ostream &os,
                    const std::vector<KernelInfo> &kernels,

@@ -10,7 +10,7 @@ func.func @extra_arg(%q: tensor<1x1x1x8xf32>, %unused: tensor<1x1x1x8xf32>,
   return %o : tensor<1x1x1x8xf32>
 }
 
-// CHECK-DAG: kernel-signature.mlir:[[@LINE+1]]:1: error: kernel 'none' contains 0 attn.attention ops; a kernel function holds exactly one
+// CHECK-DAG: kernel-signature.mlir:[[@LINE+1]]:1: error: kernel 'none' contains 0 attn.attention, attn.paged_attention, attn.kv_append or attn.merge ops; a kernel function holds exactly one
 func.func @none(%q: tensor<1x1x1x8xf32>) -> tensor<1x1x1x8xf32> {
   return %q : tensor<1x1x1x8xf32>
 }
@@ -28,6 +28,31 @@ func.func @twice(%q: tensor<?x?x1x8xf32>, %k: tensor<?x?x1x8xf32>, %v: tensor<?x
   %o = attn.attention %q, %k, %v : (tensor<?x?x1x8xf32>, tensor<?x?x1x8xf32>, tensor<?x?x1x8xf32>) -> tensor<?x?x1x8xf32>
   return %o, %o : tensor<?x?x1x8xf32>, tensor<?x?x1x8xf32>
 }
+// The same rules hold for the cache ops; a cache counts as its component
+// buffers when names are compared.
+!f16cache = !attn.kv_cache<page_size = 16, kv_heads = 1, head_dim = 8, layout = nhd, storage = f16>
+// CHECK-DAG: kernel-signature.mlir:[[@LINE+1]]:71: error: argument #2 of kernel 'append_extra' must be used exactly once, as an operand of its attn.kv_append
+func.func @append_extra(%k: tensor<?x1x8xf16>, %v: tensor<?x1x8xf16>, %unused: tensor<?xi32>,
+                        %slots: tensor<?xi32>, %cache: !f16cache) {
+  attn.kv_append %k, %v, %slots into %cache : tensor<?x1x8xf16>, tensor<?x1x8xf16>, tensor<?xi32>, !f16cache
+  return
+}
+
+// CHECK-DAG: kernel-signature.mlir:[[@LINE+2]]:48: error: two arguments of kernel 'append_clash' are named 'cache_k_pages'; set distinct attn.name attributes
+func.func @append_clash(%k: tensor<?x1x8xf16> {attn.name = "cache_k_pages"}, %v: tensor<?x1x8xf16>,
+                        %slots: tensor<?xi32>, %cache: !f16cache) {
+  attn.kv_append %k, %v, %slots into %cache : tensor<?x1x8xf16>, tensor<?x1x8xf16>, tensor<?xi32>, !f16cache
+  return
+}
+
+// CHECK-DAG: kernel-signature.mlir:[[@LINE+1]]:1: error: kernel 'two_ops' contains 2 attn.attention, attn.paged_attention, attn.kv_append or attn.merge ops; a kernel function holds exactly one
+func.func @two_ops(%q: tensor<1x1x1x8xf32>, %po: tensor<2x1x1x8xf32>, %plse: tensor<2x1x1xf32>)
+    -> (tensor<1x1x1x8xf32>, tensor<1x1x8xf32>) {
+  %o = attn.attention %q, %q, %q : (tensor<1x1x1x8xf32>, tensor<1x1x1x8xf32>, tensor<1x1x1x8xf32>) -> tensor<1x1x1x8xf32>
+  %m = attn.merge %po, %plse : (tensor<2x1x1x8xf32>, tensor<2x1x1xf32>) -> tensor<1x1x8xf32>
+  return %o, %m : tensor<1x1x1x8xf32>, tensor<1x1x8xf32>
+}
+
 // No IR dumps follow the diagnostics.
 // CHECK-NOT: see current operation
 // CHECK: exit=1
