@@ -735,6 +735,31 @@ void AttentionTiler::emitPagedKeyLoad(const WorkItem &w, Value position,
         b, loadCachedChunk(/*isKey=*/false, page, offset, w.kvHead, d), vTile,
         ValueRange{j, idx(d)});
   }
+  // The same key one tile ahead, as for dense K/V: consecutive tokens of a
+  // head are a page row apart, too far for the hardware prefetcher.
+  Value ahead = minS(add(position, idx(cfg.blockKV)), sub(w.kLen, idx(1)));
+  Value aheadPage = castIndex(
+      memref::LoadOp::create(
+          b, kvIndices,
+          ValueRange{add(w.pageBegin,
+                         arith::DivUIOp::create(b, ahead, idx(pageSize)))}),
+      b.getIndexType());
+  Value aheadOffset = arith::RemUIOp::create(b, ahead, idx(pageSize));
+  for (StringRef role : {"k_pages", "v_pages"}) {
+    Value pages = p.cacheBuffers.lookup(role);
+    auto type = cast<MemRefType>(pages.getType());
+    int64_t rowElems = type.getDimSize(3);
+    int64_t lineElems =
+        std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
+    for (int64_t d = 0; d < rowElems; d += lineElems) {
+      SmallVector<Value> at =
+          p.cache.getHeadMajor()
+              ? SmallVector<Value>{aheadPage, w.kvHead, aheadOffset, idx(d)}
+              : SmallVector<Value>{aheadPage, aheadOffset, w.kvHead, idx(d)};
+      memref::PrefetchOp::create(b, pages, at, /*isWrite=*/false,
+                                 /*localityHint=*/3, /*isDataCache=*/true);
+    }
+  }
 }
 
 Value AttentionTiler::loadCachedChunk(bool isKey, Value page, Value offset,
