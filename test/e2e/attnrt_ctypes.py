@@ -100,6 +100,17 @@ def find_library() -> Path:
 _lib = None
 
 
+class _CacheComponent(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("paged", ctypes.c_int), ("bytes", ctypes.c_int64)]
+
+
+class _CacheStats(ctypes.Structure):
+    _fields_ = [("page_size", ctypes.c_int64), ("num_pages", ctypes.c_int64),
+                ("free_pages", ctypes.c_int64), ("used_pages", ctypes.c_int64),
+                ("num_sequences", ctypes.c_int64), ("bytes_per_page", ctypes.c_int64),
+                ("bytes_per_token", ctypes.c_double), ("bytes_in_use", ctypes.c_int64)]
+
+
 def _load() -> ctypes.CDLL:
     global _lib
     if _lib is not None:
@@ -123,6 +134,25 @@ def _load() -> ctypes.CDLL:
         "attnrt_kernel_kv_cache": (ctypes.POINTER(_KvCacheInfo), [P]),
         "attnrt_role_name": (c_char_p, [c_int]),
         "attnrt_run": (c_int, [P, P, ctypes.POINTER(_Tensor), c_int, c_int]),
+        # KV-cache page pool (attnrt_cache.h)
+        "attnrt_cache_pool_create": (c_int, [ctypes.c_int64, ctypes.POINTER(_CacheComponent),
+                                             c_int, ctypes.c_int64, ctypes.POINTER(P)]),
+        "attnrt_cache_pool_destroy": (None, [P]),
+        "attnrt_cache_pool_buffer": (c_int, [P, c_int, ctypes.POINTER(P),
+                                             ctypes.POINTER(ctypes.c_int64)]),
+        "attnrt_cache_pool_stats": (c_int, [P, ctypes.POINTER(_CacheStats)]),
+        "attnrt_cache_pool_check": (c_int, [P]),
+        "attnrt_cache_seq_create": (c_int, [P, ctypes.POINTER(ctypes.c_int64)]),
+        "attnrt_cache_seq_fork": (c_int, [P, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]),
+        "attnrt_cache_seq_free": (c_int, [P, ctypes.c_int64]),
+        "attnrt_cache_seq_append": (c_int, [P, ctypes.c_int64, ctypes.c_int64,
+                                            ctypes.POINTER(ctypes.c_int32)]),
+        "attnrt_cache_page_table_size": (c_int, [P, ctypes.POINTER(ctypes.c_int64), c_int,
+                                                 ctypes.POINTER(ctypes.c_int64)]),
+        "attnrt_cache_page_table": (c_int, [P, ctypes.POINTER(ctypes.c_int64), c_int,
+                                            ctypes.POINTER(ctypes.c_int32),
+                                            ctypes.POINTER(ctypes.c_int32), ctypes.c_int64,
+                                            ctypes.POINTER(ctypes.c_int32)]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -264,3 +294,94 @@ class Module:
             tensors[i].sizes = sizes
             tensors[i].strides = None  # contiguous
         _check(self._lib.attnrt_run(self._handle, k, tensors, len(arrays), num_threads))
+
+
+class CachePool:
+    """attnrt's KV-cache page pool (attnrt_cache.h) for the cache of one kernel: its component
+    buffers (the kernel's `<cache>_<component>` arguments) are NumPy views of the pool's memory,
+    so kernels read and write the pool in place."""
+
+    def __init__(self, module: Module, kernel: str, num_pages: int):
+        lib = _load()
+        info = module.info(kernel)
+        kv = info["kv_cache"]
+        if kv is None:
+            raise AttnrtError(ATTNRT_ERR_INVALID_ARGUMENT, f"kernel '{kernel}' has no KV cache")
+        self.page_size = kv["page_size"]
+        specs = [a for a in info["args"] if a["name"].startswith(kv["name"] + "_")]
+        comps = (_CacheComponent * len(specs))()
+        self._names = []
+        for i, a in enumerate(specs):
+            paged = isinstance(a["shape"][0], str)
+            elems = int(np.prod([d for d in a["shape"][paged:]], dtype=np.int64))
+            comps[i].name = a["name"].encode()
+            comps[i].paged = int(paged)
+            comps[i].bytes = elems * NP_DTYPES[a["dtype"]].itemsize
+            self._names.append(a["name"])
+        handle = ctypes.c_void_p()
+        _check(lib.attnrt_cache_pool_create(self.page_size, comps, len(specs), num_pages,
+                                            ctypes.byref(handle)))
+        self._lib, self._handle = lib, handle
+        self.buffers = {}
+        for i, a in enumerate(specs):
+            data, size = ctypes.c_void_p(), ctypes.c_int64()
+            _check(lib.attnrt_cache_pool_buffer(handle, i, ctypes.byref(data),
+                                                ctypes.byref(size)))
+            dtype = NP_DTYPES[a["dtype"]]
+            shape = [num_pages if isinstance(d, str) else d for d in a["shape"]]
+            raw = (ctypes.c_char * size.value).from_address(data.value)
+            self.buffers[a["name"]] = np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+    def close(self) -> None:
+        if self._handle:
+            self.buffers = {}
+            self._lib.attnrt_cache_pool_destroy(self._handle)
+            self._handle = None
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            self.close()
+
+    def stats(self) -> dict:
+        s = _CacheStats()
+        _check(self._lib.attnrt_cache_pool_stats(self._handle, ctypes.byref(s)))
+        return {f: getattr(s, f) for f, _ in _CacheStats._fields_}
+
+    def check(self) -> None:
+        _check(self._lib.attnrt_cache_pool_check(self._handle))
+
+    def create(self) -> int:
+        seq = ctypes.c_int64()
+        _check(self._lib.attnrt_cache_seq_create(self._handle, ctypes.byref(seq)))
+        return seq.value
+
+    def fork(self, seq: int) -> int:
+        out = ctypes.c_int64()
+        _check(self._lib.attnrt_cache_seq_fork(self._handle, seq, ctypes.byref(out)))
+        return out.value
+
+    def free(self, seq: int) -> None:
+        _check(self._lib.attnrt_cache_seq_free(self._handle, seq))
+
+    def append(self, seq: int, num_tokens: int) -> np.ndarray:
+        """Reserves num_tokens positions of seq; returns their slots (int32)."""
+        slots = np.empty(max(1, num_tokens), np.int32)
+        _check(self._lib.attnrt_cache_seq_append(
+            self._handle, seq, num_tokens, slots.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))))
+        return slots[:num_tokens]
+
+    def page_table(self, seqs) -> tuple:
+        """(kv_indptr, kv_indices, kv_last_page_len) of a batch of sequences."""
+        ids = np.asarray(seqs, np.int64)
+        p_ids = ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
+        n = ctypes.c_int64()
+        _check(self._lib.attnrt_cache_page_table_size(self._handle, p_ids, ids.size,
+                                                      ctypes.byref(n)))
+        indptr = np.empty(ids.size + 1, np.int32)
+        indices = np.empty(max(1, n.value), np.int32)
+        last = np.empty(max(1, ids.size), np.int32)
+        i32 = ctypes.POINTER(ctypes.c_int32)
+        _check(self._lib.attnrt_cache_page_table(
+            self._handle, p_ids, ids.size, indptr.ctypes.data_as(i32),
+            indices.ctypes.data_as(i32), indices.size, last.ctypes.data_as(i32)))
+        return indptr, indices[:n.value], last[:ids.size]

@@ -1,0 +1,157 @@
+"""A serving loop end to end: attnrt's page pool (attnrt_cache.h) owns the cache, hands out slots
+and page tables; the compiled attn.kv_append writes into the pool's buffers in place and the
+compiled attn.paged_attention reads them. Prefix sharing by fork, copy-on-write when a fork
+appends into the shared last page, a full pool, and the bytes per token that the manifest and the
+pool report (docs/kv-cache.md)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from attnrt_ctypes import AttnrtError, CachePool, Module  # noqa: E402
+from harness import O_TOL  # noqa: E402
+from kv_reference import CacheFormat, gather, paged_reference  # noqa: E402
+
+HQ, HKV, D = 8, 2, 64
+FORMATS = {  # name: (storage, page_size, k_group)
+    "f16": ("f16", 16, None),
+    "i8": ("i8", 16, 4),
+    "i4": ("i4", 8, 8),
+}
+OUT_OF_PAGES = 8
+
+
+def module_mlir() -> str:
+    out = []
+    for name, (storage, page, group) in FORMATS.items():
+        ct = CacheFormat(page, HKV, D, "nhd", storage, group).mlir_type()
+        kt, qt, i32 = f"tensor<?x{HKV}x{D}xf32>", f"tensor<?x{HQ}x{D}xf32>", "tensor<?xi32>"
+        out.append(
+            f"func.func @append_{name}(%k: {kt}, %v: {kt}, %s: {i32}, %cache: {ct}) {{\n"
+            f"  attn.kv_append %k, %v, %s into %cache : {kt}, {kt}, {i32}, {ct}\n  return\n}}\n"
+            f"func.func @decode_{name}(%q: {qt}, %cache: {ct}, %p: {i32}, %i: {i32}, %l: {i32})"
+            f" -> {qt} {{\n  %o = attn.paged_attention %q, %cache, %p, %i, %l"
+            f" : ({qt}, {ct}, {i32}, {i32}, {i32}) -> {qt}\n  return %o : {qt}\n}}\n")
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def module(tools, tmp_path_factory):
+    d = tmp_path_factory.mktemp("kv_serving")
+    (d / "serving.mlir").write_text(module_mlir())
+    r = subprocess.run([str(tools[0]), str(d / "serving.mlir"), "--target=host", "-o", str(d)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with Module(d, num_threads=2) as m:
+        yield m
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_serving_loop(module, name, rng_seed):
+    storage, page, group = FORMATS[name]
+    fmt = CacheFormat(page, HKV, D, "nhd", storage, group)
+    rng = np.random.default_rng(rng_seed)
+    pool = CachePool(module, f"append_{name}", num_pages=24)
+    tokens = {}  # sequence -> list of (k, v) [HKV, D] appended, in order
+
+    def append(seq, n):
+        slots = pool.append(seq, n)
+        k = rng.standard_normal((n, HKV, D)).astype(np.float32)
+        v = rng.standard_normal((n, HKV, D)).astype(np.float32)
+        module.run(f"append_{name}", {"k_new": k, "v_new": v, "slot_mapping": slots,
+                                      **pool.buffers})
+        tokens.setdefault(seq, []).extend(zip(k, v))
+
+    def decode_and_check(seqs):
+        indptr, indices, last = pool.page_table(seqs)
+        q = rng.standard_normal((len(seqs), HQ, D)).astype(np.float32)
+        o = np.full_like(q, np.nan)
+        module.run(f"decode_{name}", {"q": q, **pool.buffers, "kv_indptr": indptr,
+                                      "kv_indices": indices, "kv_last_page_len": last, "o": o})
+        comp = {r: pool.buffers[f"cache_{r}"] for r in
+                ("k_pages", "v_pages", "k_scale", "v_scale", "k_min", "v_min")
+                if f"cache_{r}" in pool.buffers}
+        ks, vs = gather(comp, fmt, indptr, indices, last)
+        for b, seq in enumerate(seqs):
+            # What the pool holds for this sequence is what was appended to it (exactly for
+            # f16 storage; within the format's quantization step otherwise).
+            want_k = np.stack([t[0] for t in tokens[seq]])
+            want_v = np.stack([t[1] for t in tokens[seq]])
+            assert ks[b].shape == want_k.shape
+            tol = {"f16": 1e-3, "i8": 0.02, "i4": 0.15}[name]
+            assert np.abs(ks[b] - want_k).max() <= tol * np.abs(want_k).max()
+            assert np.abs(vs[b] - want_v).max() <= tol * np.abs(want_v).max()
+        ref, _ = paged_reference(q, ks, vs)
+        err = np.abs(o - ref).max() / np.abs(ref).max()
+        assert err <= O_TOL["f32"] * 10, f"decode error {err:.2e}"
+
+    a = pool.create()
+    append(a, 21)                     # a prompt: two full pages and a partial one (page 16) ...
+    decode_and_check([a])
+    b = pool.fork(a)                  # ... shared with a second request
+    tokens[b] = list(tokens[a])
+    shared_before = pool.stats()["used_pages"]
+    append(b, 1)                      # b writes into the shared partial page: copy-on-write
+    assert pool.stats()["used_pages"] == shared_before + 1
+    for _ in range(5):
+        append(a, 1)                  # decode steps of both
+        append(b, 1)
+        decode_and_check([a, b])
+    c = pool.fork(b)
+    tokens[c] = list(tokens[b])
+    append(c, 9)
+    decode_and_check([c, a, b])
+    pool.check()
+
+    # A full pool refuses atomically and leaves every sequence readable.
+    used = pool.stats()["used_pages"]
+    with pytest.raises(AttnrtError) as e:
+        pool.append(a, 24 * page)
+    assert e.value.status == OUT_OF_PAGES
+    assert pool.stats()["used_pages"] == used
+    decode_and_check([a, b, c])
+
+    for s in (a, b, c):
+        pool.free(s)
+    st = pool.stats()
+    assert st["used_pages"] == 0 and st["free_pages"] == 24
+    pool.check()
+
+
+def test_bytes_per_token(tools, tmp_path):
+    """bytes per token per layer, as the manifest, the runtime's kernel info and the page pool
+    report it: int8 within 3% of half of f16 (scales included), int4 within 3% of a quarter
+    of f16 plus its scales (Llama-3-8B heads, pages and K groups of 64)."""
+    fmts = {"f16": ("f16", None), "i8": ("i8", 64), "i4": ("i4", 64), "fp8": ("f8E4M3FN", None)}
+    src = []
+    for name, (storage, g) in fmts.items():
+        ct = CacheFormat(64, 8, 128, "nhd", storage, g).mlir_type()
+        kt = "tensor<?x8x128xf16>"
+        src.append(f"func.func @append_{name}(%k: {kt}, %v: {kt}, %s: tensor<?xi32>, "
+                   f"%cache: {ct}) {{\n  attn.kv_append %k, %v, %s into %cache : {kt}, {kt}, "
+                   f"tensor<?xi32>, {ct}\n  return\n}}\n")
+    (tmp_path / "bytes.mlir").write_text("\n".join(src))
+    r = subprocess.run([str(tools[0]), str(tmp_path / "bytes.mlir"), "--target=host", "-o",
+                        str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    per_token = {}
+    with Module(tmp_path) as m:
+        for name in fmts:
+            manifest = m.info(f"append_{name}")["kv_cache"]["bytes_per_token"]
+            pool = CachePool(m, f"append_{name}", num_pages=4)
+            assert pool.stats()["bytes_per_token"] == manifest
+            per_token[name] = manifest
+            pool.close()
+    f16 = per_token["f16"]
+    assert f16 == 2 * 8 * 128 * 2
+    assert per_token["fp8"] == f16 / 2
+    assert abs(per_token["i8"] / (f16 / 2) - 1) <= 0.03
+    # int4: K scale + minimum per channel per group of 64, V scale + minimum per token (f16).
+    i4_scales = 2 * 2 * 8 * 128 / 64 + 2 * 2 * 8
+    assert abs(per_token["i4"] / (f16 / 4 + i4_scales) - 1) <= 0.03
