@@ -18,7 +18,10 @@ LogicalResult buildAttnToTilesPipeline(OpPassManager &pm,
       "func.func(attn-expand-kv-cache,attn-lower-to-tiles{block-q=" +
       std::to_string(o.blockQ) + " block-kv=" + std::to_string(o.blockKV) +
       " vector-width=" + std::to_string(o.vectorWidth) +
-      " qk-form=" + o.qkForm + "},canonicalize,cse)";
+      " qk-form=" + o.qkForm +
+      " max-kv-splits=" + std::to_string(o.maxKVSplits) +
+      " num-kv-splits=" + std::to_string(o.numKVSplits) +
+      " num-threads=" + std::to_string(o.numThreads) + "},canonicalize,cse)";
   return parsePassPipeline(text, pm);
 }
 

@@ -155,3 +155,55 @@ def test_bytes_per_token(tools, tmp_path):
     # int4: K scale + minimum per channel per group of 64, V scale + minimum per token (f16).
     i4_scales = 2 * 2 * 8 * 128 / 64 + 2 * 2 * 8
     assert abs(per_token["i4"] / (f16 / 4 + i4_scales) - 1) <= 0.03
+
+
+def test_split_kv_count_does_not_change_results(tools, tmp_path, rng_seed):
+    """The same decode kernel compiled with 1, 2, 3 and 7 split-KV partitions (and the automatic
+    choice) gives the same output and LSE within f32 rounding, including a sequence with no
+    pages, sequences with fewer KV tiles than partitions (empty partitions) and a long one."""
+    rng = np.random.default_rng(rng_seed)
+    fmt = CacheFormat(16, HKV, D, "hnd", "i8", 8)
+    ct, qt, i32 = fmt.mlir_type(), f"tensor<?x{HQ}x{D}xf32>", "tensor<?xi32>"
+    lt = f"tensor<{HQ}x?xf32>"
+    src = (f"func.func @decode(%q: {qt}, %cache: {ct}, %p: {i32}, %i: {i32}, %l: {i32})"
+           f" -> ({qt}, {lt}) {{\n  %o, %lse = attn.paged_attention %q, %cache, %p, %i, %l"
+           f" {{mask = #attn.mask<window = 300, sinks = 4>}}"
+           f" : ({qt}, {ct}, {i32}, {i32}, {i32}) -> ({qt}, {lt})\n"
+           f"  return %o, %lse : {qt}, {lt}\n}}\n")
+    (tmp_path / "decode.mlir").write_text(src)
+    lens = np.array([0, 1, 17, 40, 1000, 333])
+    from kv_reference import append, build_page_table, sequence_slots
+    table = build_page_table(rng, lens, fmt.page_size, extra_pages=3)
+    pool = fmt.empty_pool(table.num_pages)
+    _, _, slots = sequence_slots(table)
+    k = rng.standard_normal((slots.size, HKV, D)).astype(np.float32)
+    v = rng.standard_normal((slots.size, HKV, D)).astype(np.float32)
+    pool = append(pool, fmt, k, v, slots)
+    q = rng.standard_normal((lens.size, HQ, D)).astype(np.float32)
+    args = {f"cache_{n}": a for n, a in pool.items()}
+    args.update(q=q, kv_indptr=table.kv_indptr, kv_indices=table.kv_indices,
+                kv_last_page_len=table.kv_last_page_len)
+    results = {}
+    for splits in (0, 1, 2, 3, 7):
+        d = tmp_path / f"s{splits}"
+        r = subprocess.run([str(tools[0]), str(tmp_path / "decode.mlir"), "--target=host",
+                            f"--num-kv-splits={splits}", "-o", str(d)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        o = np.full_like(q, np.nan)
+        lse = np.full((HQ, lens.size), np.nan, np.float32)
+        with Module(d, num_threads=2) as m:
+            m.run("decode", {**args, "o": o, "lse": lse})
+        results[splits] = (o, lse)
+    ks, vs = gather(pool, fmt, *table.arrays())
+    from reference import Mask
+    ref_o, ref_lse = paged_reference(q, ks, vs, mask=Mask(window=300, sinks=4))
+    base_o, base_lse = results[1]
+    assert (base_o[0] == 0).all() and np.isneginf(base_lse[:, 0]).all()
+    for splits, (o, lse) in results.items():
+        assert np.abs(o - ref_o).max() <= 1e-5 * np.abs(ref_o).max(), splits
+        assert np.abs(o - base_o).max() <= 1e-5 * np.abs(base_o).max(), splits
+        finite = np.isfinite(base_lse)
+        assert (np.isfinite(lse) == finite).all(), splits
+        assert np.abs(lse[finite] - base_lse[finite]).max() <= 1e-5, splits
+        assert np.abs(lse[finite] - ref_lse[finite]).max() <= 1e-5, splits

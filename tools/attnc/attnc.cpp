@@ -73,6 +73,21 @@ cl::opt<std::string>
     qkForm("qk-form",
            cl::desc("Q.K^T form: auto, dot or transposed (see docs/passes.md)"),
            cl::init("auto"), cl::cat(category));
+cl::opt<int64_t> maxKVSplits(
+    "max-kv-splits",
+    cl::desc("Paged decode: at most this many split-KV partitions per "
+             "sequence (sizes the scratch; 1 disables split-KV)"),
+    cl::init(8), cl::cat(category));
+cl::opt<int64_t> numKVSplits(
+    "num-kv-splits",
+    cl::desc("Paged decode: a fixed number of split-KV partitions (0: chosen "
+             "per call from the batch, the KV heads and --kernel-threads)"),
+    cl::init(0), cl::cat(category));
+cl::opt<int64_t> numThreads(
+    "kernel-threads",
+    cl::desc("Threads the kernels will run on, for the split-KV choice (0: "
+             "this machine's cores)"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t>
     vectorWidth("vector-width",
                 cl::desc("f32 lanes per vector (0: the host's widest unit)"),
@@ -190,7 +205,8 @@ int main(int argc, char **argv) {
     return kOk;
   }
 
-  attnc::TileOptions tiles{blockQ, blockKV, lanes, qkForm};
+  attnc::TileOptions tiles{blockQ,      blockKV,     lanes,     qkForm,
+                           maxKVSplits, numKVSplits, numThreads};
   if (int rc = runPipeline(*module, counter, [&](OpPassManager &pm) {
         return attnc::buildAttnToTilesPipeline(pm, tiles);
       }))

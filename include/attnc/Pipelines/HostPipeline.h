@@ -15,6 +15,9 @@ struct TileOptions {
   int64_t blockKV = 32;
   int64_t vectorWidth = 8; // f32 lanes
   std::string qkForm = "auto";
+  int64_t maxKVSplits = 8; // split-KV of paged decode; sizes the scratch
+  int64_t numKVSplits = 0; // 0: chosen per call
+  int64_t numThreads = 0;  // threads the kernels run on (0: this machine's)
 };
 
 /// attn -> tile level (target-neutral).

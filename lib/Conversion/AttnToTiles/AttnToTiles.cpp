@@ -1179,7 +1179,9 @@ struct AttnLowerToTilesPass
              << ", block-kv = " << cfg.blockKV << ")";
     // Split-KV for paged decode over a dynamic batch: the partition count is
     // a run-time choice, and the scratch is sized by the batch.
-    if (p.decode && qType.isDynamicDim(0) && maxKVSplits > 1) {
+    // (One forced partition is no split: nothing to merge.)
+    if (p.decode && qType.isDynamicDim(0) && maxKVSplits > 1 &&
+        numKVSplits != 1) {
       if (numKVSplits < 0 || numKVSplits > maxKVSplits)
         return op->emitError() << "num-kv-splits = " << int64_t(numKVSplits)
                                << " must be 0 (automatic) to max-kv-splits = "
