@@ -301,11 +301,22 @@ private:
   /// K and V of key j of the tile, from a dense/ragged buffer or a paged
   /// cache (dequantized), into the tile.
   void emitDenseKeyLoad(const WorkItem &w, Value token, Value j);
-  void emitPagedKeyLoad(const WorkItem &w, Value position, Value j);
   void storeKeyChunk(Value k, Value j, int64_t d);
+  /// What the keys of one tile share when it lies inside one page (and one
+  /// K scale group): looked up once per tile instead of once per key.
+  struct PagedTile {
+    Value page, firstOffset;                       // null: per key
+    SmallVector<std::pair<Value, Value>> keyScale; // per chunk, or empty
+  };
+  PagedTile emitPagedTile(const WorkItem &w, Value tileStart);
+  void emitPagedKeyLoad(const WorkItem &w, const PagedTile &tile,
+                        Value position, Value j);
+  /// The per-channel K scale (and minimum, for i4) chunk of one group.
+  std::pair<Value, Value> loadKeyScaleChunk(Value page, Value group, Value head,
+                                            int64_t d);
   /// `cfg.chunk` dequantized elements of one cached token's head.
   Value loadCachedChunk(bool isKey, Value page, Value offset, Value head,
-                        int64_t d);
+                        int64_t d, std::pair<Value, Value> keyScale = {});
   void emitWorkspace();
   /// Q rows, pre-scaled, and a zeroed accumulator.
   void emitQueryTile(const WorkItem &w);
@@ -671,13 +682,16 @@ KVRange AttentionTiler::emitBlockPredicate(WorkItem &w) {
 void AttentionTiler::emitTileLoad(const WorkItem &w, Value tileStart,
                                   Value numKeys) {
   const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
+  PagedTile pagedTile;
+  if (p.paged)
+    pagedTile = emitPagedTile(w, tileStart);
   forEach(idx(0), idx(bk), 1, [&](Value j) {
     auto inRange = scf::IfOp::create(b, lt(j, numKeys),
                                      /*withElseRegion=*/true);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(inRange.thenBlock());
     if (p.paged)
-      emitPagedKeyLoad(w, add(tileStart, j), j);
+      emitPagedKeyLoad(w, pagedTile, add(tileStart, j), j);
     else
       emitDenseKeyLoad(w, add(w.kStart, add(tileStart, j)), j);
     // Past the sequence's end: zeros, so masked keys stay finite.
@@ -720,20 +734,53 @@ void AttentionTiler::emitDenseKeyLoad(const WorkItem &w, Value token, Value j) {
   }
 }
 
-void AttentionTiler::emitPagedKeyLoad(const WorkItem &w, Value position,
-                                      Value j) {
-  const int64_t pageSize = p.cache.getPageSize();
-  Value slot = arith::DivUIOp::create(b, position, idx(pageSize));
-  Value page = castIndex(
+AttentionTiler::PagedTile AttentionTiler::emitPagedTile(const WorkItem &w,
+                                                        Value tileStart) {
+  const int64_t pageSize = p.cache.getPageSize(), bk = cfg.blockKV;
+  PagedTile tile;
+  // Tiles start at multiples of block_kv, so one divides the other's
+  // multiple: the tile sits inside one page (and one K group).
+  if (pageSize % bk != 0)
+    return tile;
+  Value slot = arith::DivUIOp::create(b, tileStart, idx(pageSize));
+  tile.page = castIndex(
       memref::LoadOp::create(b, kvIndices, ValueRange{add(w.pageBegin, slot)}),
       b.getIndexType());
-  Value offset = arith::RemUIOp::create(b, position, idx(pageSize));
-  for (int64_t d = 0; d < headDim; d += cfg.chunk) {
-    storeKeyChunk(loadCachedChunk(/*isKey=*/true, page, offset, w.kvHead, d), j,
-                  d);
+  tile.firstOffset = arith::RemUIOp::create(b, tileStart, idx(pageSize));
+  if ((p.cache.isInt8() || p.cache.isInt4()) && p.cache.getKGroup() % bk == 0) {
+    Value group =
+        arith::DivUIOp::create(b, tile.firstOffset, idx(p.cache.getKGroup()));
+    for (int64_t d = 0; d < headDim; d += cfg.chunk)
+      tile.keyScale.push_back(loadKeyScaleChunk(tile.page, group, w.kvHead, d));
+  }
+  return tile;
+}
+
+void AttentionTiler::emitPagedKeyLoad(const WorkItem &w, const PagedTile &tile,
+                                      Value position, Value j) {
+  const int64_t pageSize = p.cache.getPageSize();
+  Value page = tile.page, offset;
+  if (page) {
+    offset = add(tile.firstOffset, j);
+  } else {
+    Value slot = arith::DivUIOp::create(b, position, idx(pageSize));
+    page = castIndex(memref::LoadOp::create(b, kvIndices,
+                                            ValueRange{add(w.pageBegin, slot)}),
+                     b.getIndexType());
+    offset = arith::RemUIOp::create(b, position, idx(pageSize));
+  }
+  for (auto [i, d] :
+       llvm::enumerate(llvm::seq<int64_t>(0, headDim / cfg.chunk))) {
+    int64_t at = d * cfg.chunk;
+    std::pair<Value, Value> keyScale;
+    if (!tile.keyScale.empty())
+      keyScale = tile.keyScale[i];
+    storeKeyChunk(
+        loadCachedChunk(/*isKey=*/true, page, offset, w.kvHead, at, keyScale),
+        j, at);
     vector::StoreOp::create(
-        b, loadCachedChunk(/*isKey=*/false, page, offset, w.kvHead, d), vTile,
-        ValueRange{j, idx(d)});
+        b, loadCachedChunk(/*isKey=*/false, page, offset, w.kvHead, at), vTile,
+        ValueRange{j, idx(at)});
   }
   // The same key one tile ahead, as for dense K/V: consecutive tokens of a
   // head are a page row apart, too far for the hardware prefetcher.
@@ -762,8 +809,23 @@ void AttentionTiler::emitPagedKeyLoad(const WorkItem &w, Value position,
   }
 }
 
+std::pair<Value, Value> AttentionTiler::loadKeyScaleChunk(Value page,
+                                                          Value group,
+                                                          Value head,
+                                                          int64_t d) {
+  Type f16 = b.getF16Type();
+  SmallVector<Value> at{page, group, head, idx(d)};
+  auto load = [&](StringRef role) -> Value {
+    Value half = vector::LoadOp::create(b, vec(cfg.chunk, f16),
+                                        p.cacheBuffers.lookup(role), at);
+    return arith::ExtFOp::create(b, vec(cfg.chunk), half);
+  };
+  return {load("k_scale"), p.cache.isInt4() ? load("k_min") : Value()};
+}
+
 Value AttentionTiler::loadCachedChunk(bool isKey, Value page, Value offset,
-                                      Value head, int64_t d) {
+                                      Value head, int64_t d,
+                                      std::pair<Value, Value> keyScale) {
   const int64_t chunk = cfg.chunk;
   KVCacheType cache = p.cache;
   auto buffer = [&](StringRef role) {
@@ -817,14 +879,11 @@ Value AttentionTiler::loadCachedChunk(bool isKey, Value page, Value offset,
   // per token.
   Value scale, minimum;
   if (isKey) {
-    Value group = arith::DivUIOp::create(b, offset, idx(cache.getKGroup()));
-    SmallVector<Value> sAt{page, group, head, idx(d)};
-    Type f16 = b.getF16Type();
-    scale = f16ToF32(
-        vector::LoadOp::create(b, vec(chunk, f16), buffer("scale"), sAt));
-    if (cache.isInt4())
-      minimum = f16ToF32(
-          vector::LoadOp::create(b, vec(chunk, f16), buffer("min"), sAt));
+    if (!keyScale.first)
+      keyScale = loadKeyScaleChunk(
+          page, arith::DivUIOp::create(b, offset, idx(cache.getKGroup())), head,
+          d);
+    std::tie(scale, minimum) = keyScale;
   } else {
     SmallVector<Value> sAt{page, offset, head};
     scale = vector::BroadcastOp::create(

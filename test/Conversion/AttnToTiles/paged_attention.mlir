@@ -130,3 +130,27 @@ func.func @merge(%po: tensor<?x?x4x32xf32>, %plse: tensor<?x4x?xf32>) -> (tensor
   %o, %lse = attn.merge %po, %plse : (tensor<?x?x4x32xf32>, tensor<?x4x?xf32>) -> (tensor<?x4x32xf16>, tensor<4x?xf32>)
   return %o, %lse : tensor<?x4x32xf16>, tensor<4x?xf32>
 }
+
+// -----
+
+// Pages and K groups that are multiples of the tile: each tile lies in one
+// page and one K group, so the page lookup and the K scale chunks are loaded
+// once per tile, before the per-key loop.
+!i8tile = !attn.kv_cache<page_size = 64, kv_heads = 2, head_dim = 64, layout = nhd, storage = i8, k_group = 32>
+
+// CHECK-LABEL: func.func @decode_i8_tile_in_page
+// CHECK-SAME: %[[KS:[^:]+]]: memref<?x2x2x64xf16> {attn.name = "cache_k_scale"
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<2xf32>, vector<2xf32>)
+// CHECK: tensor.extract %{{.*}} : tensor<?xi32>
+// CHECK: vector.load %[[KS]]
+// CHECK: scf.for %{{.*}} = %c0 to %c32
+// CHECK-NOT: tensor.extract
+// CHECK-NOT: vector.load %[[KS]]
+// CHECK: arith.sitofp
+// CHECK: memref.prefetch
+func.func @decode_i8_tile_in_page(%q: tensor<?x4x64xf16>, %cache: !i8tile, %indptr: tensor<?xi32>,
+                                  %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x4x64xf16>, !i8tile, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x4x64xf16>
+  return %o : tensor<?x4x64xf16>
+}
