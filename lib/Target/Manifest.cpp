@@ -18,22 +18,6 @@ using namespace mlir;
 using namespace attnc;
 using namespace attnc::attn;
 
-static std::string dtypeName(Type t) {
-  if (t.isF32())
-    return "f32";
-  if (t.isF16())
-    return "f16";
-  if (t.isBF16())
-    return "bf16";
-  if (t.isInteger(32))
-    return "i32";
-  if (t.isInteger(8))
-    return "i8";
-  std::string s;
-  llvm::raw_string_ostream(s) << t;
-  return s;
-}
-
 static std::string storageName(Type t) {
   if (isa<Float8E4M3FNType>(t))
     return "f8e4m3fn";
@@ -41,7 +25,7 @@ static std::string storageName(Type t) {
     return "f8e5m2";
   if (t.isInteger(4))
     return "i4";
-  return dtypeName(t);
+  return manifestDtypeName(t);
 }
 
 static bool isCIdentifier(StringRef s) {
@@ -165,7 +149,7 @@ template <typename OpTy> static void describeAttention(OpTy op, KernelInfo &k) {
   k.numQueryHeads = op.getNumQueryHeads();
   k.numKVHeads = op.getNumKVHeads();
   k.headDim = op.getHeadDim();
-  k.dtype = dtypeName(op.getElementType());
+  k.dtype = manifestDtypeName(op.getElementType());
   k.scale = op.getScaleOrDefault();
   if (auto cap = op.getSoftcapAttr())
     k.softcap = cap.getValueAsDouble();
@@ -290,7 +274,7 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
       if (auto name = attrs.getAs<StringAttr>("attn.name"))
         arg.name = name.str();
     auto tensor = cast<RankedTensorType>(type);
-    arg.dtype = dtypeName(tensor.getElementType());
+    arg.dtype = manifestDtypeName(tensor.getElementType());
     for (auto [i, size] : llvm::enumerate(tensor.getShape())) {
       if (ShapedType::isDynamic(size) && i < rs.symbols.size() && rs.symbols[i])
         arg.shape.emplace_back(std::string(rs.symbols[i]));

@@ -13,6 +13,10 @@ namespace attnc {
 /// Its component buffers are named `NAME_<component>`.
 std::string cacheArgumentName(mlir::func::FuncOp func, unsigned argNo);
 
+/// The manifest's dtype name of an element type (`f32`, `f16`, `bf16`, `i32`,
+/// `i8`), else the type as MLIR prints it.
+std::string manifestDtypeName(mlir::Type type);
+
 #define GEN_PASS_DECL
 #include "attnc/Conversion/Passes.h.inc"
 

@@ -1129,14 +1129,10 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx,
   emitEpilogue(w, state[0], state[1]);
 }
 
-static AttentionProblem describe(AttentionOp op) {
+/// What attn.attention and attn.paged_attention have in common.
+template <typename OpTy> static AttentionProblem describeScores(OpTy op) {
   AttentionProblem p;
   p.query = op.getQuery();
-  p.key = op.getKey();
-  p.value = op.getValue();
-  p.cuQ = op.getCuSeqlensQ();
-  p.cuK = op.getCuSeqlensK();
-  p.ragged = op.isRagged();
   p.mask = op.getMaskOrNone();
   p.groupSize = op.getGroupSize();
   p.headDim = op.getHeadDim();
@@ -1147,6 +1143,16 @@ static AttentionProblem describe(AttentionOp op) {
   p.outputType = op.getOutput().getType();
   if (Value lse = op.getLse())
     p.lseType = lse.getType();
+  return p;
+}
+
+static AttentionProblem describe(AttentionOp op) {
+  AttentionProblem p = describeScores(op);
+  p.key = op.getKey();
+  p.value = op.getValue();
+  p.cuQ = op.getCuSeqlensQ();
+  p.cuK = op.getCuSeqlensK();
+  p.ragged = op.isRagged();
   return p;
 }
 
@@ -1167,8 +1173,7 @@ static FailureOr<llvm::StringMap<Value>> cacheBuffers(Operation *op,
 }
 
 static FailureOr<AttentionProblem> describe(PagedAttentionOp op) {
-  AttentionProblem p;
-  p.query = op.getQuery();
+  AttentionProblem p = describeScores(op);
   p.cuQ = op.getQoIndptr();
   p.kvIndptr = op.getKvIndptr();
   p.kvIndices = op.getKvIndices();
@@ -1181,16 +1186,6 @@ static FailureOr<AttentionProblem> describe(PagedAttentionOp op) {
   p.ragged = true;
   p.paged = true;
   p.decode = !op.isRagged();
-  p.mask = op.getMaskOrNone();
-  p.groupSize = op.getGroupSize();
-  p.headDim = op.getHeadDim();
-  p.numKVHeads = op.getNumKVHeads();
-  p.scale = op.getScaleOrDefault();
-  if (auto cap = op.getSoftcapAttr())
-    p.softcap = cap.getValueAsDouble();
-  p.outputType = op.getOutput().getType();
-  if (Value lse = op.getLse())
-    p.lseType = lse.getType();
   return p;
 }
 

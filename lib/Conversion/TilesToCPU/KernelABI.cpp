@@ -56,23 +56,6 @@ LogicalResult resultsToOutParams(func::FuncOp func) {
   return success();
 }
 
-/// The manifest's dtype name of a scratch element type.
-std::string dtypeName(Type t) {
-  if (t.isF32())
-    return "f32";
-  if (t.isF16())
-    return "f16";
-  if (t.isBF16())
-    return "bf16";
-  if (t.isInteger(32))
-    return "i32";
-  if (t.isInteger(8))
-    return "i8";
-  std::string s;
-  llvm::raw_string_ostream(s) << t;
-  return s;
-}
-
 /// Checks one `attn.scratch` entry against the allocation it describes.
 LogicalResult checkScratchEntry(func::FuncOp func, memref::AllocOp alloc,
                                 Attribute entry, unsigned index) {
@@ -89,7 +72,7 @@ LogicalResult checkScratchEntry(func::FuncOp func, memref::AllocOp alloc,
                   << "; expected {name = \"...\", dtype = \"...\", shape = "
                      "[...]}";
   MemRefType type = alloc.getType();
-  if (dtype.getValue() != dtypeName(type.getElementType()))
+  if (dtype.getValue() != attnc::manifestDtypeName(type.getElementType()))
     return fail() << "'" << name.getValue() << "' is " << type << " but "
                   << kScratchAttr << " says dtype " << dtype;
   if (shape.size() != static_cast<size_t>(type.getRank()))
@@ -341,3 +324,19 @@ struct AttnCPUKernelABIPass
 };
 
 } // namespace
+
+std::string attnc::manifestDtypeName(Type t) {
+  if (t.isF32())
+    return "f32";
+  if (t.isF16())
+    return "f16";
+  if (t.isBF16())
+    return "bf16";
+  if (t.isInteger(32))
+    return "i32";
+  if (t.isInteger(8))
+    return "i8";
+  std::string s;
+  llvm::raw_string_ostream(s) << t;
+  return s;
+}
