@@ -207,3 +207,41 @@ def test_split_kv_count_does_not_change_results(tools, tmp_path, rng_seed):
         assert (np.isfinite(lse) == finite).all(), splits
         assert np.abs(lse[finite] - base_lse[finite]).max() <= 1e-5, splits
         assert np.abs(lse[finite] - ref_lse[finite]).max() <= 1e-5, splits
+
+
+def test_bad_inputs_are_errors_not_reads(module):
+    """Bad page tables and buffers give attnrt validation errors (status 7) that say what is
+    wrong, before the kernel runs; a full pool is status 8 (test_serving_loop)."""
+    pool = CachePool(module, "append_i8", num_pages=4)
+    s = pool.create()
+    slots = pool.append(s, 20)
+    k = np.ones((20, HKV, D), np.float32)
+    module.run("append_i8", {"k_new": k, "v_new": k, "slot_mapping": slots, **pool.buffers})
+    indptr, indices, last = pool.page_table([s])
+    q = np.ones((1, HQ, D), np.float32)
+    good = {"q": q, **pool.buffers, "kv_indptr": indptr, "kv_indices": indices,
+            "kv_last_page_len": last, "o": np.empty_like(q)}
+    module.run("decode_i8", good)
+
+    def expect(changes, *words):
+        with pytest.raises(AttnrtError) as e:
+            module.run("decode_i8", {**good, **changes})
+        assert e.value.status == 7, e.value
+        for w in words:
+            assert w in e.value.message, e.value.message
+
+    bad = indices.copy()
+    bad[-1] = 4
+    expect({"kv_indices": bad}, "kv_indices", "4")                 # page out of range
+    expect({"kv_indices": -bad}, "kv_indices")                      # negative page
+    expect({"kv_last_page_len": np.array([17], np.int32)}, "kv_last_page_len", "17")
+    expect({"kv_indptr": np.array([0, 3], np.int32)}, "kv_indptr")  # more pages than listed
+    ks = pool.buffers["cache_k_scale"]
+    expect({"cache_k_scale": np.zeros(ks.shape[:-1] + (D // 2,), ks.dtype)}, "cache_k_scale")
+    expect({"cache_k_scale": np.zeros((3,) + ks.shape[1:], ks.dtype)}, "num_pages")
+    with pytest.raises(AttnrtError) as e:                           # slot past the pool
+        module.run("append_i8", {"k_new": k[:1], "v_new": k[:1],
+                                 "slot_mapping": np.array([4 * 16], np.int32), **pool.buffers})
+    assert e.value.status == 7 and "slot_mapping" in e.value.message
+    pool.free(s)
+    pool.close()
