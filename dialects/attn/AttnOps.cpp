@@ -255,6 +255,16 @@ LogicalResult PagedAttentionOp::verify() {
                                batch, "batch")))
     return failure();
 
+  if (cache.hasResidual() != (getKvRings() != nullptr))
+    return emitOpError()
+           << (cache.hasResidual()
+                   ? "the cache keeps a residual window: pass each sequence's "
+                     "ring with kv_rings(%rings : [batch] i32)"
+                   : "kv_rings given but the cache has no residual window");
+  if (getKvRings() && failed(verifyIndexVector(*this, getKvRings(), "kv_rings",
+                                               batch, "batch")))
+    return failure();
+
   if (getOutput().getType() != q)
     return emitOpError() << "result must have the query's type " << q
                          << ", got " << getOutput().getType();
@@ -303,8 +313,19 @@ LogicalResult KVAppendOp::verify() {
       mismatch(k.getDimSize(0), v.getDimSize(0)))
     return emitOpError() << "key " << k << " and value " << v
                          << " must have the same element type and token count";
-  return verifyIndexVector(*this, getSlots(), "slots", k.getDimSize(0),
-                           "num_new");
+  if (failed(verifyIndexVector(*this, getSlots(), "slots", k.getDimSize(0),
+                               "num_new")))
+    return failure();
+  if (cache.hasResidual() != (getRingSlots() != nullptr))
+    return emitOpError()
+           << (cache.hasResidual()
+                   ? "the cache keeps a residual window: pass the tokens' "
+                     "ring slots with ring_slots(%ring_slots : [num_new] i32)"
+                   : "ring_slots given but the cache has no residual window");
+  if (getRingSlots())
+    return verifyIndexVector(*this, getRingSlots(), "ring_slots",
+                             k.getDimSize(0), "num_new");
+  return success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -67,7 +67,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [Pure, AttrSizedOperandSegments]> {
   }];
 }
 
-def Attn_PagedAttentionOp : Attn_Op<"paged_attention"> {
+def Attn_PagedAttentionOp : Attn_Op<"paged_attention",
+    [AttrSizedOperandSegments]> {
   let summary = "Attention of new queries against a paged KV cache";
   let description = [{
     Reads each sequence's keys and values through a CSR page table
@@ -80,7 +81,9 @@ def Attn_PagedAttentionOp : Attn_Op<"paged_attention"> {
     the last tokens of its KV sequence (bottom-right alignment). The result
     has the query's type; the optional LSE is `[q_heads, batch]` or
     `[q_heads, total_q]` f32. `scale`, `softcap` and `mask` are those of
-    `attn.attention`.
+    `attn.attention`. A cache with a residual window takes `kv_rings`
+    (`[batch]` i32), each sequence's ring: its keys within the last
+    `residual` positions are read from there, unquantized.
 
     ```mlir
     %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
@@ -95,6 +98,7 @@ def Attn_PagedAttentionOp : Attn_Op<"paged_attention"> {
                        AnyRankedTensor:$kvIndptr, AnyRankedTensor:$kvIndices,
                        AnyRankedTensor:$kvLastPageLen,
                        Optional<AnyRankedTensor>:$qoIndptr,
+                       Optional<AnyRankedTensor>:$kvRings,
                        OptionalAttr<F32Attr>:$scale,
                        OptionalAttr<F32Attr>:$softcap,
                        OptionalAttr<Attn_MaskAttr>:$mask);
@@ -103,6 +107,7 @@ def Attn_PagedAttentionOp : Attn_Op<"paged_attention"> {
   let assemblyFormat = [{
     $query `,` $cache `,` $kvIndptr `,` $kvIndices `,` $kvLastPageLen
     (`qo_indptr` `(` $qoIndptr^ `)`)?
+    (`kv_rings` `(` $kvRings^ `)`)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -131,7 +136,10 @@ def Attn_KVAppendOp : Attn_Op<"kv_append"> {
     slot mapping; `-1` skips the token). Quantized storage updates its
     scales as docs/kv-cache.md specifies: per-token V scales, and per-channel
     K scales over `k_group` slots that grow (requantizing the group's earlier
-    tokens) when a new token exceeds them. Tokens are written in order.
+    tokens) when a new token exceeds them. Tokens are written in order. A
+    cache with a residual window also takes `ring_slots` (`ring * residual +
+    position % residual`, `-1` skips) and writes each token, in f16, to its
+    sequence's ring.
 
     ```mlir
     attn.kv_append %k, %v, %slots into %cache
@@ -142,9 +150,12 @@ def Attn_KVAppendOp : Attn_Op<"kv_append"> {
   }];
   let arguments = (ins AnyRankedTensor:$key, AnyRankedTensor:$value,
                        AnyRankedTensor:$slots,
+                       Optional<AnyRankedTensor>:$ringSlots,
                        Arg<Attn_KVCacheType, "", [MemRead, MemWrite]>:$cache);
   let assemblyFormat = [{
-    $key `,` $value `,` $slots `into` $cache attr-dict `:` type($key) `,`
+    $key `,` $value `,` $slots
+    (`ring_slots` `(` $ringSlots^ `:` type($ringSlots) `)`)?
+    `into` $cache attr-dict `:` type($key) `,`
     type($value) `,` type($slots) `,` qualified(type($cache))
   }];
   let hasVerifier = 1;

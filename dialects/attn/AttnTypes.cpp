@@ -25,8 +25,9 @@ static constexpr StringLiteral kStorageList =
 // Grammar: `<` key `=` value (`,` key `=` value)* `>` with keys page_size,
 // kv_heads, head_dim, layout (nhd | hnd), storage (a type), k_group.
 Type KVCacheType::parse(AsmParser &parser) {
-  int64_t pageSize = -1, numKVHeads = -1, headDim = -1, kGroup = 0;
-  bool headMajor = false, hasLayout = false;
+  int64_t pageSize = -1, numKVHeads = -1, headDim = -1, kGroup = 0,
+          residual = 0;
+  bool headMajor = false;
   Type storage;
   llvm::StringSet<> seen;
   if (parser.parseLess())
@@ -52,24 +53,29 @@ Type KVCacheType::parse(AsmParser &parser) {
         return {};
       }
       headMajor = layout == "hnd";
-      hasLayout = true;
     } else if (key == "storage") {
       if (parser.parseType(storage))
         return {};
     } else if (key == "page_size" || key == "kv_heads" || key == "head_dim" ||
-               key == "k_group") {
+               key == "k_group" || key == "residual") {
       int64_t value;
       if (parser.parseInteger(value))
         return {};
       (key == "page_size"  ? pageSize
        : key == "kv_heads" ? numKVHeads
        : key == "head_dim" ? headDim
-                           : kGroup) = value;
+       : key == "k_group"  ? kGroup
+                           : residual) = value;
+      if (key == "residual" && value == 0) {
+        parser.emitError(loc, "kv_cache residual must be at least 1 token "
+                              "(omit it for no residual window)");
+        return {};
+      }
     } else {
       parser.emitError(loc, "unknown kv_cache parameter '")
           << key
-          << "'; expected page_size, kv_heads, head_dim, layout, storage or "
-             "k_group";
+          << "'; expected page_size, kv_heads, head_dim, layout, storage, "
+             "k_group or residual";
       return {};
     }
   } while (succeeded(parser.parseOptionalComma()));
@@ -82,13 +88,12 @@ Type KVCacheType::parse(AsmParser &parser) {
           << required << " = ...'";
       return {};
     }
-  (void)hasLayout;
   if (!seen.contains("k_group") && storage &&
       (storage.isInteger(8) || storage.isInteger(4)))
     kGroup = pageSize;
   return parser.getChecked<KVCacheType>(parser.getContext(), pageSize,
                                         numKVHeads, headDim, headMajor, storage,
-                                        kGroup);
+                                        kGroup, residual);
 }
 
 void KVCacheType::print(AsmPrinter &printer) const {
@@ -99,13 +104,15 @@ void KVCacheType::print(AsmPrinter &printer) const {
           << ", storage = " << getStorage();
   if (isInt8() || isInt4())
     printer << ", k_group = " << getKGroup();
+  if (hasResidual())
+    printer << ", residual = " << getResidual();
   printer << ">";
 }
 
 LogicalResult KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
                                   int64_t pageSize, int64_t numKVHeads,
                                   int64_t headDim, bool headMajor, Type storage,
-                                  int64_t kGroup) {
+                                  int64_t kGroup, int64_t residual) {
   if (pageSize < 1 || pageSize > 256)
     return emitError() << "kv_cache page_size must be 1 to 256 tokens, got "
                        << pageSize;
@@ -130,6 +137,13 @@ LogicalResult KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
   if (isInt && (kGroup < 1 || pageSize % kGroup != 0))
     return emitError() << "kv_cache k_group must divide page_size (" << pageSize
                        << "), got " << kGroup;
+  if (residual < 0 || residual > 4096)
+    return emitError() << "kv_cache residual must be 1 to 4096 tokens, got "
+                       << residual;
+  if (residual > 0 && (storage.isF16() || storage.isBF16()))
+    return emitError() << "kv_cache residual keeps recent tokens unquantized; "
+                       << storage << " storage is not quantized: drop the "
+                       << "residual";
   return success();
 }
 
@@ -161,20 +175,27 @@ SmallVector<KVCacheType::Component> KVCacheType::getComponents() const {
   SmallVector<int64_t> pageShape = getHeadMajor()
                                        ? SmallVector<int64_t>{pages, h, s, dp}
                                        : SmallVector<int64_t>{pages, s, h, dp};
-  SmallVector<Component> c{{"k_pages", pageElem, dtype, pageShape, true},
-                           {"v_pages", pageElem, dtype, pageShape, true}};
+  StringRef perPage = "num_pages";
+  SmallVector<Component> c{
+      {"k_pages", pageElem, dtype, pageShape, true, perPage},
+      {"v_pages", pageElem, dtype, pageShape, true, perPage}};
   if (isFloat8()) {
-    c.push_back({"k_scale", f32, "f32", {h}, false});
-    c.push_back({"v_scale", f32, "f32", {h}, false});
+    c.push_back({"k_scale", f32, "f32", {h}, false, ""});
+    c.push_back({"v_scale", f32, "f32", {h}, false, ""});
   } else if (isInt8() || isInt4()) {
     SmallVector<int64_t> kShape{pages, getGroupsPerPage(), h, d};
     SmallVector<int64_t> vShape{pages, s, h};
-    c.push_back({"k_scale", f16, "f16", kShape, true});
+    c.push_back({"k_scale", f16, "f16", kShape, true, perPage});
     if (isInt4())
-      c.push_back({"k_min", f16, "f16", kShape, true});
-    c.push_back({"v_scale", f16, "f16", vShape, true});
+      c.push_back({"k_min", f16, "f16", kShape, true, perPage});
+    c.push_back({"v_scale", f16, "f16", vShape, true, perPage});
     if (isInt4())
-      c.push_back({"v_min", f16, "f16", vShape, true});
+      c.push_back({"v_min", f16, "f16", vShape, true, perPage});
+  }
+  if (hasResidual()) {
+    SmallVector<int64_t> ring{ShapedType::kDynamic, getResidual(), h, d};
+    c.push_back({"k_recent", f16, "f16", ring, false, "num_rings"});
+    c.push_back({"v_recent", f16, "f16", ring, false, "num_rings"});
   }
   return c;
 }

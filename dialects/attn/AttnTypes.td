@@ -24,15 +24,20 @@ def Attn_KVCacheType : TypeDef<Attn_Dialect, "KVCache"> {
       token); `i4` (asymmetric, two per byte, low nibble first; K per
       channel over `k_group` tokens, V per token: the KIVI scheme).
     - `k_group` (i8 and i4 only) divides `page_size`; default `page_size`.
+    - `residual = R` (quantized storage only): the R most recent tokens of
+      each sequence are also kept in f16, in a per-sequence ring, and read
+      from there (KIVI's residual window).
 
     ```mlir
     !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = f16>
     !attn.kv_cache<page_size = 64, kv_heads = 8, head_dim = 128, layout = hnd, storage = i8, k_group = 64>
+    !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i4, k_group = 16, residual = 128>
     ```
   }];
   let parameters = (ins "int64_t":$pageSize, "int64_t":$numKVHeads,
                         "int64_t":$headDim, "bool":$headMajor,
-                        "::mlir::Type":$storage, "int64_t":$kGroup);
+                        "::mlir::Type":$storage, "int64_t":$kGroup,
+                        "int64_t":$residual);
   let hasCustomAssemblyFormat = 1;
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
@@ -44,10 +49,12 @@ def Attn_KVCacheType : TypeDef<Attn_Dialect, "KVCache"> {
       ::mlir::Type elementType;
       /// The manifest's dtype name (`f8e4m3fn`, `u8`, ...).
       ::llvm::StringRef dtype;
-      /// Dynamic dimension 0 is the number of pages.
+      /// A dynamic dimension 0 counts pages (`num_pages`) or rings
+      /// (`num_rings`): `countSymbol`.
       ::llvm::SmallVector<int64_t> shape;
-      /// False for per-head scales, which are not paged.
+      /// False for per-head scales and rings, which are not paged.
       bool paged;
+      ::llvm::StringRef countSymbol;
     };
     ::llvm::SmallVector<Component> getComponents() const;
     /// Bytes of one token in every paged component (scales included).
@@ -55,6 +62,7 @@ def Attn_KVCacheType : TypeDef<Attn_Dialect, "KVCache"> {
     bool isFloat8() const;
     bool isInt8() const;
     bool isInt4() const;
+    bool hasResidual() const { return getResidual() > 0; }
     /// `page_size / k_group` K scale groups per page.
     int64_t getGroupsPerPage() const { return getPageSize() / getKGroup(); }
   }];

@@ -103,6 +103,8 @@ static RoleShape pagedRoleShape(bool ragged, StringRef role) {
     return {"kv_indices", "kv_indices", {"num_page_refs"}};
   if (role == "kv_last_page_len")
     return {"kv_last_page_len", "kv_last_page_len", {"batch"}};
+  if (role == "kv_rings")
+    return {"kv_rings", "kv_rings", {"batch"}};
   return {"qo_indptr", "qo_indptr", {"batch+1"}};
 }
 
@@ -111,6 +113,8 @@ static RoleShape appendRoleShape(StringRef role) {
     return {"k_new", "k_new", {"num_new", nullptr, nullptr}};
   if (role == "v_new")
     return {"v_new", "v_new", {"num_new", nullptr, nullptr}};
+  if (role == "ring_slots")
+    return {"ring_slots", "ring_slots", {"num_new"}};
   return {"slot_mapping", "slot_mapping", {"num_new"}};
 }
 
@@ -129,7 +133,8 @@ static RoleShape mergeRoleShape(StringRef role) {
 
 static bool isCacheComponentRole(StringRef role) {
   return role == "k_pages" || role == "v_pages" || role == "k_scale" ||
-         role == "v_scale" || role == "k_min" || role == "v_min";
+         role == "v_scale" || role == "k_min" || role == "v_min" ||
+         role == "k_recent" || role == "v_recent";
 }
 
 static RoleShape roleShape(const OpRoles &roles, StringRef role) {
@@ -192,6 +197,8 @@ static OpRoles opRoles(Operation *op, KernelInfo &k) {
                       {a.getKvLastPageLen(), "kv_last_page_len"}};
         if (r.ragged)
           r.operands.push_back({a.getQoIndptr(), "qo_indptr"});
+        if (a.getKvRings())
+          r.operands.push_back({a.getKvRings(), "kv_rings"});
         r.cache = a.getCache();
         r.results.push_back({a.getOutput(), "output"});
         if (a.getLse())
@@ -202,6 +209,8 @@ static OpRoles opRoles(Operation *op, KernelInfo &k) {
         r.operands = {{a.getKey(), "k_new"},
                       {a.getValue(), "v_new"},
                       {a.getSlots(), "slot_mapping"}};
+        if (a.getRingSlots())
+          r.operands.push_back({a.getRingSlots(), "ring_slots"});
         r.cache = a.getCache();
       })
       .Case([&](MergeOp a) {
@@ -298,6 +307,7 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
     info.layout = type.getHeadMajor() ? "hnd" : "nhd";
     info.storage = storageName(type.getStorage());
     info.kGroup = type.getKGroup();
+    info.residual = type.getResidual();
     info.bytesPerToken = type.getBytesPerToken();
     k.kvCache = info;
     StringRef dir = roles.kind == "kv_append" ? "inout" : "in";
@@ -309,7 +319,7 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
       arg.dtype = c.dtype.str();
       for (auto [i, size] : llvm::enumerate(c.shape)) {
         if (ShapedType::isDynamic(size))
-          arg.shape.emplace_back(std::string("num_pages"));
+          arg.shape.emplace_back(c.countSymbol.str());
         else
           arg.shape.emplace_back(size);
       }
@@ -359,7 +369,7 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
   // symbol.
   for (KernelArg &arg : k.args) {
     if (isCacheComponentRole(arg.role))
-      continue; // static but for num_pages, which has no static use
+      continue; // static but for num_pages/num_rings: no static use
     RoleShape rs = roleShape(roles, arg.role);
     for (auto [i, dim] : llvm::enumerate(arg.shape))
       if (i < rs.symbols.size() && rs.symbols[i] &&
@@ -530,6 +540,7 @@ void attnc::writeManifest(llvm::raw_ostream &os,
                              {"layout", k.kvCache->layout},
                              {"storage", k.kvCache->storage},
                              {"k_group", k.kvCache->kGroup},
+                             {"residual", k.kvCache->residual},
                              {"bytes_per_token", k.kvCache->bytesPerToken}};
     if (k.hasTile)
       kernel["tile"] = llvm::json::Object{{"block_q", k.blockQ},

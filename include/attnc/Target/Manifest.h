@@ -44,6 +44,7 @@ struct KVCacheInfo {
   std::string layout;  // "nhd" or "hnd"
   std::string storage; // "f16", "bf16", "f8e4m3fn", "f8e5m2", "i8" or "i4"
   int64_t kGroup = 0;  // 0 unless i8 or i4
+  int64_t residual = 0; // tokens kept unquantized per sequence; 0 = none
   double bytesPerToken = 0;
 };
 

@@ -41,9 +41,10 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 struct AttentionProblem {
   Value query, key, value, cuQ, cuK;        // tensors; key/value unless paged
   Value kvIndptr, kvIndices, kvLastPageLen; // tensors, paged only
-  KVCacheType cache;                        // paged only
-  llvm::StringMap<Value> cacheBuffers;      // component role -> memref
-  bool ragged = false; // Q and O are [tokens, heads, head_dim]
+  Value kvRings;                       // tensor, paged with a residual window
+  KVCacheType cache;                   // paged only
+  llvm::StringMap<Value> cacheBuffers; // component role -> memref
+  bool ragged = false;                 // Q and O are [tokens, heads, head_dim]
   bool paged = false;
   bool decode = false; // paged with one query per sequence: Q [batch, ...]
   MaskAttr mask;
@@ -86,6 +87,7 @@ struct WorkItem {
   Value numRows;                    // numQueries * G
   Value firstHead;                  // first query head: kvHead * G
   Value pageBegin; // paged: first entry of the sequence in kv_indices
+  Value ring;      // paged with a residual window: the sequence's ring
   Value split;     // split-KV: which partition of the KV tiles
   // Positions (DESIGN.md section 4) of the tile's first and last query, and
   // the offset from query index to position (bottom-right: Lk - Lq).
@@ -348,7 +350,7 @@ private:
   double qScale;
 
   Value query, key, value, cuQ, cuK, output, lse;
-  Value kvIndptr, kvIndices, kvLastPageLen;
+  Value kvIndptr, kvIndices, kvLastPageLen, kvRings;
   Value numSplits, partialO, partialLse;
   // Per work item, fixed-size f32 workspace.
   Value qTile, kTile, vTile, scoreTile, probRow, accTile;
@@ -378,6 +380,7 @@ SmallVector<Value> AttentionTiler::build() {
   kvIndptr = toBuffer(p.kvIndptr);
   kvIndices = toBuffer(p.kvIndices);
   kvLastPageLen = toBuffer(p.kvLastPageLen);
+  kvRings = toBuffer(p.kvRings);
 
   // Results are fresh buffers; their dynamic sizes come from the query.
   auto allocLike = [&](Type type,
@@ -539,6 +542,9 @@ WorkItem AttentionTiler::emitSequenceBounds(Value batch, Value kvHead,
     w.kLen = arith::SelectOp::create(b, lt(idx(0), numPages), add(full, last),
                                      idx(0));
     w.kStart = idx(0);
+    if (kvRings)
+      w.ring = castIndex(memref::LoadOp::create(b, kvRings, ValueRange{batch}),
+                         b.getIndexType());
   } else if (ragged) {
     bounds(cuK, w.kStart, w.kLen);
   } else {
@@ -759,28 +765,54 @@ AttentionTiler::PagedTile AttentionTiler::emitPagedTile(const WorkItem &w,
 void AttentionTiler::emitPagedKeyLoad(const WorkItem &w, const PagedTile &tile,
                                       Value position, Value j) {
   const int64_t pageSize = p.cache.getPageSize();
-  Value page = tile.page, offset;
-  if (page) {
-    offset = add(tile.firstOffset, j);
+  auto emitFromPages = [&]() {
+    Value page = tile.page, offset;
+    if (page) {
+      offset = add(tile.firstOffset, j);
+    } else {
+      Value slot = arith::DivUIOp::create(b, position, idx(pageSize));
+      page = castIndex(memref::LoadOp::create(
+                           b, kvIndices, ValueRange{add(w.pageBegin, slot)}),
+                       b.getIndexType());
+      offset = arith::RemUIOp::create(b, position, idx(pageSize));
+    }
+    for (auto [i, at] :
+         llvm::enumerate(llvm::seq<int64_t>(0, headDim / cfg.chunk))) {
+      int64_t d = at * cfg.chunk;
+      std::pair<Value, Value> keyScale;
+      if (!tile.keyScale.empty())
+        keyScale = tile.keyScale[i];
+      storeKeyChunk(
+          loadCachedChunk(/*isKey=*/true, page, offset, w.kvHead, d, keyScale),
+          j, d);
+      vector::StoreOp::create(
+          b, loadCachedChunk(/*isKey=*/false, page, offset, w.kvHead, d), vTile,
+          ValueRange{j, idx(d)});
+    }
+  };
+  if (!p.cache.hasResidual()) {
+    emitFromPages();
   } else {
-    Value slot = arith::DivUIOp::create(b, position, idx(pageSize));
-    page = castIndex(memref::LoadOp::create(b, kvIndices,
-                                            ValueRange{add(w.pageBegin, slot)}),
-                     b.getIndexType());
-    offset = arith::RemUIOp::create(b, position, idx(pageSize));
-  }
-  for (auto [i, d] :
-       llvm::enumerate(llvm::seq<int64_t>(0, headDim / cfg.chunk))) {
-    int64_t at = d * cfg.chunk;
-    std::pair<Value, Value> keyScale;
-    if (!tile.keyScale.empty())
-      keyScale = tile.keyScale[i];
-    storeKeyChunk(
-        loadCachedChunk(/*isKey=*/true, page, offset, w.kvHead, at, keyScale),
-        j, at);
-    vector::StoreOp::create(
-        b, loadCachedChunk(/*isKey=*/false, page, offset, w.kvHead, at), vTile,
-        ValueRange{j, idx(at)});
+    // The sequence's last `residual` keys come unquantized from its ring.
+    const int64_t residual = p.cache.getResidual();
+    auto inRing = scf::IfOp::create(b, le(sub(w.kLen, idx(residual)), position),
+                                    /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(inRing.thenBlock());
+    Value at = arith::RemUIOp::create(b, position, idx(residual));
+    for (int64_t d = 0; d < headDim; d += cfg.chunk) {
+      auto load = [&](StringRef role) -> Value {
+        Value half = vector::LoadOp::create(
+            b, vec(cfg.chunk, b.getF16Type()), p.cacheBuffers.lookup(role),
+            ValueRange{w.ring, at, w.kvHead, idx(d)});
+        return arith::ExtFOp::create(b, vec(cfg.chunk), half);
+      };
+      storeKeyChunk(load("k_recent"), j, d);
+      vector::StoreOp::create(b, load("v_recent"), vTile,
+                              ValueRange{j, idx(d)});
+    }
+    b.setInsertionPointToStart(inRing.elseBlock());
+    emitFromPages();
   }
   // The same key one tile ahead, as for dense K/V: consecutive tokens of a
   // head are a page row apart, too far for the hardware prefetcher.
@@ -1178,6 +1210,7 @@ static FailureOr<AttentionProblem> describe(PagedAttentionOp op) {
   p.kvIndptr = op.getKvIndptr();
   p.kvIndices = op.getKvIndices();
   p.kvLastPageLen = op.getKvLastPageLen();
+  p.kvRings = op.getKvRings();
   p.cache = op.getCacheType();
   FailureOr<llvm::StringMap<Value>> buffers = cacheBuffers(op, op.getCache());
   if (failed(buffers))

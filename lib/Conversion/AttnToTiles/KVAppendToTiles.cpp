@@ -122,6 +122,8 @@ private:
 
   void emitHead(Value head);
   void emitToken(Value head, Value token, Value page, Value offset);
+  /// The token, in f16, into its sequence's ring (residual window).
+  void emitRingWrite(Value head, Value token);
   void emitFloat(Value input, Value pages, Value token, Value head, Value page,
                  Value offset);
   void emitFp8(Value input, Value pages, Value scale, Value token, Value head,
@@ -140,9 +142,9 @@ private:
   int64_t headDim;
   Type f32, i8, i32;
 
-  Value key, value, slots;
+  Value key, value, slots, ringSlots;
   // Component buffers by role.
-  Value kPages, vPages, kScale, vScale, kMin, vMin;
+  Value kPages, vPages, kScale, vScale, kMin, vMin, kRecent, vRecent;
   // fp8: the head's scales, loaded once per work item.
   Value kHeadScale, vHeadScale;
 };
@@ -194,6 +196,8 @@ LogicalResult KVAppendLowering::findBuffers() {
                       .Case("v_scale", &vScale)
                       .Case("k_min", &kMin)
                       .Case("v_min", &vMin)
+                      .Case("k_recent", &kRecent)
+                      .Case("v_recent", &vRecent)
                       .Default(nullptr);
     if (!slot)
       return op.emitOpError() << "unknown cache component " << comp.role;
@@ -212,6 +216,8 @@ void KVAppendLowering::build() {
   key = toBuffer(op.getKey());
   value = toBuffer(op.getValue());
   slots = toBuffer(op.getSlots());
+  if (op.getRingSlots())
+    ringSlots = toBuffer(op.getRingSlots());
   scf::ParallelOp::create(
       b, ValueRange{idx(0)}, ValueRange{idx(cache.getNumKVHeads())},
       ValueRange{idx(1)}, [&](OpBuilder &nb, Location loc, ValueRange ivs) {
@@ -231,6 +237,8 @@ void KVAppendLowering::emitHead(Value head) {
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
   Value token = loop.getInductionVar();
+  if (ringSlots)
+    emitRingWrite(head, token);
   // slot = page * page_size + offset; -1 (any negative slot) skips.
   Value slot = memref::LoadOp::create(b, slots, ValueRange{token});
   Value zero = arith::ConstantIntOp::create(b, slot.getType(), 0);
@@ -254,6 +262,35 @@ void KVAppendLowering::emitToken(Value head, Value token, Value page,
   } else {
     emitFloat(key, kPages, token, head, page, offset);
     emitFloat(value, vPages, token, head, page, offset);
+  }
+}
+
+void KVAppendLowering::emitRingWrite(Value head, Value token) {
+  // ring_slot = ring * residual + position % residual; negative skips.
+  OpBuilder::InsertionGuard guard(b);
+  Value slot = memref::LoadOp::create(b, ringSlots, ValueRange{token});
+  Value keep =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot,
+                            arith::ConstantIntOp::create(b, slot.getType(), 0));
+  auto ifKeep = scf::IfOp::create(b, keep);
+  b.setInsertionPointToStart(ifKeep.thenBlock());
+  Value slotIdx = arith::IndexCastOp::create(b, b.getIndexType(), slot);
+  Value ring = arith::DivUIOp::create(b, slotIdx, idx(cache.getResidual()));
+  Value at = arith::RemUIOp::create(b, slotIdx, idx(cache.getResidual()));
+  Type f16 = b.getF16Type();
+  for (auto [input, recent] : {std::pair{key, kRecent}, {value, vRecent}}) {
+    Type inElem = cast<MemRefType>(input.getType()).getElementType();
+    for (int64_t d = 0; d < headDim; d += chunk) {
+      Value x = vector::LoadOp::create(b, vec(chunk, inElem), input,
+                                       ValueRange{token, head, idx(d)});
+      if (inElem != f16) {
+        // bf16 -> f16 through f32 (exact), then one rounding.
+        if (!inElem.isF32())
+          x = arith::ExtFOp::create(b, vec(chunk, f32), x);
+        x = arith::TruncFOp::create(b, vec(chunk, f16), x);
+      }
+      vector::StoreOp::create(b, x, recent, ValueRange{ring, at, head, idx(d)});
+    }
   }
 }
 

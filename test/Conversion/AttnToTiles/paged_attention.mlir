@@ -154,3 +154,28 @@ func.func @decode_i8_tile_in_page(%q: tensor<?x4x64xf16>, %cache: !i8tile, %indp
       : (tensor<?x4x64xf16>, !i8tile, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x4x64xf16>
   return %o : tensor<?x4x64xf16>
 }
+
+// -----
+
+// Residual window: the last `residual` keys of a sequence come, unquantized,
+// from its ring (kv_rings), the others from the pages, decided per key
+// inside the KV-tile loop.
+!kivi = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i4, k_group = 16, residual = 48>
+
+// CHECK-LABEL: func.func @decode_residual
+// CHECK-SAME: %[[KR:[^:]+]]: memref<?x48x2x64xf16> {attn.name = "cache_k_recent", attn.role = "k_recent"}
+// CHECK-SAME: memref<?x48x2x64xf16> {attn.name = "cache_v_recent", attn.role = "v_recent"}
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<2xf32>, vector<2xf32>)
+// CHECK: scf.for %{{.*}} = %c0 to %c32
+// CHECK: %[[IN_RING:.*]] = arith.cmpi sle
+// CHECK: scf.if %[[IN_RING]] {
+// CHECK: %[[AT:.*]] = arith.remui %{{.*}}, %c48
+// CHECK: vector.load %[[KR]][%{{.*}}, %[[AT]], %{{.*}}, %c0] : memref<?x48x2x64xf16>, vector<64xf16>
+// CHECK: } else {
+// CHECK: vector.interleave
+func.func @decode_residual(%q: tensor<?x4x64xf16>, %cache: !kivi, %indptr: tensor<?xi32>,
+                           %indices: tensor<?xi32>, %last: tensor<?xi32>, %rings: tensor<?xi32>) -> tensor<?x4x64xf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last kv_rings(%rings)
+      : (tensor<?x4x64xf16>, !kivi, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x4x64xf16>
+  return %o : tensor<?x4x64xf16>
+}

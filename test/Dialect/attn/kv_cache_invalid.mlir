@@ -224,3 +224,58 @@ func.func @merge_lse_result(%po: tensor<?x?x32x128xf32>, %pl: tensor<?x32x?xf32>
   %o, %l = attn.merge %po, %pl : (tensor<?x?x32x128xf32>, tensor<?x32x?xf32>) -> (tensor<?x32x128xf32>, tensor<16x?xf32>)
   return
 }
+
+// -----
+
+// expected-error @+1 {{kv_cache residual keeps recent tokens unquantized; 'f16' storage is not quantized: drop the residual}}
+func.func @residual_f16(%c: !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = f16, residual = 8>)
+
+// -----
+
+// expected-error @+1 {{kv_cache residual must be 1 to 4096 tokens, got 5000}}
+func.func @residual_big(%c: !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i8, residual = 5000>)
+
+// -----
+
+// expected-error @+1 {{kv_cache residual must be at least 1 token (omit it for no residual window)}}
+func.func @residual_zero(%c: !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i8, residual = 0>)
+
+// -----
+
+!kivi = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i4, residual = 64>
+
+func.func @rings_missing(%q: tensor<?x32x128xf16>, %c: !kivi, %i: tensor<?xi32>) {
+  // expected-error @+1 {{the cache keeps a residual window: pass each sequence's ring with kv_rings(%rings : [batch] i32)}}
+  %o = attn.paged_attention %q, %c, %i, %i, %i : (tensor<?x32x128xf16>, !kivi, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x32x128xf16>
+  return
+}
+
+// -----
+
+!kivi = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i4, residual = 64>
+
+func.func @ring_slots_missing(%k: tensor<?x8x128xf16>, %s: tensor<?xi32>, %c: !kivi) {
+  // expected-error @+1 {{the cache keeps a residual window: pass the tokens' ring slots with ring_slots(%ring_slots : [num_new] i32)}}
+  attn.kv_append %k, %k, %s into %c : tensor<?x8x128xf16>, tensor<?x8x128xf16>, tensor<?xi32>, !kivi
+  return
+}
+
+// -----
+
+!i8 = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i8>
+
+func.func @ring_slots_extra(%k: tensor<?x8x128xf16>, %s: tensor<?xi32>, %c: !i8) {
+  // expected-error @+1 {{ring_slots given but the cache has no residual window}}
+  attn.kv_append %k, %k, %s ring_slots(%s : tensor<?xi32>) into %c : tensor<?x8x128xf16>, tensor<?x8x128xf16>, tensor<?xi32>, !i8
+  return
+}
+
+// -----
+
+!kivi = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i4, residual = 64>
+
+func.func @rings_size(%q: tensor<4x32x128xf16>, %c: !kivi, %p: tensor<5xi32>, %i: tensor<?xi32>, %l: tensor<4xi32>, %r: tensor<3xi32>) {
+  // expected-error @+1 {{kv_rings has 3 entries; expected batch = 4}}
+  %o = attn.paged_attention %q, %c, %p, %i, %l kv_rings(%r) : (tensor<4x32x128xf16>, !kivi, tensor<5xi32>, tensor<?xi32>, tensor<4xi32>, tensor<3xi32>) -> tensor<4x32x128xf16>
+  return
+}

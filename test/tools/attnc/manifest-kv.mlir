@@ -25,7 +25,7 @@
 // CHECK-NEXT: entry_work_items: "decode__work_items"
 // CHECK-NEXT: kind: "paged_attention"
 // 2 x 64 bytes of K and V, K scales 2 groups x 2 x 64 f16 per 16-token page, V scales 2 f16.
-// CHECK-NEXT: kv_cache: {"bytes_per_token": 292, "head_dim": 64, "k_group": 8, "layout": "hnd", "name": "cache", "num_kv_heads": 2, "page_size": 16, "storage": "i8"}
+// CHECK-NEXT: kv_cache: {"bytes_per_token": 292, "head_dim": 64, "k_group": 8, "layout": "hnd", "name": "cache", "num_kv_heads": 2, "page_size": 16, "residual": 0, "storage": "i8"}
 // CHECK-NEXT: phases: 1
 // CHECK-NEXT: arg in q query f16 ["batch", 8, 64]
 // CHECK-NEXT: arg in cache_k_pages k_pages i8 ["num_pages", 2, 16, 64]
@@ -55,7 +55,7 @@ func.func @decode(%q: tensor<?x8x64xf16>, %cache: !i8cache,
 // CHECK-NEXT: entry_run: "append__run"
 // CHECK-NEXT: entry_work_items: "append__work_items"
 // CHECK-NEXT: kind: "kv_append"
-// CHECK-NEXT: kv_cache: {"bytes_per_token": 2048, "head_dim": 128, "k_group": 0, "layout": "nhd", "name": "layer0", "num_kv_heads": 8, "page_size": 16, "storage": "f8e4m3fn"}
+// CHECK-NEXT: kv_cache: {"bytes_per_token": 2048, "head_dim": 128, "k_group": 0, "layout": "nhd", "name": "layer0", "num_kv_heads": 8, "page_size": 16, "residual": 0, "storage": "f8e4m3fn"}
 // CHECK-NEXT: phases: 1
 // CHECK-NEXT: arg in k_new k_new bf16 ["num_new", 8, 128]
 // CHECK-NEXT: arg in v_new v_new bf16 ["num_new", 8, 128]
@@ -77,7 +77,7 @@ func.func @append(%k: tensor<?x8x128xbf16>, %v: tensor<?x8x128xbf16>, %slots: te
 // batch 4 everywhere (kv_last_page_len, qo_indptr).
 // CHECK-LABEL: kernel prefill
 // CHECK-NEXT: attention: {{.*}}"layout": "paged"{{.*}}"num_q_heads": 32
-// CHECK: kv_cache: {"bytes_per_token": 1120, "head_dim": 128, "k_group": 64, "layout": "nhd", "name": "kv", "num_kv_heads": 8, "page_size": 64, "storage": "i4"}
+// CHECK: kv_cache: {"bytes_per_token": 1120, "head_dim": 128, "k_group": 64, "layout": "nhd", "name": "kv", "num_kv_heads": 8, "page_size": 64, "residual": 0, "storage": "i4"}
 // CHECK: arg in q query f32 ["total_q", 32, 128]
 // CHECK-NEXT: arg in kv_k_pages k_pages u8 ["num_pages", 64, 8, 64]
 // CHECK-NEXT: arg in kv_v_pages v_pages u8 ["num_pages", 64, 8, 64]
