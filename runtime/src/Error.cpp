@@ -131,6 +131,14 @@ extern "C" const char *attnrt_role_name(attnrt_role role) {
     return "partial_o";
   case ATTNRT_ROLE_PARTIAL_LSE:
     return "partial_lse";
+  case ATTNRT_ROLE_K_RECENT:
+    return "k_recent";
+  case ATTNRT_ROLE_V_RECENT:
+    return "v_recent";
+  case ATTNRT_ROLE_RING_SLOTS:
+    return "ring_slots";
+  case ATTNRT_ROLE_KV_RINGS:
+    return "kv_rings";
   }
   return "?";
 }

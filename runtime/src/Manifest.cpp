@@ -137,7 +137,11 @@ attnrt_role parseRole(const Reader &r) {
       {"v_new", ATTNRT_ROLE_V_NEW},
       {"slot_mapping", ATTNRT_ROLE_SLOT_MAPPING},
       {"partial_o", ATTNRT_ROLE_PARTIAL_O},
-      {"partial_lse", ATTNRT_ROLE_PARTIAL_LSE}};
+      {"partial_lse", ATTNRT_ROLE_PARTIAL_LSE},
+      {"k_recent", ATTNRT_ROLE_K_RECENT},
+      {"v_recent", ATTNRT_ROLE_V_RECENT},
+      {"ring_slots", ATTNRT_ROLE_RING_SLOTS},
+      {"kv_rings", ATTNRT_ROLE_KV_RINGS}};
   return parseName(r, "role", roles);
 }
 
@@ -321,6 +325,59 @@ void parseKvCache(const Reader &kr, KernelDesc &kd, const std::string &where) {
   v.bytes_per_token = c.number("bytes_per_token");
   if (!(v.bytes_per_token > 0))
     c.badField("bytes_per_token", "must be positive");
+  // 0 or absent: no residual window (docs/kv-cache.md).
+  v.residual = c.integerOr("residual", 0);
+  if (v.residual < 0 || v.residual > 4096)
+    c.badField("residual", "is " + std::to_string(v.residual) +
+                               ", expected 0 (none) to 4096");
+  if (v.residual > 0 && (kc.storage == "f16" || kc.storage == "bf16"))
+    c.badField("residual", "is " + std::to_string(v.residual) +
+                               " but storage '" + kc.storage +
+                               "' is not quantized; a residual window needs "
+                               "f8e4m3fn, f8e5m2, i8 or i4 storage");
+}
+
+/// The residual window (kv_cache.residual = R > 0): rings k_recent/v_recent
+/// [num_rings, R, ...], ring_slots for kv_append, kv_rings for
+/// paged_attention; none of them without a residual.
+void checkResidualRoles(const Reader &kr, const KernelDesc &kd) {
+  int64_t residual = kd.hasKvCache ? kd.kvCache.view.residual : 0;
+  const attnrt_role ringRoles[] = {ATTNRT_ROLE_K_RECENT, ATTNRT_ROLE_V_RECENT,
+                                   ATTNRT_ROLE_RING_SLOTS,
+                                   ATTNRT_ROLE_KV_RINGS};
+  if (residual == 0) {
+    for (attnrt_role role : ringRoles) {
+      int i = kd.findRole(role);
+      if (i >= 0)
+        kr.badField("args", "has argument '" + kd.args[i].name + "' of role " +
+                                attnrt_role_name(role) +
+                                " but the kernel's kv_cache has no residual "
+                                "window (kv_cache.residual is 0 or "
+                                "absent)");
+    }
+    return;
+  }
+  std::string why = "a cache with residual = " + std::to_string(residual);
+  auto require = [&](attnrt_role role) {
+    if (kd.findRole(role) < 0)
+      kr.badField("args", std::string("has no argument of role ") +
+                              attnrt_role_name(role) + ", which " + why +
+                              " needs (docs/kv-cache.md)");
+  };
+  for (attnrt_role role : {ATTNRT_ROLE_K_RECENT, ATTNRT_ROLE_V_RECENT}) {
+    require(role);
+    const ArgDesc &a = kd.args[kd.findRole(role)];
+    if (a.dtype != ATTNRT_DTYPE_F16 || a.shape.size() < 2 ||
+        (a.shape[1].symbol.empty() && a.shape[1].value != residual))
+      kr.badField("args",
+                  "has argument '" + a.name + "' of role " +
+                      attnrt_role_name(role) + "; it must be f16 [num_rings, " +
+                      std::to_string(residual) + ", H, D] (" + why + ")");
+  }
+  if (kd.kind == "kv_append")
+    require(ATTNRT_ROLE_RING_SLOTS);
+  if (kd.kind == "paged_attention")
+    require(ATTNRT_ROLE_KV_RINGS);
 }
 
 /// Structural rules validation relies on: page-table and slot arguments are
@@ -330,7 +387,8 @@ void checkRoles(const Reader &kr, const KernelDesc &kd) {
       ATTNRT_ROLE_CU_SEQLENS_Q,     ATTNRT_ROLE_CU_SEQLENS_K,
       ATTNRT_ROLE_KV_INDPTR,        ATTNRT_ROLE_KV_INDICES,
       ATTNRT_ROLE_KV_LAST_PAGE_LEN, ATTNRT_ROLE_QO_INDPTR,
-      ATTNRT_ROLE_SLOT_MAPPING};
+      ATTNRT_ROLE_SLOT_MAPPING,     ATTNRT_ROLE_RING_SLOTS,
+      ATTNRT_ROLE_KV_RINGS};
   for (const ArgDesc &a : kd.args)
     for (attnrt_role role : indexRoles)
       if (a.role == role && (a.dtype != ATTNRT_DTYPE_I32 ||
@@ -366,6 +424,7 @@ void checkRoles(const Reader &kr, const KernelDesc &kd) {
       !kd.hasKvCache)
     kr.bad("has a page table or slot_mapping but is missing field 'kv_cache' "
            "(its page_size is needed); regenerate the artifact with attnc");
+  checkResidualRoles(kr, kd);
 }
 
 KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {

@@ -59,6 +59,8 @@ public:
     checkCuSeqlens();
     checkPageTable();
     checkSlots();
+    checkRingSlots();
+    checkKvRings();
     checkWritesDoNotOverlap();
   }
 
@@ -320,6 +322,61 @@ private:
                   std::to_string(numPages) + " * " + std::to_string(pageSize) +
                   "), or -1 to skip the token");
     }
+  }
+
+  /// Rings of a residual cache: dim 0 of k_recent (the parser guarantees
+  /// the argument exists when ring_slots or kv_rings do).
+  int64_t numRings(int *kr) const {
+    *kr = findRole(ATTNRT_ROLE_K_RECENT);
+    return args[*kr].sizes[0];
+  }
+
+  /// kv_append ring slots: -1 (skip) or ring * R + position % R of a ring of
+  /// the cache.
+  void checkRingSlots() {
+    int rs = findRole(ATTNRT_ROLE_RING_SLOTS);
+    if (rs < 0)
+      return;
+    int kr;
+    int64_t rings = numRings(&kr), r = kernel.kvCache.view.residual;
+    const int32_t *slots = ints(rs);
+    for (int64_t t = 0; t < length(rs); ++t) {
+      int64_t slot = slots[t];
+      if (slot == -1 || (slot >= 0 && slot / r < rings))
+        continue;
+      bad(rs, "entry " + std::to_string(t) + " is " + std::to_string(slot) +
+                  " but the rings " + name(kr) + " are " +
+                  std::to_string(rings) +
+                  " of residual = " + std::to_string(r) +
+                  " tokens; a ring slot is ring * residual + position % "
+                  "residual, in [0, " +
+                  std::to_string(rings) + " * " + std::to_string(r) +
+                  "), or -1 to skip the token (take them from "
+                  "attnrt_cache_seq_append_with_rings)");
+    }
+  }
+
+  /// paged_attention ring of each sequence: in [0, num_rings).
+  void checkKvRings() {
+    int kv = findRole(ATTNRT_ROLE_KV_RINGS);
+    if (kv < 0)
+      return;
+    int kr;
+    int64_t rings = numRings(&kr);
+    const int32_t *v = ints(kv);
+    int ip = findRole(ATTNRT_ROLE_KV_INDPTR);
+    if (ip >= 0 && length(kv) != length(ip) - 1)
+      bad(kv, "has " + std::to_string(length(kv)) + " entries but " + name(ip) +
+                  " has " + std::to_string(length(ip)) +
+                  " (batch+1); pass one ring per sequence");
+    for (int64_t b = 0; b < length(kv); ++b)
+      if (v[b] < 0 || v[b] >= rings)
+        bad(kv, "entry " + std::to_string(b) + " (sequence " +
+                    std::to_string(b) + ") is ring " + std::to_string(v[b]) +
+                    " but the rings " + name(kr) + " are " +
+                    std::to_string(rings) + "; ring indices must be in [0, " +
+                    std::to_string(rings) +
+                    ") (take them from attnrt_cache_rings)");
   }
 
   const KernelDesc &kernel;

@@ -493,13 +493,14 @@ TEST(OpenV2, DtypeAndRoleNames) {
     EXPECT_EQ(attnrt_dtype_size(d.dtype), d.size) << d.name;
   }
   const char *roles[] = {
-      "query",        "key",        "value",      "cu_seqlens_q",
-      "cu_seqlens_k", "output",     "lse",        "k_pages",
-      "v_pages",      "k_scale",    "v_scale",    "k_min",
-      "v_min",        "kv_indptr",  "kv_indices", "kv_last_page_len",
-      "qo_indptr",    "k_new",      "v_new",      "slot_mapping",
-      "partial_o",    "partial_lse"};
-  for (int r = 0; r <= ATTNRT_ROLE_PARTIAL_LSE; ++r)
+      "query",        "key",         "value",      "cu_seqlens_q",
+      "cu_seqlens_k", "output",      "lse",        "k_pages",
+      "v_pages",      "k_scale",     "v_scale",    "k_min",
+      "v_min",        "kv_indptr",   "kv_indices", "kv_last_page_len",
+      "qo_indptr",    "k_new",       "v_new",      "slot_mapping",
+      "partial_o",    "partial_lse", "k_recent",   "v_recent",
+      "ring_slots",   "kv_rings"};
+  for (int r = 0; r <= ATTNRT_ROLE_KV_RINGS; ++r)
     EXPECT_STREQ(attnrt_role_name(static_cast<attnrt_role>(r)), roles[r]);
 }
 
@@ -1028,6 +1029,272 @@ TEST_F(PagedTest, Fp8DtypeIsChecked) {
   c.args[2].dtype = ATTNRT_DTYPE_F8E5M2;
   expectError(c, "argument 'cache_v_pages' (#2): dtype is f8e5m2 but the "
                  "kernel expects f8e4m3fn");
+}
+
+//===----------------------------------------------------------------------===//
+// Residual window: kv_cache.residual, k_recent/v_recent, ring_slots, kv_rings
+//===----------------------------------------------------------------------===//
+
+/// Two kernels of an i8 cache with residual = 3 (page_size 4); the fixture
+/// library has empty stubs for them.
+const char *residualManifest = R"({
+  "format_version": 2, "target": "host", "library": "libtestkernels.so",
+  "kernels": [
+    {
+      "name": "append_i8_res", "kind": "kv_append", "phases": 1,
+      "entry_run": "append_i8_res__run",
+      "entry_work_items": "append_i8_res__work_items",
+      "kv_cache": {"name": "cache", "page_size": 4, "num_kv_heads": 2, "head_dim": 2,
+                   "layout": "nhd", "storage": "i8", "k_group": 4, "residual": 3,
+                   "bytes_per_token": 14},
+      "args": [
+        {"name": "k_new", "role": "k_new", "dir": "in", "dtype": "f32", "shape": ["num_new", 2, 2]},
+        {"name": "v_new", "role": "v_new", "dir": "in", "dtype": "f32", "shape": ["num_new", 2, 2]},
+        {"name": "slot_mapping", "role": "slot_mapping", "dir": "in", "dtype": "i32", "shape": ["num_new"]},
+        {"name": "ring_slots", "role": "ring_slots", "dir": "in", "dtype": "i32", "shape": ["num_new"]},
+        {"name": "cache_k_pages", "role": "k_pages", "dir": "inout", "dtype": "i8", "shape": ["num_pages", 4, 2, 2]},
+        {"name": "cache_v_pages", "role": "v_pages", "dir": "inout", "dtype": "i8", "shape": ["num_pages", 4, 2, 2]},
+        {"name": "cache_k_scale", "role": "k_scale", "dir": "inout", "dtype": "f16", "shape": ["num_pages", 1, 2, 2]},
+        {"name": "cache_v_scale", "role": "v_scale", "dir": "inout", "dtype": "f16", "shape": ["num_pages", 4, 2]},
+        {"name": "cache_k_recent", "role": "k_recent", "dir": "inout", "dtype": "f16", "shape": ["num_rings", 3, 2, 2]},
+        {"name": "cache_v_recent", "role": "v_recent", "dir": "inout", "dtype": "f16", "shape": ["num_rings", 3, 2, 2]}
+      ]
+    },
+    {
+      "name": "paged_i8_res", "kind": "paged_attention", "phases": 1,
+      "entry_run": "paged_i8_res__run",
+      "entry_work_items": "paged_i8_res__work_items",
+      "attention": {
+        "layout": "paged", "num_q_heads": 2, "num_kv_heads": 2, "head_dim": 2,
+        "dtype": "f32", "scale": 0.5, "softcap": 0.0,
+        "mask": {"causal": false, "align": "bottom_right", "window": -1, "sinks": 0},
+        "has_lse": false
+      },
+      "kv_cache": {"name": "cache", "page_size": 4, "num_kv_heads": 2, "head_dim": 2,
+                   "layout": "nhd", "storage": "i8", "k_group": 4, "residual": 3,
+                   "bytes_per_token": 14},
+      "args": [
+        {"name": "q", "role": "query", "dir": "in", "dtype": "f32", "shape": ["batch", 2, 2]},
+        {"name": "cache_k_pages", "role": "k_pages", "dir": "in", "dtype": "i8", "shape": ["num_pages", 4, 2, 2]},
+        {"name": "cache_v_pages", "role": "v_pages", "dir": "in", "dtype": "i8", "shape": ["num_pages", 4, 2, 2]},
+        {"name": "cache_k_scale", "role": "k_scale", "dir": "in", "dtype": "f16", "shape": ["num_pages", 1, 2, 2]},
+        {"name": "cache_v_scale", "role": "v_scale", "dir": "in", "dtype": "f16", "shape": ["num_pages", 4, 2]},
+        {"name": "cache_k_recent", "role": "k_recent", "dir": "in", "dtype": "f16", "shape": ["num_rings", 3, 2, 2]},
+        {"name": "cache_v_recent", "role": "v_recent", "dir": "in", "dtype": "f16", "shape": ["num_rings", 3, 2, 2]},
+        {"name": "kv_indptr", "role": "kv_indptr", "dir": "in", "dtype": "i32", "shape": ["batch+1"]},
+        {"name": "kv_indices", "role": "kv_indices", "dir": "in", "dtype": "i32", "shape": ["num_page_refs"]},
+        {"name": "kv_last_page_len", "role": "kv_last_page_len", "dir": "in", "dtype": "i32", "shape": ["batch"]},
+        {"name": "kv_rings", "role": "kv_rings", "dir": "in", "dtype": "i32", "shape": ["batch"]},
+        {"name": "o", "role": "output", "dir": "out", "dtype": "f32", "shape": ["batch", 2, 2]}
+      ]
+    }
+  ]
+})";
+
+TEST(Residual, ManifestRolesAndResidual) {
+  TempArtifact a(residualManifest);
+  attnrt::Module m(a.dir.string(), 1);
+  attnrt::Kernel append = m.kernel("append_i8_res");
+  ASSERT_NE(append.kvCache(), nullptr);
+  EXPECT_EQ(append.kvCache()->residual, 3);
+  EXPECT_EQ(append.arg(3).role, ATTNRT_ROLE_RING_SLOTS);
+  EXPECT_EQ(append.arg(8).role, ATTNRT_ROLE_K_RECENT);
+  EXPECT_EQ(append.arg(9).role, ATTNRT_ROLE_V_RECENT);
+  EXPECT_STREQ(append.arg(8).shape[0].symbol, "num_rings");
+  EXPECT_EQ(append.arg(8).shape[1].value, 3);
+  attnrt::Kernel paged = m.kernel("paged_i8_res");
+  EXPECT_EQ(paged.kvCache()->residual, 3);
+  EXPECT_EQ(paged.arg(10).role, ATTNRT_ROLE_KV_RINGS);
+  // Absent residual: 0.
+  attnrt::Module fixture(ATTNRT_FIXTURE_DIR, 1);
+  EXPECT_EQ(fixture.kernel("append_i8").kvCache()->residual, 0);
+  EXPECT_EQ(fixture.kernel("paged_f8").kvCache()->residual, 0);
+}
+
+TEST(Residual, ManifestErrors) {
+  std::string good = residualManifest;
+  expectManifestError(
+      replaceAll(good, "\"residual\": 3", "\"residual\": 5000"),
+      "kernel 'append_i8_res' kv_cache: field 'residual' is 5000, expected 0 "
+      "(none) to 4096");
+  expectManifestError(
+      replaceAll(good, "\"residual\": 3", "\"residual\": \"3\""),
+      "kernel 'append_i8_res' kv_cache: field 'residual' must be an integer");
+  expectManifestError(
+      replaceAll(good, "\"storage\": \"i8\"", "\"storage\": \"f16\""),
+      "kernel 'append_i8_res' kv_cache: field 'residual' is 3 but storage "
+      "'f16' is not quantized");
+  // Every kernel of a residual cache has its rings and its ring argument.
+  expectManifestError(
+      replaceAll(good, "\"role\": \"ring_slots\"", "\"role\": \"lse\""),
+      "kernel 'append_i8_res': field 'args' has no argument of role "
+      "ring_slots, which a cache with residual = 3 needs");
+  expectManifestError(
+      replaceAll(good, "\"role\": \"kv_rings\"", "\"role\": \"lse\""),
+      "kernel 'paged_i8_res': field 'args' has no argument of role kv_rings, "
+      "which a cache with residual = 3 needs");
+  expectManifestError(
+      replaceAll(good, "\"role\": \"v_recent\"", "\"role\": \"v_min\""),
+      "kernel 'append_i8_res': field 'args' has no argument of role "
+      "v_recent");
+  expectManifestError(
+      replaceAll(good, "\"shape\": [\"num_rings\", 3, 2, 2]",
+                 "\"shape\": [\"num_rings\", 4, 2, 2]"),
+      "kernel 'append_i8_res': field 'args' has argument 'cache_k_recent' of "
+      "role k_recent; it must be f16 [num_rings, 3, H, D]");
+  expectManifestError(
+      replaceAll(good,
+                 "\"role\": \"kv_rings\", \"dir\": \"in\", \"dtype\": \"i32\"",
+                 "\"role\": \"kv_rings\", \"dir\": \"in\", \"dtype\": \"i8\""),
+      "kernel 'paged_i8_res': field 'args' has argument 'kv_rings' of role "
+      "kv_rings; it must be a rank-1 i32 input");
+  // No ring arguments without a residual.
+  expectManifestError(
+      replaceAll(good, "\"residual\": 3,", ""),
+      "kernel 'append_i8_res': field 'args' has argument 'cache_k_recent' of "
+      "role k_recent but the kernel's kv_cache has no residual window "
+      "(kv_cache.residual is 0 or absent); fix or regenerate it");
+}
+
+/// Tensors of one call: buffers of the given dtype and sizes, zero-filled.
+struct Call {
+  void add(attnrt_dtype dtype, std::vector<int64_t> dims) {
+    int64_t n = 1;
+    for (int64_t d : dims)
+      n *= d;
+    buffers.emplace_back(static_cast<size_t>(n * attnrt_dtype_size(dtype) + 8),
+                         0);
+    sizes.push_back(std::move(dims));
+    dtypes.push_back(dtype);
+  }
+  int32_t *ints(int i) {
+    return reinterpret_cast<int32_t *>(buffers[i].data());
+  }
+  const std::vector<attnrt_tensor> &tensors() {
+    args.clear();
+    for (size_t i = 0; i < buffers.size(); ++i)
+      args.push_back({buffers[i].data(), dtypes[i], (int)sizes[i].size(),
+                      sizes[i].data(), nullptr});
+    return args;
+  }
+  std::vector<std::vector<char>> buffers;
+  std::vector<std::vector<int64_t>> sizes;
+  std::vector<attnrt_dtype> dtypes;
+  std::vector<attnrt_tensor> args;
+};
+
+class ResidualTest : public ::testing::Test {
+protected:
+  ResidualTest()
+      : a(residualManifest), m(a.dir.string(), 1),
+        append(m.kernel("append_i8_res")), paged(m.kernel("paged_i8_res")) {}
+
+  /// append_i8_res: N tokens, P pages, `rings` rings.
+  Call appendCall(std::vector<int32_t> slots, std::vector<int32_t> ringSlots,
+                  int64_t pages, int64_t rings) {
+    Call c;
+    int64_t n = static_cast<int64_t>(slots.size());
+    c.add(ATTNRT_DTYPE_F32, {n, 2, 2});
+    c.add(ATTNRT_DTYPE_F32, {n, 2, 2});
+    c.add(ATTNRT_DTYPE_I32, {n});
+    c.add(ATTNRT_DTYPE_I32, {static_cast<int64_t>(ringSlots.size())});
+    c.add(ATTNRT_DTYPE_I8, {pages, 4, 2, 2});
+    c.add(ATTNRT_DTYPE_I8, {pages, 4, 2, 2});
+    c.add(ATTNRT_DTYPE_F16, {pages, 1, 2, 2});
+    c.add(ATTNRT_DTYPE_F16, {pages, 4, 2});
+    c.add(ATTNRT_DTYPE_F16, {rings, 3, 2, 2});
+    c.add(ATTNRT_DTYPE_F16, {rings, 3, 2, 2});
+    std::copy(slots.begin(), slots.end(), c.ints(2));
+    std::copy(ringSlots.begin(), ringSlots.end(), c.ints(3));
+    return c;
+  }
+  /// paged_i8_res: one page per sequence (4 tokens), `rings` rings.
+  Call pagedCall(std::vector<int32_t> kvRings, int64_t pages, int64_t rings) {
+    Call c;
+    int64_t b = static_cast<int64_t>(kvRings.size());
+    c.add(ATTNRT_DTYPE_F32, {b, 2, 2});
+    c.add(ATTNRT_DTYPE_I8, {pages, 4, 2, 2});
+    c.add(ATTNRT_DTYPE_I8, {pages, 4, 2, 2});
+    c.add(ATTNRT_DTYPE_F16, {pages, 1, 2, 2});
+    c.add(ATTNRT_DTYPE_F16, {pages, 4, 2});
+    c.add(ATTNRT_DTYPE_F16, {rings, 3, 2, 2});
+    c.add(ATTNRT_DTYPE_F16, {rings, 3, 2, 2});
+    c.add(ATTNRT_DTYPE_I32, {b + 1});
+    c.add(ATTNRT_DTYPE_I32, {b});
+    c.add(ATTNRT_DTYPE_I32, {b});
+    c.add(ATTNRT_DTYPE_I32, {b});
+    c.add(ATTNRT_DTYPE_F32, {b, 2, 2});
+    for (int64_t i = 0; i < b; ++i) {
+      c.ints(7)[i + 1] = static_cast<int32_t>(i + 1);
+      c.ints(8)[i] = static_cast<int32_t>(i % pages);
+      c.ints(9)[i] = 4;
+      c.ints(10)[i] = kvRings[i];
+    }
+    return c;
+  }
+  void expectError(attnrt::Kernel k, Call &c, const std::string &text) {
+    const std::vector<attnrt_tensor> &t = c.tensors();
+    EXPECT_EQ(attnrt_validate(k.get(), t.data(), (int)t.size()),
+              ATTNRT_ERR_VALIDATION);
+    EXPECT_NE(lastError().find(text), std::string::npos) << lastError();
+    EXPECT_EQ(lastError().find("kernel '" + k.name() + "'"), 0u) << lastError();
+  }
+  attnrt_status validate(attnrt::Kernel k, Call &c) {
+    const std::vector<attnrt_tensor> &t = c.tensors();
+    return attnrt_validate(k.get(), t.data(), (int)t.size());
+  }
+
+  TempArtifact a;
+  attnrt::Module m;
+  attnrt::Kernel append, paged;
+};
+
+TEST_F(ResidualTest, GoodCallsPass) {
+  Call c = appendCall({0, 5, -1, 7}, {0, 4, -1, 5}, 2, 2);
+  EXPECT_EQ(validate(append, c), ATTNRT_OK) << lastError();
+  EXPECT_EQ(attnrt_run(m.get(), append.get(), c.tensors().data(), 10, 1),
+            ATTNRT_OK)
+      << lastError();
+  Call p = pagedCall({1, 0, 1}, 3, 2);
+  EXPECT_EQ(validate(paged, p), ATTNRT_OK) << lastError();
+  Call empty = pagedCall({}, 1, 1);
+  EXPECT_EQ(validate(paged, empty), ATTNRT_OK) << lastError();
+}
+
+TEST_F(ResidualTest, RingSlotOutOfRange) {
+  Call c = appendCall({0, 1}, {0, 6}, 2, 2);
+  expectError(append, c,
+              "argument 'ring_slots' (#3): entry 1 is 6 but the rings "
+              "'cache_k_recent' are 2 of residual = 3 tokens; a ring slot is "
+              "ring * residual + position % residual, in [0, 2 * 3), or -1 "
+              "to skip the token");
+  Call d = appendCall({0}, {-2}, 2, 2);
+  expectError(append, d, "argument 'ring_slots' (#3): entry 0 is -2");
+  Call none = appendCall({0}, {0}, 2, 0); // no rings at all
+  expectError(append, none,
+              "entry 0 is 0 but the rings 'cache_k_recent' "
+              "are 0 of residual = 3 tokens");
+  // One ring slot per new token (the symbol num_new).
+  Call len = appendCall({0, 1}, {0}, 2, 2);
+  expectError(append, len, "argument 'ring_slots' (#3): shape is [1]");
+}
+
+TEST_F(ResidualTest, KvRingOutOfRange) {
+  Call c = pagedCall({0, 2}, 2, 2);
+  expectError(paged, c,
+              "argument 'kv_rings' (#10): entry 1 (sequence 1) is ring 2 but "
+              "the rings 'cache_k_recent' are 2; ring indices must be in "
+              "[0, 2)");
+  Call d = pagedCall({-1}, 2, 2);
+  expectError(paged, d,
+              "argument 'kv_rings' (#10): entry 0 (sequence 0) is "
+              "ring -1");
+  // The rings of both components must agree (symbol num_rings).
+  Call e = pagedCall({0}, 2, 2);
+  e.sizes[6][0] = 3;
+  expectError(paged, e,
+              "argument 'cache_v_recent' (#6): shape is [3, 3, 2, "
+              "2] [num_rings, 3, 2, 2]: dim 0 gives num_rings = 3");
 }
 
 TEST(Fp8, ConversionsRoundTrip) {

@@ -72,7 +72,16 @@ typedef enum attnrt_role {
   ATTNRT_ROLE_SLOT_MAPPING = 19,
   /* merge inputs. */
   ATTNRT_ROLE_PARTIAL_O = 20,
-  ATTNRT_ROLE_PARTIAL_LSE = 21
+  ATTNRT_ROLE_PARTIAL_LSE = 21,
+  /* Residual window (kv_cache.residual = R > 0, docs/kv-cache.md): the f16
+   * rings [num_rings, R, H, D] of the R latest tokens of every sequence
+   * (cache components), the ring slots of kv_append ([num_new], ring * R +
+   * position % R or -1) and the ring of each sequence of paged_attention
+   * ([batch]). */
+  ATTNRT_ROLE_K_RECENT = 22,
+  ATTNRT_ROLE_V_RECENT = 23,
+  ATTNRT_ROLE_RING_SLOTS = 24,
+  ATTNRT_ROLE_KV_RINGS = 25
 } attnrt_role;
 
 typedef enum attnrt_dir {
@@ -131,7 +140,8 @@ typedef struct attnrt_kv_cache_info {
   const char *layout;     /* "nhd" or "hnd" */
   const char *storage;    /* "f16", "bf16", "f8e4m3fn", "f8e5m2", "i8", "i4" */
   int64_t k_group;        /* tokens sharing one K scale (page_size if unset) */
-  double bytes_per_token; /* per layer, all components */
+  double bytes_per_token; /* per layer, paged components only */
+  int64_t residual; /* R: latest tokens kept in f16 rings; 0 = none */
 } attnrt_kv_cache_info;
 
 /* A caller tensor. sizes and strides are in elements; strides may be NULL
