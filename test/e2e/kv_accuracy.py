@@ -7,9 +7,10 @@ shuffled page pool. Paged attention on the dequantized cache (float64, kv_refere
 paged_reference) is compared with float64 attention on the unquantized values, for decode (one
 query per sequence, no mask; 8 independent decode queries per sequence, evaluated as one
 no-mask batch) and append (16 queries per sequence, causal). Only the cache's
-quantization is measured: no kernel arithmetic, no output rounding.
+quantization is measured: no kernel arithmetic, no output rounding. Formats with a residual
+window (`_r128`) read the 128 latest tokens of each sequence from its f16 ring.
 
-    python test/e2e/kv_accuracy.py [--seeds 3] [--lens 1000,2500,4000]
+    python test/e2e/kv_accuracy.py [--seeds 3] [--lens 1000,2500,4000] [--only i4_g64,...]
 
 Columns: bytes per token per layer; O error = max |o - ref| / max |ref| (as the e2e tests),
 worst over seeds; mean O error = mean |o - ref| / mean |ref|, mean over seeds; LSE error =
@@ -28,8 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kv_reference import (CacheFormat, KVDistribution, append, build_page_table,  # noqa: E402
-                          fp8_scales, gather, paged_reference, realistic_queries, slots_for)
+from kv_reference import (CacheFormat, KVDistribution, append, append_rings,  # noqa: E402
+                          build_page_table, fp8_scales, gather, paged_reference,
+                          realistic_queries, ring_slots_for, slots_for)
 from reference import Mask  # noqa: E402
 
 HQ, HKV, D = 32, 8, 128
@@ -42,6 +44,10 @@ FORMATS = [  # (key of KV_O_TOL, CacheFormat)
     ("i8_g64", CacheFormat(64, HKV, D, "hnd", "i8", 64)),
     ("i4_g16", CacheFormat(64, HKV, D, "hnd", "i4", 16)),
     ("i4_g64", CacheFormat(64, HKV, D, "hnd", "i4", 64)),
+    # KIVI's setting: the 128 latest tokens of every sequence also kept in f16 (a per-sequence
+    # ring, read instead of the pages); the pages are those of the format without the window
+    ("i8_g64_r128", CacheFormat(64, HKV, D, "hnd", "i8", 64, 128)),
+    ("i4_g64_r128", CacheFormat(64, HKV, D, "hnd", "i4", 64, 128)),
 ]
 N_APPEND_Q = 16
 N_DECODE_SETS = 8    # independent decode query batches against the same cache
@@ -82,8 +88,9 @@ def chunked_calls(lens, chunk):
         yield sid, pos
 
 
-def measure(fmt: CacheFormat, seed: int, lens, data, refs):
-    ks, vs, q_dec, q_app = data
+def fill_pages(fmt: CacheFormat, seed: int, lens, ks, vs):
+    """(table, pool) of a format without a residual window: every sequence appended through the
+    model in interleaved chunks into a shuffled page pool."""
     rng = np.random.default_rng(seed + 1000)
     table = build_page_table(rng, lens, fmt.page_size, extra_pages=3)
     kw = {}
@@ -95,7 +102,31 @@ def measure(fmt: CacheFormat, seed: int, lens, data, refs):
         k = np.stack([ks[b][p] for b, p in zip(sid, pos)])
         v = np.stack([vs[b][p] for b, p in zip(sid, pos)])
         append(pool, fmt, k, v, slots_for(table, sid, pos))
-    gk, gv = gather(pool, fmt, *table.arrays())
+    return table, pool
+
+
+def measure(fmt: CacheFormat, seed: int, lens, data, refs, paged=None):
+    """Decode and append errors of fmt. `paged` caches the (table, pool) of the formats without a
+    window: a residual window does not change what the pages hold (docs/kv-cache.md), so a format
+    with one reuses its base format's pages and only adds the rings (written by
+    kv_reference.append_rings in the same chunked calls)."""
+    ks, vs, q_dec, q_app = data
+    paged = {} if paged is None else paged
+    base = fmt.without_residual()
+    if base not in paged:
+        paged[base] = fill_pages(base, seed, lens, ks, vs)
+    table, pool = paged[base]
+    kv_rings = None
+    if fmt.residual:
+        n = len(lens)
+        kv_rings = np.random.default_rng(seed + 2000).permutation(n + 2)[:n]
+        pool = {**pool, **{c.name: np.zeros(c.shape, c.dtype)
+                           for c in fmt.components(table.num_pages, n + 2) if c.ring}}
+        for sid, pos in chunked_calls(lens, CHUNK):
+            k = np.stack([ks[b][p] for b, p in zip(sid, pos)])
+            v = np.stack([vs[b][p] for b, p in zip(sid, pos)])
+            append_rings(pool, fmt, k, v, ring_slots_for(kv_rings, sid, pos, fmt.residual))
+    gk, gv = gather(pool, fmt, *table.arrays(), kv_rings=kv_rings)
     out = []
     cases = [(q_dec, [N_DECODE_SETS] * len(lens), Mask()),
              (q_app, [N_APPEND_Q] * len(lens), Mask(causal=True))]
@@ -111,25 +142,28 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--lens", default="1000,2500,4000")
+    ap.add_argument("--only", default="", help="comma-separated keys of the formats to measure")
     args = ap.parse_args(argv)
     lens = [int(x) for x in args.lens.split(",")]
+    formats = [(k, f) for k, f in FORMATS if not args.only or k in args.only.split(",")]
     t0 = time.time()
-    res = {key: [] for key, _ in FORMATS}      # key -> [(decode stats, append stats)]
+    res = {key: [] for key, _ in formats}      # key -> [(decode stats, append stats)]
     for seed in range(args.seeds):
         data = make_data(seed, lens)
         ks, vs, q_dec, q_app = data
         refs = [paged_reference(q_dec, ks, vs, qo_lens=[N_DECODE_SETS] * len(lens)),
                 paged_reference(q_app, ks, vs, qo_lens=[N_APPEND_Q] * len(lens),
                                 mask=Mask(causal=True))]
-        for key, fmt in FORMATS:
-            res[key].append(measure(fmt, seed, lens, data, refs))
+        paged = {}
+        for key, fmt in formats:
+            res[key].append(measure(fmt, seed, lens, data, refs, paged))
     print(f"# {args.seeds} seeds, sequences {lens}, Hq={HQ} Hkv={HKV} D={D}, decode + "
           f"{N_APPEND_Q}-query causal append; {time.time() - t0:.1f} s\n")
     print("| format | bytes/token | O err max (decode / append) | O err mean | LSE err max "
           "| bound O | bound LSE |")
     print("|---|---|---|---|---|---|---|")
     bounds = {}
-    for key, fmt in FORMATS:
+    for key, fmt in formats:
         r = np.array(res[key])                 # [seeds, 2 modes, 3 stats]
         o_max = r[:, :, 0].max(axis=0)
         o_mean = r[:, :, 1].mean()

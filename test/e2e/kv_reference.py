@@ -29,6 +29,12 @@ every later step reads the stored value):
   quantized with the stored (m, s) as for V.
 - Slots equal to -1 are skipped; tokens are processed in call order (a later write of the same
   slot wins; the group rules see the tokens of one group in call order).
+- Residual window (`residual = R`, quantized storage only): every token is also written, as f16(x)
+  (the input converted to f32, then rounded to f16, half to even), to the ring slot
+  `ring * R + position % R` of `ring_slots` (the `k_recent` / `v_recent` buffers
+  [num_rings, R, H, D]); a ring slot of -1 skips that write only (the page write follows `slots`
+  independently), the last write of a ring slot wins. Attention reads key/value `j` of a sequence
+  of length `L` from its ring (`kv_rings[b]`) when `j >= L - R`, else dequantized from its page.
 
 Per-element error bounds that follow (checked by test_kv_reference.py): i8 V and a K token that
 never saw its group grow: |x - x'| <= s/2 (s the stored scale). Every requantization of a token
@@ -74,10 +80,11 @@ def f16r(x) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Component:
-    name: str          # k_pages, v_pages, k_scale, v_scale, k_min, v_min
+    name: str          # k_pages, v_pages, k_scale, v_scale, k_min, v_min, k_recent, v_recent
     dtype: np.dtype
-    shape: tuple       # with the number of pages P substituted
+    shape: tuple       # with the number of pages P (rings: the number of rings) substituted
     paged: bool        # first dimension is the page pool
+    ring: bool = False  # first dimension is the ring pool (num_rings; residual window)
 
     @property
     def manifest_dtype(self) -> str:
@@ -93,6 +100,7 @@ class CacheFormat:
     layout: str = "nhd"
     storage: str = "f16"
     k_group: int | None = None   # i8/i4 only; default page_size
+    residual: int | None = None  # R latest tokens also kept in f16 (quantized storage only)
 
     def __post_init__(self):
         st = _ALIASES.get(str(self.storage).lower())
@@ -114,6 +122,13 @@ class CacheFormat:
             object.__setattr__(self, "k_group", g)
         elif self.k_group is not None:
             raise ValueError("k_group is only for i8/i4 storage")
+        if self.residual is not None:
+            r = int(self.residual)
+            if st in ("f16", "bf16"):
+                raise ValueError("residual is only for quantized storage (f8*, i8, i4)")
+            if not 1 <= r <= 4096:
+                raise ValueError(f"residual {r} not in 1..4096")
+            object.__setattr__(self, "residual", r)
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -135,6 +150,8 @@ class CacheFormat:
              f"d{self.head_dim}"]
         if self.quantized and self.k_group != self.page_size:
             n.append(f"g{self.k_group}")
+        if self.residual:
+            n.append(f"r{self.residual}")
         return "_".join(n)
 
     def mlir_type(self) -> str:
@@ -142,14 +159,21 @@ class CacheFormat:
              f"head_dim = {self.head_dim}, layout = {self.layout}, storage = {self.storage}")
         if self.quantized:
             s += f", k_group = {self.k_group}"
+        if self.residual:
+            s += f", residual = {self.residual}"
         return s + ">"
 
     def page_shape(self, num_pages: int) -> tuple:
         s, h, dp = self.page_size, self.kv_heads, self.packed_dim
         return (num_pages, s, h, dp) if self.layout == "nhd" else (num_pages, h, s, dp)
 
-    def components(self, num_pages: int) -> list[Component]:
-        """Component buffers in ABI order (docs/kv-cache.md table)."""
+    def ring_shape(self, num_rings: int) -> tuple:
+        """[num_rings, R, H, D] of k_recent / v_recent."""
+        return (num_rings, self.residual, self.kv_heads, self.head_dim)
+
+    def components(self, num_pages: int, num_rings: int = 1) -> list[Component]:
+        """Component buffers in ABI order (docs/kv-cache.md table); with a residual the rings
+        k_recent, v_recent [num_rings, R, H, D] f16 come last."""
         p, s, h, d, g = num_pages, self.page_size, self.kv_heads, self.head_dim, self.groups
         pd = PAGE_DTYPE[self.storage]
         f16 = np.dtype(np.float16)
@@ -166,20 +190,28 @@ class CacheFormat:
                     Component("k_min", f16, (p, g, h, d), True),
                     Component("v_scale", f16, (p, s, h), True),
                     Component("v_min", f16, (p, s, h), True)]
+        if self.residual:
+            out += [Component("k_recent", f16, self.ring_shape(num_rings), False, True),
+                    Component("v_recent", f16, self.ring_shape(num_rings), False, True)]
         return out
 
     @property
     def bytes_per_token(self) -> float:
-        """Sum over paged components of bytes per page, / page_size."""
+        """Sum over paged components of bytes per page, / page_size (rings are not paged)."""
         tot = 0
         for c in self.components(1):
             if c.paged:
                 tot += int(np.prod(c.shape)) * c.dtype.itemsize
         return tot / self.page_size
 
-    def empty_pool(self, num_pages: int, k_scale=None, v_scale=None) -> dict:
-        """Zero-filled component buffers; fp8 per-head scales default to 1 (or the given [H])."""
-        pool = {c.name: np.zeros(c.shape, dtype=c.dtype) for c in self.components(num_pages)}
+    def empty_pool(self, num_pages: int, k_scale=None, v_scale=None,
+                   num_rings: int | None = None) -> dict:
+        """Zero-filled component buffers; fp8 per-head scales default to 1 (or the given [H]).
+        A format with a residual needs num_rings (one ring per sequence)."""
+        if self.residual and num_rings is None:
+            raise ValueError(f"{self.name}: a cache with a residual window needs num_rings")
+        comps = self.components(num_pages, num_rings or 0)
+        pool = {c.name: np.zeros(c.shape, dtype=c.dtype) for c in comps}
         if self.storage in FP8_MAX:
             for n, val in (("k_scale", k_scale), ("v_scale", v_scale)):
                 pool[n][:] = 1.0 if val is None else np.asarray(val, dtype=F32)
@@ -187,6 +219,14 @@ class CacheFormat:
 
     def num_pages(self, pool: dict) -> int:
         return pool["k_pages"].shape[0]
+
+    def num_rings(self, pool: dict) -> int:
+        return pool["k_recent"].shape[0] if self.residual else 0
+
+    def without_residual(self) -> "CacheFormat":
+        """The same format with no residual window (the pages are written identically)."""
+        return CacheFormat(self.page_size, self.kv_heads, self.head_dim, self.layout,
+                           self.storage, self.k_group)
 
 
 def fp8_scales(x, storage: str) -> np.ndarray:
@@ -269,15 +309,21 @@ def _as_f32(x, fmt: CacheFormat, what: str) -> np.ndarray:
     return x.astype(F32)
 
 
-def append(pool: dict, fmt: CacheFormat, k_new, v_new, slots) -> dict:
+def append(pool: dict, fmt: CacheFormat, k_new, v_new, slots, ring_slots=None) -> dict:
     """Quantize-on-write of N tokens into the pool (in place; also returned).
 
     k_new, v_new: [N, H, D] f32/f16/bf16; slots: [N] (slot = page * page_size + offset, -1 skips).
+    ring_slots: [N] (ring * R + position % R, -1 skips), exactly when the format has a residual:
+    each token is also written as f16 to k_recent / v_recent (independently of its page slot).
     """
     k, v = _as_f32(k_new, fmt, "k_new"), _as_f32(v_new, fmt, "v_new")
     slots = np.asarray(slots).astype(np.int64).reshape(-1)
     if not (k.shape[0] == v.shape[0] == slots.size):
         raise ValueError(f"N mismatch: k {k.shape[0]}, v {v.shape[0]}, slots {slots.size}")
+    if bool(fmt.residual) != (ring_slots is not None):
+        raise ValueError("ring_slots must be given exactly when the format has a residual")
+    if fmt.residual:
+        append_rings(pool, fmt, k, v, ring_slots)
     npages, S = fmt.num_pages(pool), fmt.page_size
     keep = slots != -1
     bad = keep & ((slots < 0) | (slots >= npages * S))
@@ -309,6 +355,29 @@ def append(pool: dict, fmt: CacheFormat, k_new, v_new, slots) -> dict:
         pool["v_scale"][pg, off] = s
         pool["v_min"][pg, off] = m
     _append_k_groups(pool, fmt, k, slots)
+    return pool
+
+
+def append_rings(pool: dict, fmt: CacheFormat, k_new, v_new, ring_slots) -> dict:
+    """The ring part of `append` alone: f16(x) of every token to its ring slot (-1 skips; the
+    last write of a slot wins). In place; also returned."""
+    k, v = _as_f32(k_new, fmt, "k_new"), _as_f32(v_new, fmt, "v_new")
+    rs = np.asarray(ring_slots).astype(np.int64).reshape(-1)
+    if rs.size != k.shape[0]:
+        raise ValueError(f"N mismatch: k {k.shape[0]}, ring_slots {rs.size}")
+    R = fmt.residual
+    total = fmt.num_rings(pool) * R
+    keep = rs != -1
+    bad = keep & ((rs < 0) | (rs >= total))
+    if bad.any():
+        raise ValueError(f"ring slot {int(rs[bad][0])} outside {fmt.num_rings(pool)} rings x {R}")
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return pool
+    last = idx[_last_writes(rs[idx])]
+    ring, off = np.divmod(rs[last], R)
+    pool["k_recent"][ring, off] = k[last].astype(np.float16)
+    pool["v_recent"][ring, off] = v[last].astype(np.float16)
     return pool
 
 
@@ -455,13 +524,23 @@ def seq_lens_of(kv_indptr, kv_last_page_len, page_size) -> np.ndarray:
     return np.where(npg > 0, (npg - 1) * page_size + last, 0)
 
 
-def gather(pool: dict, fmt: CacheFormat, kv_indptr, kv_indices, kv_last_page_len):
-    """Per sequence the dequantized K and V, [L, H, D] float64 (lists of B arrays).
+def gather(pool: dict, fmt: CacheFormat, kv_indptr, kv_indices, kv_last_page_len,
+           kv_rings=None):
+    """Per sequence the K and V a kernel reads, [L, H, D] float64 (lists of B arrays): the
+    dequantized pages, and with a residual window (kv_rings [B] given exactly then) the ring's
+    exact f16 values for the last R positions j >= L - R (ring slot j % R of ring kv_rings[b]).
 
     For f16/bf16 storage this is an exact (dequant-free) copy of the stored elements."""
     kv_indptr = np.asarray(kv_indptr, dtype=np.int64)
     kv_indices = np.asarray(kv_indices, dtype=np.int64)
     lens = seq_lens_of(kv_indptr, kv_last_page_len, fmt.page_size)
+    if bool(fmt.residual) != (kv_rings is not None):
+        raise ValueError("kv_rings must be given exactly when the format has a residual")
+    if fmt.residual:
+        kv_rings = np.asarray(kv_rings, dtype=np.int64).reshape(-1)
+        if kv_rings.size != kv_indptr.size - 1:
+            raise ValueError(f"kv_rings has {kv_rings.size} entries for "
+                             f"{kv_indptr.size - 1} sequences")
     ks, vs = [], []
     H, D = fmt.kv_heads, fmt.head_dim
     for b in range(kv_indptr.size - 1):
@@ -472,8 +551,17 @@ def gather(pool: dict, fmt: CacheFormat, kv_indptr, kv_indices, kv_last_page_len
             continue
         kd, vd = dequant_pages(pool, fmt, pages)
         L = int(lens[b])
-        ks.append(kd.reshape(-1, H, D)[:L].astype(np.float64))
-        vs.append(vd.reshape(-1, H, D)[:L].astype(np.float64))
+        kb = kd.reshape(-1, H, D)[:L].astype(np.float64)
+        vb = vd.reshape(-1, H, D)[:L].astype(np.float64)
+        if fmt.residual:
+            r = int(kv_rings[b])
+            if not 0 <= r < fmt.num_rings(pool):
+                raise ValueError(f"kv_rings[{b}] = {r} outside {fmt.num_rings(pool)} rings")
+            j = np.arange(max(0, L - fmt.residual), L)
+            kb[j] = pool["k_recent"][r, j % fmt.residual].astype(np.float64)
+            vb[j] = pool["v_recent"][r, j % fmt.residual].astype(np.float64)
+        ks.append(kb)
+        vs.append(vb)
     return ks, vs
 
 
@@ -539,6 +627,20 @@ def slots_for(table: PageTable, seq_ids, positions) -> np.ndarray:
     if (pidx >= indptr[seq_ids[ok] + 1]).any():
         raise ValueError("position beyond the sequence's pages")
     out[ok] = table.kv_indices[pidx].astype(np.int64) * S + positions[ok] % S
+    return out.astype(np.int32)
+
+
+def ring_slots_for(rings_of_seq, seq_ids, positions, residual: int) -> np.ndarray:
+    """Ring slots (int32) of the tokens (seq_ids[i], positions[i]):
+    rings_of_seq[seq_ids[i]] * R + positions[i] % R; a position < 0 gives -1."""
+    rings = np.asarray(rings_of_seq, dtype=np.int64).reshape(-1)
+    seq_ids = np.asarray(seq_ids, dtype=np.int64).reshape(-1)
+    positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+    if seq_ids.size != positions.size:
+        raise ValueError(f"{seq_ids.size} seq_ids but {positions.size} positions")
+    out = np.full(seq_ids.size, -1, dtype=np.int64)
+    ok = positions >= 0
+    out[ok] = rings[seq_ids[ok]] * residual + positions[ok] % residual
     return out.astype(np.int32)
 
 
@@ -705,27 +807,36 @@ def realistic_batch(rng, dist: KVDistribution, seq_lens, hq: int, qo_lens=None,
 # ------------------------------------------------------------------------------------------------
 
 KV_O_TOL = {"f16": 0.003, "bf16": 0.025, "f8E4M3FN": 0.4, "f8E5M2": 0.6,
-            "i8_g16": 0.05, "i8_g64": 0.05, "i4_g16": 0.3, "i4_g64": 0.5}
+            "i8_g16": 0.05, "i8_g64": 0.05, "i4_g16": 0.3, "i4_g64": 0.5,
+            "i8_g64_r128": 0.05, "i4_g64_r128": 0.5}
 KV_LSE_TOL = {"f16": 0.005, "bf16": 0.04, "f8E4M3FN": 0.5, "f8E5M2": 1.0,
-              "i8_g16": 0.06, "i8_g64": 0.08, "i4_g16": 0.8, "i4_g64": 1.0}
+              "i8_g16": 0.06, "i8_g64": 0.08, "i4_g16": 0.8, "i4_g64": 1.0,
+              "i8_g64_r128": 0.08, "i4_g64_r128": 1.0}
 
 
-def tol_key(fmt_or_storage, k_group: int | None = None) -> str:
+def tol_key(fmt_or_storage, k_group: int | None = None, residual: int | None = None) -> str:
     """Key of KV_O_TOL / KV_LSE_TOL: the storage, with the smallest measured k_group >= the
-    format's for i8/i4 (bounds were measured for k_group 16 and 64)."""
+    format's for i8/i4 (bounds were measured for k_group 16 and 64), and for i8/i4 with a residual
+    window of R >= 128 the bound measured with k_group 64 and residual 128 ("i8_g64_r128"; a
+    smaller k_group and a larger window only remove error). Other residual windows use the bound
+    without one."""
     if isinstance(fmt_or_storage, CacheFormat):
         st, k_group = fmt_or_storage.storage, fmt_or_storage.k_group
+        residual = fmt_or_storage.residual
     else:
         st = _ALIASES[str(fmt_or_storage).lower()]
     if st not in ("i8", "i4"):
         return st
+    if residual and residual >= 128 and (k_group is None or k_group <= 64):
+        return f"{st}_g64_r128"
     for g in (16, 64):
         if k_group is None or k_group <= g:
             return f"{st}_g{g}"
     raise ValueError(f"no measured bound for {st} with k_group {k_group} > 64")
 
 
-def kv_tolerance(fmt_or_storage, k_group: int | None = None) -> tuple[float, float]:
+def kv_tolerance(fmt_or_storage, k_group: int | None = None,
+                 residual: int | None = None) -> tuple[float, float]:
     """(O tolerance, LSE tolerance) of the cache format (see KV_O_TOL)."""
-    key = tol_key(fmt_or_storage, k_group)
+    key = tol_key(fmt_or_storage, k_group, residual)
     return KV_O_TOL[key], KV_LSE_TOL[key]

@@ -6,11 +6,11 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from kv_reference import (CacheFormat, KVDistribution, KV_LSE_TOL, KV_O_TOL, append,
-                          build_page_table, dequant_pages, f16r, fp8_scales, gather,
+from kv_reference import (CacheFormat, KVDistribution, KV_LSE_TOL, KV_O_TOL, PageTable,
+                          append, build_page_table, dequant_pages, f16r, fp8_scales, gather,
                           kv_tolerance, merge_reference, pack_i4, page_table_from_block_tables,
-                          paged_reference, realistic_queries, sequence_slots, slots_for,
-                          unpack_i4)
+                          paged_reference, realistic_queries, ring_slots_for, sequence_slots,
+                          slots_for, tol_key, unpack_i4)
 from reference import Mask, attention
 
 ALL = [("f16", None), ("bf16", None), ("f8E4M3FN", None), ("f8E5M2", None), ("i8", 4),
@@ -481,9 +481,184 @@ def test_realistic_data_has_outliers_and_peaked_attention():
 
 def test_tolerances_cover_every_format():
     assert set(KV_O_TOL) == set(KV_LSE_TOL) == {
-        "f16", "bf16", "f8E4M3FN", "f8E5M2", "i8_g16", "i8_g64", "i4_g16", "i4_g64"}
+        "f16", "bf16", "f8E4M3FN", "f8E5M2", "i8_g16", "i8_g64", "i4_g16", "i4_g64",
+        "i8_g64_r128", "i4_g64_r128"}
+    # a residual window of >= 128 tokens uses the residual bound (also for smaller K groups);
+    # smaller windows and fp8 with a window use the bound without one
+    assert tol_key(CacheFormat(64, 8, 128, "hnd", "i4", 64, 128)) == "i4_g64_r128"
+    assert tol_key(CacheFormat(16, 8, 128, "hnd", "i8", 8, 256)) == "i8_g64_r128"
+    assert tol_key(CacheFormat(16, 8, 128, "hnd", "i8", 8, 32)) == "i8_g16"
+    assert tol_key(CacheFormat(16, 8, 128, "nhd", "f8E4M3FN", None, 128)) == "f8E4M3FN"
+    for st in ("i8", "i4"):
+        assert KV_O_TOL[f"{st}_g64_r128"] <= KV_O_TOL[f"{st}_g64"]
+        assert KV_LSE_TOL[f"{st}_g64_r128"] <= KV_LSE_TOL[f"{st}_g64"]
     assert kv_tolerance(CacheFormat(16, 8, 128, "nhd", "i8", 8)) == (
         KV_O_TOL["i8_g16"], KV_LSE_TOL["i8_g16"])
     assert kv_tolerance(CacheFormat(64, 8, 128, "nhd", "i4")) == (
         KV_O_TOL["i4_g64"], KV_LSE_TOL["i4_g64"])
     assert KV_O_TOL["f16"] < KV_O_TOL["f8E4M3FN"] < KV_O_TOL["i4_g64"]
+
+
+# -- residual window ------------------------------------------------------------------------------
+
+def test_residual_format_type_components_and_bytes():
+    f = CacheFormat(16, 4, 64, "hnd", "i4", 8, residual=32)
+    assert f.mlir_type() == (
+        "!attn.kv_cache<page_size = 16, kv_heads = 4, head_dim = 64, layout = hnd, storage = i4, "
+        "k_group = 8, residual = 32>")
+    assert CacheFormat(16, 4, 64, "nhd", "f8E5M2", residual=5).mlir_type().endswith(
+        "storage = f8E5M2, residual = 5>")
+    comps = f.components(5, num_rings=3)
+    assert [c.name for c in comps] == ["k_pages", "v_pages", "k_scale", "k_min", "v_scale",
+                                       "v_min", "k_recent", "v_recent"]
+    for c in comps[-2:]:
+        assert c.shape == (3, 32, 4, 64) and c.manifest_dtype == "f16"
+        assert c.ring and not c.paged
+    # rings are not paged: bytes per token as without the window
+    assert f.bytes_per_token == f.without_residual().bytes_per_token
+    assert f.name.endswith("_r32") and f.without_residual().residual is None
+    pool = f.empty_pool(5, num_rings=3)
+    assert pool["k_recent"].shape == (3, 32, 4, 64) and pool["v_recent"].dtype == np.float16
+    assert f.num_rings(pool) == 3
+    with pytest.raises(ValueError):
+        f.empty_pool(5)                                      # num_rings is required
+    for bad in [dict(storage="f16"), dict(storage="bf16"), dict(residual=0),
+                dict(residual=4097)]:
+        args = dict(page_size=16, kv_heads=2, head_dim=4, layout="nhd", storage="i8",
+                    residual=8)
+        args.update(bad)
+        with pytest.raises(ValueError):
+            CacheFormat(**args)
+
+
+def test_ring_slots_for():
+    rs = ring_slots_for([2, 0, 1], [0, 0, 1, 2, 1], [0, 9, 3, 4, -1], 4)
+    assert rs.dtype == np.int32
+    assert rs.tolist() == [8, 9, 3, 4, -1]
+
+
+def test_append_writes_rings_hand_case():
+    # R = 4, two rings; sequence 0 (ring 1) gets 6 tokens, sequence 1 (ring 0) gets 2
+    f = CacheFormat(4, 1, 2, "nhd", "i8", 2, residual=4)
+    pool = f.empty_pool(3, num_rings=2)
+    x0 = (np.arange(6, dtype=np.float32)[:, None, None] + np.float32([0.1, 1e-4])).astype(
+        np.float32)
+    x1 = np.float32([[[7.0001, -3.0]], [[65519.0, 1e-8]]])
+    k = np.concatenate([x0, x1])
+    v = -k
+    sid = np.array([0] * 6 + [1] * 2)
+    pos = np.r_[np.arange(6), np.arange(2)]
+    slots = np.r_[np.arange(6), 8, 9]
+    rs = ring_slots_for([1, 0], sid, pos, 4)
+    assert rs.tolist() == [4, 5, 6, 7, 4, 5, 0, 1]
+    append(pool, f, k, v, slots, rs)
+    # ring 1 holds positions 4, 5, 2, 3 in slots 0..3; ring 0 positions 0, 1
+    want = np.zeros((2, 4, 1, 2), np.float16)
+    want[1] = x0[[4, 5, 2, 3]].astype(np.float16)
+    want[0, :2] = x1.astype(np.float16)
+    np.testing.assert_array_equal(pool["k_recent"].view(np.uint16), want.view(np.uint16))
+    np.testing.assert_array_equal(pool["v_recent"][1].view(np.uint16),
+                                  (-want[1]).view(np.uint16))
+    # pages are written exactly as without the window
+    p2 = f.without_residual().empty_pool(3)
+    append(p2, f.without_residual(), k, v, slots)
+    for n in p2:
+        np.testing.assert_array_equal(pool[n].view(np.uint8), p2[n].view(np.uint8), n)
+    # gather: sequence 0 (L = 6) reads 2..5 from ring 1, 0..1 dequantized; sequence 1 all ring
+    t = PageTable([0, 2, 3], [0, 1, 2], [2, 2], 4)
+    gk, gv = gather(pool, f, *t.arrays(), kv_rings=[1, 0])
+    gk2, _ = gather(p2, f.without_residual(), *t.arrays())
+    np.testing.assert_array_equal(gk[0][:2], gk2[0][:2])
+    np.testing.assert_array_equal(gk[0][2:], x0[2:].astype(np.float16).astype(np.float64))
+    np.testing.assert_array_equal(gk[1], x1.astype(np.float16).astype(np.float64))
+    np.testing.assert_array_equal(gv[1], -gk[1])
+    assert not np.array_equal(gk[0][2:], gk2[0][2:])         # the ring is read, not the page
+    # -1 skips the ring write only; a bad ring slot or a missing argument is an error
+    append(pool, f, k[:1] * 0 + 9, v[:1], [11], [-1])
+    assert (pool["k_recent"] != 9).all() and pool["k_pages"].reshape(-1, 2)[11, 0] != 0
+    append(pool, f, k[:1] * 0 + 9, v[:1], [-1], [3])
+    assert (pool["k_recent"][0, 3] == 9).all()
+    with pytest.raises(ValueError):
+        append(pool, f, k[:1], v[:1], [0], [8])
+    with pytest.raises(ValueError):
+        append(pool, f, k[:1], v[:1], [0])
+    with pytest.raises(ValueError):
+        gather(pool, f, *t.arrays())
+    with pytest.raises(ValueError):
+        gather(pool, f, *t.arrays(), kv_rings=[1, 2])
+
+
+def test_ring_rounding_of_input_dtypes():
+    f = CacheFormat(2, 1, 4, "nhd", "f8E4M3FN", residual=2)
+    rng = np.random.default_rng(20)
+    x = (rng.standard_normal((2, 1, 4)) * 1000).astype(np.float32)
+    x[0, 0, 0] = np.float32(1 + 2.0 ** -11)                  # a tie: rounds to even (1.0)
+    x[0, 0, 1] = np.float32(1 + 3 * 2.0 ** -11)              # a tie: rounds to even (1 + 2^-9)
+    for dt in (np.float32, np.float16, ml_dtypes.bfloat16):
+        pool = f.empty_pool(1, num_rings=1)
+        xi = x.astype(dt)
+        append(pool, f, xi, xi, [0, 1], [0, 1])
+        want = xi.astype(np.float32).astype(np.float16)
+        np.testing.assert_array_equal(pool["k_recent"][0].view(np.uint16), want.view(np.uint16))
+    pool = f.empty_pool(1, num_rings=1)
+    append(pool, f, x, x, [0, 1], [0, 1])
+    assert pool["k_recent"][0, 0, 0, 0] == 1.0
+    assert pool["k_recent"][0, 0, 0, 1] == np.float16(1 + 2.0 ** -9)
+
+
+@pytest.mark.parametrize("st,g", [("i8", 4), ("i4", 8), ("f8E5M2", None)])
+@pytest.mark.parametrize("R", [3, 8, 20])
+def test_gather_with_residual_over_shuffled_table(st, g, R):
+    """Interleaved chunked appends of several sequences (some shorter than R, a shared prefix
+    page written once to the pages but to every sequence's ring): a sequence's last R tokens
+    read back as f16(x), earlier ones as without the window; chunked == token by token."""
+    rng = np.random.default_rng(21 + R)
+    f = CacheFormat(8, 2, 6, "hnd", st, g, residual=R)
+    f0 = f.without_residual()
+    lens = [21, 0, 4, 9, 30, 1]
+    t = build_page_table(rng, lens, 8, shared_prefix_pages=1, extra_pages=2)
+    dist = KVDistribution(2, 6, seed=4, n_outliers=1)
+    ks, vs = zip(*[dist.sample(rng, n) for n in lens])
+    ks, vs = list(ks), list(vs)
+    for b in range(1, len(lens)):
+        if lens[b] >= 8:
+            ks[b][:8], vs[b][:8] = ks[0][:8], vs[0][:8]
+    sid, pos, slots = sequence_slots(t)
+    rings = rng.permutation(len(lens) + 2)[:len(lens)]
+    rs = ring_slots_for(rings, sid, pos, R)
+    perm = _interleaving(rng, sid)
+    k = np.stack([ks[b][p] for b, p in zip(sid, pos)])[perm]
+    v = np.stack([vs[b][p] for b, p in zip(sid, pos)])[perm]
+    kw = {}
+    if st.startswith("f8"):
+        kw = dict(k_scale=fp8_scales(k, st), v_scale=fp8_scales(v, st))
+    pool = f.empty_pool(t.num_pages, num_rings=len(lens) + 2, **kw)
+    pool0 = f0.empty_pool(t.num_pages, **kw)
+    one = {n: a.copy() for n, a in pool.items()}
+    append(pool, f, k, v, slots[perm], rs[perm])
+    append(pool0, f0, k, v, slots[perm])
+    for i in range(perm.size):
+        append(one, f, k[i:i + 1], v[i:i + 1], slots[perm][i:i + 1], rs[perm][i:i + 1])
+    for n in pool:
+        np.testing.assert_array_equal(pool[n].view(np.uint8), one[n].view(np.uint8), n)
+    gk, gv = gather(pool, f, *t.arrays(), kv_rings=rings)
+    gk0, gv0 = gather(pool0, f0, *t.arrays())
+    for b, n in enumerate(lens):
+        cut = max(0, n - R)
+        assert gk[b].shape == (n, 2, 6)
+        np.testing.assert_array_equal(gk[b][:cut], gk0[b][:cut])
+        np.testing.assert_array_equal(gv[b][:cut], gv0[b][:cut])
+        np.testing.assert_array_equal(gk[b][cut:], ks[b][cut:].astype(np.float16).astype(
+            np.float64))
+        np.testing.assert_array_equal(gv[b][cut:], vs[b][cut:].astype(np.float16).astype(
+            np.float64))
+
+
+def _interleaving(rng, sid):
+    """A random order of the tokens that keeps every sequence's tokens in order."""
+    queues = [list(np.flatnonzero(sid == b)) for b in np.unique(sid)]
+    perm = []
+    while any(queues):
+        live = [q for q in queues if q]
+        perm.append(live[rng.integers(len(live))].pop(0))
+    return np.array(perm, dtype=np.int64)
