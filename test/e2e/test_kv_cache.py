@@ -20,10 +20,19 @@ through the runtime (attnrt_ctypes) on NumPy arrays, against the exact NumPy mod
 - merge: against merge_reference, with partials of LSE -inf.
 - split-KV: a decode result does not depend on the split count, which the auto policy derives
   from the batch (one long sequence alone gets several splits, in a batch of many one).
+- residual window (`residual = R`, docs/kv-cache.md "The residual window"): kv_append writes the
+  pages and the rings (`k_recent`, `v_recent`; ring slots with -1 skips, a token's ring write
+  independent of its page slot) bit for bit like the model; paged attention reads a sequence's
+  last R keys from its ring (`kv_rings`, rings shuffled, some unused) and the rest from its pages:
+  checked against the model's gathered values, and with the window's page codes poisoned and the
+  ring slots outside every window NaN (neither may be read).
 
 Covering design: 6 storages x 2 layouts = 12 caches; head_dim (64, 80, 128), page size
 (1, 7, 16), GQA ratio (1, 4, 8), mask (none, causal, window, window + sinks), query dtype and
-k_new dtype rotate over them; plus the 8 formats of the accuracy study with 32/8 heads, D 128.
+k_new dtype rotate over them; plus the formats of the accuracy study with 32/8 heads, D 128
+(with the residual ones: i8 and i4, k_group 64, residual 128); plus residual windows (RESIDUAL:
+i4, i8 and fp8, both layouts, R smaller than, equal to and larger than a page, sequences shorter
+than R).
 """
 from __future__ import annotations
 
@@ -41,8 +50,8 @@ from harness import (LSE_TOL, NP_DTYPE, O_TOL, KernelCache, compare, f32,  # noq
                      mask_attr, mask_name)
 from kv_reference import (CacheFormat, KVDistribution, PageTable, append,  # noqa: E402
                           build_page_table, fp8_scales, gather, kv_tolerance, merge_reference,
-                          paged_reference, realistic_queries, sequence_slots, slots_for,
-                          unpack_i4)
+                          paged_reference, realistic_queries, ring_slots_for, sequence_slots,
+                          slots_for, unpack_i4)
 from kv_accuracy import FORMATS as STUDY_FORMATS, HQ as HQ_LLAMA  # noqa: E402
 from reference import Mask  # noqa: E402
 
@@ -53,7 +62,9 @@ HEADS = [(2, 2), (8, 2), (8, 1)]                          # GQA 1, 4, 8 (MQA)
 MASKS = [Mask(), Mask(causal=True), Mask(window=16), Mask(causal=True, window=16, sinks=4)]
 QDTYPES = ["f16", "bf16", "f32"]
 KDTYPES = ["f32", "f16", "bf16"]
-COMPONENT_ROLES = ("k_pages", "v_pages", "k_scale", "v_scale", "k_min", "v_min")
+COMPONENT_ROLES = ("k_pages", "v_pages", "k_scale", "v_scale", "k_min", "v_min", "k_recent",
+                   "v_recent")
+EXTRA_RINGS = 2        # unused rings in every residual test pool
 
 
 @dataclass(frozen=True)
@@ -71,11 +82,12 @@ class KVConfig:
     mask: Mask = Mask()
     softcap: float = 0.0
     tag: str = ""
+    residual: int | None = None
 
     @property
     def fmt(self) -> CacheFormat:
         return CacheFormat(self.page_size, self.hkv, self.d, self.layout, self.storage,
-                           self.k_group)
+                           self.k_group, self.residual)
 
     @property
     def name(self) -> str:
@@ -84,6 +96,7 @@ class KVConfig:
         n += [f"d{self.d}", f"h{self.hq}x{self.hkv}", f"q{self.qdtype}", f"k{self.kdtype}",
               mask_name(self.mask)]
         n += [f"cap{self.softcap:g}".replace(".", "p")] if self.softcap else []
+        n += [f"r{self.residual}"] if self.residual else []
         n += [self.tag] if self.tag else []
         return "_".join(n)
 
@@ -115,9 +128,11 @@ class Kernel:
         ct = c.fmt.mlir_type()
         if self.kind == "append":
             kt = f"tensor<?x{c.hkv}x{c.d}x{c.kdtype}>"
-            return (f"func.func @{self.name}(%k: {kt}, %v: {kt}, %slots: tensor<?xi32>, "
-                    f"%cache: {ct}) {{\n"
-                    f"  attn.kv_append %k, %v, %slots into %cache : {kt}, {kt}, "
+            rs_arg = ", %ring_slots: tensor<?xi32>" if c.residual else ""
+            rs_op = " ring_slots(%ring_slots : tensor<?xi32>)" if c.residual else ""
+            return (f"func.func @{self.name}(%k: {kt}, %v: {kt}, %slots: tensor<?xi32>"
+                    f"{rs_arg}, %cache: {ct}) {{\n"
+                    f"  attn.kv_append %k, %v, %slots{rs_op} into %cache : {kt}, {kt}, "
                     f"tensor<?xi32>, {ct}\n  return\n}}\n")
         qt = f"tensor<?x{c.hq}x{c.d}x{c.qdtype}>"
         lt = f"tensor<{c.hq}x?xf32>"
@@ -127,6 +142,9 @@ class Kernel:
         if self.kind == "prefill":
             ins.append(("qo", i32))
             extra = " qo_indptr(%qo)"
+        if c.residual:
+            ins.append(("rings", i32))
+            extra += " kv_rings(%rings)"
         attrs = [f"mask = {mask_attr(c.mask)}"]
         if c.softcap:
             attrs.append(f"softcap = {f32(c.softcap)!r} : f32")
@@ -157,13 +175,27 @@ CONFIGS = _configs()
 # The accuracy study's formats (kv_accuracy.FORMATS: Llama-3-8B-like heads, D 128), where the
 # documented bounds apply: decode and a causal append over sequences of 1000-2000 tokens.
 LLAMA = [KVConfig(f.storage, f.layout, f.page_size, f.k_group, HQ_LLAMA, f.kv_heads,
-                  f.head_dim, "f16", "f32", Mask(causal=True), tag="llama")
+                  f.head_dim, "f16", "f32", Mask(causal=True), tag="llama",
+                  residual=f.residual)
          for _, f in STUDY_FORMATS]
+# Residual windows: i4 and i8 in both layouts and one fp8; R smaller than a page (page 16 / R 5),
+# equal to it (7 / 7), larger (16 / 20, 16 / 24) and several pages long (7 / 40); seq_lens_for
+# gives sequences shorter than R (0, 1, 16 and 28 tokens against R = 40) and longer ones.
+RESIDUAL = [
+    KVConfig("i4", "nhd", 16, 4, 8, 2, 64, "f16", "f32", Mask(causal=True), residual=5),
+    KVConfig("i4", "hnd", 7, 7, 4, 1, 80, "f32", "f16", Mask(), residual=40),
+    KVConfig("i8", "hnd", 16, 16, 2, 2, 128, "bf16", "bf16", Mask(window=16), residual=24),
+    KVConfig("i8", "nhd", 7, 1, 8, 1, 64, "f32", "f32", Mask(causal=True), softcap=30.0,
+             residual=7),
+    KVConfig("f8E4M3FN", "hnd", 16, None, 8, 2, 64, "f16", "f32",
+             Mask(causal=True, window=16, sinks=4), residual=20),
+]
 SPLIT_CFG = KVConfig("f16", "nhd", 16, None, 8, 1, 64, "f32", "f32", Mask(causal=True),
                      tag="split")
 MERGES = [Kernel("merge", merge_hq=4, merge_d=64, merge_out="f32"),
           Kernel("merge", merge_hq=8, merge_d=80, merge_out="f16")]
-ALL_KERNELS = ([Kernel(k, c) for c in CONFIGS for k in ("append", "decode", "prefill")]
+ALL_KERNELS = ([Kernel(k, c) for c in CONFIGS + RESIDUAL
+                for k in ("append", "decode", "prefill")]
                + [Kernel(k, c) for c in LLAMA for k in ("decode", "prefill")]
                + [Kernel("append", c) for c in LLAMA if c.storage in ("i8", "i4")]
                + [Kernel("decode", SPLIT_CFG)] + MERGES)
@@ -207,14 +239,17 @@ def bind(module, kernel: Kernel, by_role: dict) -> dict:
 
 
 def garbage_pool(fmt: CacheFormat, num_pages: int, rng, k_scale=None, v_scale=None,
-                 nan=False) -> dict:
-    """A pool full of garbage: random codes, random finite positive f16 scales (or NaN in the
-    float pages with nan=True). fp8 per-head scales are the given ones."""
-    pool = fmt.empty_pool(num_pages, k_scale=k_scale, v_scale=v_scale)
+                 nan=False, num_rings=None) -> dict:
+    """A pool full of garbage: random codes, random finite positive f16 scales, random rings (or
+    NaN in the float pages and the rings with nan=True). fp8 per-head scales are the given
+    ones."""
+    pool = fmt.empty_pool(num_pages, k_scale=k_scale, v_scale=v_scale, num_rings=num_rings)
     for name, a in pool.items():
         if fmt.storage.startswith("f8") and name in ("k_scale", "v_scale"):
             continue
-        if name.endswith("_pages"):
+        if name.endswith("_recent"):
+            a[...] = np.nan if nan else rng.uniform(-4, 4, a.shape).astype(a.dtype)
+        elif name.endswith("_pages"):
             if nan and fmt.storage in ("f16", "bf16", "f8E4M3FN", "f8E5M2"):
                 a[...] = np.nan
             elif fmt.storage in ("f16", "bf16", "f8E4M3FN", "f8E5M2"):
@@ -240,7 +275,9 @@ def prefill_lens_for(cfg: KVConfig, lens):
 
 def make_cache(cfg: KVConfig, rng, lens, shared=1, nan_garbage=False):
     """Realistic data appended by the model into a garbage pool behind a shuffled table with a
-    shared prefix page. Returns (pool, table, k_list, v_list) with k/v the unquantized f32."""
+    shared prefix page. Returns (pool, table, k_list, v_list, kv_rings) with k/v the unquantized
+    f32; with a residual, the sequences' rings are a shuffled choice of B + EXTRA_RINGS rings
+    (kv_rings; None without a residual) and every token is also written to its ring."""
     fmt = cfg.fmt
     table = build_page_table(rng, lens, cfg.page_size, shared_prefix_pages=shared,
                              extra_pages=3)
@@ -261,10 +298,15 @@ def make_cache(cfg: KVConfig, rng, lens, shared=1, nan_garbage=False):
     if fmt.storage.startswith("f8"):
         kw = dict(k_scale=fp8_scales(np.concatenate(ks), fmt.storage),
                   v_scale=fp8_scales(np.concatenate(vs), fmt.storage))
+    rings = rs = None
+    if cfg.residual:
+        kw["num_rings"] = len(lens) + EXTRA_RINGS
+        rings = rng.permutation(kw["num_rings"])[:len(lens)].astype(np.int32)
+        rs = ring_slots_for(rings, sid, pos, cfg.residual)
     pool = garbage_pool(fmt, table.num_pages, rng, nan=nan_garbage, **kw)
     if k is not None:
-        append(pool, fmt, k, v, slots)
-    return pool, table, ks, vs
+        append(pool, fmt, k, v, slots, rs)
+    return pool, table, ks, vs, rings
 
 
 def queries(cfg: KVConfig, rng, ks, qo_lens):
@@ -273,7 +315,7 @@ def queries(cfg: KVConfig, rng, ks, qo_lens):
     return np.concatenate(qs).astype(NP_DTYPE[cfg.qdtype])
 
 
-def run_paged(module, kernel: Kernel, q, pool, table: PageTable, qo_lens=None):
+def run_paged(module, kernel: Kernel, q, pool, table: PageTable, qo_lens=None, rings=None):
     cfg = kernel.cfg
     o = np.full(q.shape, np.nan, dtype=NP_DTYPE[cfg.qdtype])
     lse = np.full((cfg.hq, q.shape[0]), np.nan, dtype=np.float32)
@@ -281,16 +323,18 @@ def run_paged(module, kernel: Kernel, q, pool, table: PageTable, qo_lens=None):
              "kv_indices": table.kv_indices, "kv_last_page_len": table.kv_last_page_len}
     if qo_lens is not None:
         roles["qo_indptr"] = np.concatenate([[0], np.cumsum(qo_lens)]).astype(np.int32)
+    if rings is not None:
+        roles["kv_rings"] = np.asarray(rings, np.int32)
     roles.update({r: pool[r] for r in COMPONENT_ROLES if r in pool})
     module.run(kernel.name, bind(module, kernel, roles))
     return o, lse
 
 
-def check_paged(cfg, o, lse, q, pool, table, ks, vs, qo_lens, ctx):
+def check_paged(cfg, o, lse, q, pool, table, ks, vs, qo_lens, ctx, rings=None):
     """The comparisons of the module docstring (the one with the unquantized values only for
     the study's setting, cfg.tag == "llama"), plus exact zeros for rows with no key."""
     fmt = cfg.fmt
-    gk, gv = gather(pool, fmt, *table.arrays())
+    gk, gv = gather(pool, fmt, *table.arrays(), kv_rings=rings)
     kw = dict(qo_lens=qo_lens, mask=cfg.mask, softcap=f32(cfg.softcap))
     o_deq, l_deq = paged_reference(q, gk, gv, **kw)
     bad = [f"vs dequantized cache: {p}" for p in compare(cfg.qdtype, o, o_deq, lse, l_deq)]
@@ -330,11 +374,14 @@ def seed_ctx(seed):
 
 # -- tests ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name) for c in CONFIGS] + [
+@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name) for c in CONFIGS + RESIDUAL] + [
     pytest.param(c, id=c.name) for c in LLAMA if c.storage in ("i8", "i4")])
 def test_append_matches_model(cfg, kv_kernels, rng_seed):
     """Three kv_append calls (interleaved sequences, -1 padding, a shared prefix page written
-    once) into a garbage pool: the kernel's pool equals the model's."""
+    once) into a garbage pool: the kernel's pool equals the model's. With a residual also the
+    rings: shuffled rings, a ring slot written several times in one call (the last write wins),
+    shared-prefix tokens that skip their page (-1) but not their ring, and ring slots of -1 for
+    some tokens that still write their page."""
     kern = Kernel("append", cfg)
     m = kv_kernels(kern)
     rng = np.random.default_rng(rng_seed)
@@ -348,6 +395,13 @@ def test_append_matches_model(cfg, kv_kernels, rng_seed):
     if fmt.storage.startswith("f8"):
         kw = dict(k_scale=fp8_scales(k, fmt.storage), v_scale=fp8_scales(v, fmt.storage))
     k, v = k.astype(NP_DTYPE[cfg.kdtype]), v.astype(NP_DTYPE[cfg.kdtype])
+    rslots = None
+    if cfg.residual:
+        kw["num_rings"] = len(lens) + EXTRA_RINGS
+        rings = rng.permutation(kw["num_rings"])[:len(lens)]
+        rslots = ring_slots_for(rings, sid, pos, cfg.residual)
+        rslots[(rng.random(rslots.size) < 0.1) & (slots >= 0)] = -1
+        assert ((slots == -1) & (rslots >= 0)).any()       # the shared prefix: ring only
     pool_k = garbage_pool(fmt, table.num_pages, rng, **kw)
     pool_m = {n: a.copy() for n, a in pool_k.items()}
     # three calls: the first third of every sequence, the rest, then padding only; within a
@@ -362,11 +416,58 @@ def test_append_matches_model(cfg, kv_kernels, rng_seed):
         kk = np.ascontiguousarray(k[np.maximum(src, 0)])
         vv = np.ascontiguousarray(v[np.maximum(src, 0)])
         roles = {"k_new": kk, "v_new": vv, "slot_mapping": ss}
+        rs = None
+        if cfg.residual:
+            rs = np.where(src >= 0, rslots[np.maximum(src, 0)], -1).astype(np.int32)
+            roles["ring_slots"] = rs
         roles.update({r: pool_k[r] for r in COMPONENT_ROLES if r in pool_k})
         m.run(kern.name, bind(m, kern, roles))
-        append(pool_m, fmt, kk, vv, ss)
+        append(pool_m, fmt, kk, vv, ss, rs)
     problems = compare_pools(fmt, pool_k, pool_m)
     assert not problems, f"{cfg.name}: " + "; ".join(problems) + "\n" + seed_ctx(rng_seed)
+
+
+@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name) for c in RESIDUAL])
+@pytest.mark.parametrize("kind", ["decode", "prefill"])
+def test_residual_reads_ring_not_pages(cfg, kind, kv_kernels, rng_seed):
+    """With a residual, the page entries of a sequence's last R tokens are poisoned (random
+    codes, NaN per-token V scales and minima, NaN fp8 codes) and the ring slots outside every
+    window are NaN: the kernel must read the window from the rings and nothing else from them
+    (the model's gather reads the same values it did before the poisoning)."""
+    kern = Kernel(kind, cfg)
+    m = kv_kernels(kern)
+    rng = np.random.default_rng(rng_seed)
+    fmt = cfg.fmt
+    lens = seq_lens_for(cfg)
+    pool, table, ks, vs, rings = make_cache(cfg, rng, lens, shared=0)
+    before = gather(pool, fmt, *table.arrays(), kv_rings=rings)
+    R = cfg.residual
+    live = np.zeros(pool["k_recent"].shape[:2], bool)            # [num_rings, R]
+    sid = np.concatenate([np.full(min(n, R), b) for b, n in enumerate(lens)]).astype(int)
+    pos = np.concatenate([np.arange(max(0, n - R), n) for n in lens]).astype(int)
+    live[rings[sid], pos % R] = True
+    pool["k_recent"][~live] = np.nan
+    pool["v_recent"][~live] = np.nan
+    win = slots_for(table, sid, pos).astype(np.int64)
+    pg, off = np.divmod(win, cfg.page_size)
+    for name in ("k_pages", "v_pages"):
+        a = pool[name] if fmt.layout == "nhd" else pool[name].transpose(0, 2, 1, 3)
+        if fmt.storage.startswith("f8"):
+            a[pg, off] = np.nan
+        else:
+            a.view(np.uint8)[pg, off] = rng.integers(0, 256, a[pg, off].shape, dtype=np.uint8)
+    for name in ("v_scale", "v_min"):
+        if name in pool and pool[name].ndim == 3:
+            pool[name][pg, off] = np.nan
+    after = gather(pool, fmt, *table.arrays(), kv_rings=rings)
+    for x, y in zip(before[0] + before[1], after[0] + after[1]):
+        np.testing.assert_array_equal(x, y)
+    qo_lens = [1] * len(lens) if kind == "decode" else prefill_lens_for(cfg, lens)
+    q = queries(cfg, rng, ks, qo_lens)
+    o, lse = run_paged(m, kern, q, pool, table, None if kind == "decode" else qo_lens, rings)
+    assert np.isfinite(o.astype(np.float32)).all(), f"{cfg.name}: NaN in the output"
+    check_paged(cfg, o, lse, q, pool, table, ks, vs, None if kind == "decode" else qo_lens,
+                seed_ctx(rng_seed), rings)
 
 
 def interleave(rng, sid, sel):
@@ -406,30 +507,32 @@ def compare_pools(fmt: CacheFormat, got: dict, want: dict) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name) for c in CONFIGS + LLAMA])
+@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name)
+                                 for c in CONFIGS + RESIDUAL + LLAMA])
 def test_decode(cfg, kv_kernels, rng_seed):
     kern = Kernel("decode", cfg)
     m = kv_kernels(kern)
     rng = np.random.default_rng(rng_seed)
     lens = seq_lens_for(cfg)
-    pool, table, ks, vs = make_cache(cfg, rng, lens)
+    pool, table, ks, vs, rings = make_cache(cfg, rng, lens)
     q = queries(cfg, rng, ks, [1] * len(lens))
-    o, lse = run_paged(m, kern, q, pool, table)
-    check_paged(cfg, o, lse, q, pool, table, ks, vs, None, seed_ctx(rng_seed))
+    o, lse = run_paged(m, kern, q, pool, table, rings=rings)
+    check_paged(cfg, o, lse, q, pool, table, ks, vs, None, seed_ctx(rng_seed), rings)
 
 
-@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name) for c in CONFIGS + LLAMA])
+@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name)
+                                 for c in CONFIGS + RESIDUAL + LLAMA])
 def test_prefill(cfg, kv_kernels, rng_seed):
     """Append/prefill: several queries per sequence (the last tokens), ragged."""
     kern = Kernel("prefill", cfg)
     m = kv_kernels(kern)
     rng = np.random.default_rng(rng_seed)
     lens = seq_lens_for(cfg)
-    pool, table, ks, vs = make_cache(cfg, rng, lens)
+    pool, table, ks, vs, rings = make_cache(cfg, rng, lens)
     qo_lens = prefill_lens_for(cfg, lens)
     q = queries(cfg, rng, ks, qo_lens)
-    o, lse = run_paged(m, kern, q, pool, table, qo_lens)
-    check_paged(cfg, o, lse, q, pool, table, ks, vs, qo_lens, seed_ctx(rng_seed))
+    o, lse = run_paged(m, kern, q, pool, table, qo_lens, rings)
+    check_paged(cfg, o, lse, q, pool, table, ks, vs, qo_lens, seed_ctx(rng_seed), rings)
 
 
 @pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name) for c in CONFIGS
@@ -440,7 +543,7 @@ def test_nan_outside_sequences_is_never_read(cfg, kv_kernels, rng_seed):
     m = kv_kernels(kern)
     rng = np.random.default_rng(rng_seed)
     lens = seq_lens_for(cfg)
-    pool, table, ks, vs = make_cache(cfg, rng, lens, nan_garbage=True)
+    pool, table, ks, vs, _ = make_cache(cfg, rng, lens, nan_garbage=True)
     q = queries(cfg, rng, ks, [1] * len(lens))
     o, lse = run_paged(m, kern, q, pool, table)
     check_paged(cfg, o, lse, q, pool, table, ks, vs, None, seed_ctx(rng_seed))
@@ -456,7 +559,7 @@ def test_split_kv_does_not_change_decode(kv_kernels, rng_seed):
     assert m.info(kern.name)["phases"] == 2
     rng = np.random.default_rng(rng_seed)
     lens = [1500] + [40] * 15
-    pool, table, ks, vs = make_cache(cfg, rng, lens, shared=0)
+    pool, table, ks, vs, _ = make_cache(cfg, rng, lens, shared=0)
     q = queries(cfg, rng, ks, [1] * len(lens))
     o_all, l_all = run_paged(m, kern, q, pool, table)
     ctx = seed_ctx(rng_seed)
@@ -507,3 +610,13 @@ def test_slots_and_tables_used_by_these_tests():
     assert {c.storage for c in CONFIGS} == set(STORAGES)
     assert {(c.storage, c.layout) for c in CONFIGS} >= {(s, lay) for s in STORAGES
                                                          for lay in ("nhd", "hnd")}
+    # the residual configs: i4, i8 and fp8 in both layouts, windows smaller and larger than a
+    # page, sequences shorter than the window
+    assert {(c.storage, c.layout) for c in RESIDUAL} >= {(s, lay) for s in ("i4", "i8")
+                                                         for lay in ("nhd", "hnd")}
+    assert any(c.storage.startswith("f8") for c in RESIDUAL)
+    assert any(c.residual < c.page_size for c in RESIDUAL)
+    assert any(c.residual > 2 * c.page_size for c in RESIDUAL)
+    assert all(min(n for n in seq_lens_for(c) if n) < c.residual for c in RESIDUAL)
+    assert any(c.residual for c in LLAMA)
+    assert len({c.name for c in CONFIGS + RESIDUAL + LLAMA}) == len(CONFIGS + RESIDUAL + LLAMA)
