@@ -45,9 +45,11 @@ void CachePool::AlignedFree::operator()(unsigned char *p) const {
 }
 
 CachePool::CachePool(int64_t pageSize, std::vector<ComponentSpec> specs,
-                     int64_t numPages)
-    : pageSize(pageSize), numPages(numPages) {
-  const char *fn = "attnrt_cache_pool_create";
+                     int64_t numPages, bool withRings, int64_t numRings,
+                     int64_t ringTokens, const char *fn)
+    : pageSize(pageSize), numPages(numPages),
+      numRings(withRings ? numRings : 0),
+      ringTokens(withRings ? ringTokens : 0) {
   if (pageSize < 1 || pageSize > ATTNRT_CACHE_MAX_PAGE_SIZE)
     fail(ATTNRT_ERR_INVALID_ARGUMENT,
          std::string(fn) + ": page_size is " + str(pageSize) + "; pass 1 to " +
@@ -63,6 +65,23 @@ CachePool::CachePool(int64_t pageSize, std::vector<ComponentSpec> specs,
              " * " + str(pageSize) + " exceeds " + str(kInt32Max) +
              " (slots are i32); use at most " + str(kInt32Max / pageSize) +
              " pages of this size");
+  if (withRings && numRings < 1)
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(fn) + ": num_rings is " + str(numRings) +
+             "; pass a positive ring count (at most that many sequences "
+             "live at once)");
+  if (withRings &&
+      (ringTokens < 1 || ringTokens > ATTNRT_CACHE_MAX_RING_TOKENS))
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(fn) + ": ring_tokens is " + str(ringTokens) +
+             "; pass the cache's residual R, 1 to " +
+             str(ATTNRT_CACHE_MAX_RING_TOKENS) + " (docs/kv-cache.md)");
+  if (withRings && numRings > kInt32Max / ringTokens)
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(fn) + ": num_rings * ring_tokens = " + str(numRings) +
+             " * " + str(ringTokens) + " exceeds " + str(kInt32Max) +
+             " (ring slots are i32); use at most " +
+             str(kInt32Max / ringTokens) + " rings of this size");
   if (specs.empty())
     fail(ATTNRT_ERR_INVALID_ARGUMENT,
          std::string(fn) + ": no components; pass at least one paged "
@@ -86,8 +105,22 @@ CachePool::CachePool(int64_t pageSize, std::vector<ComponentSpec> specs,
     if (c.bytes <= 0)
       fail(ATTNRT_ERR_INVALID_ARGUMENT,
            where + " has " + str(c.bytes) + " bytes" +
-               (c.paged ? " per page" : "") + "; pass a positive size");
-    if (c.paged) {
+               (c.kind == Kind::PerPage   ? " per page"
+                : c.kind == Kind::PerRing ? " per ring"
+                                          : "") +
+               "; pass a positive size");
+    if (c.kind == Kind::PerRing) {
+      if (!withRings)
+        fail(ATTNRT_ERR_INVALID_ARGUMENT,
+             where + " is per ring (paged = ATTNRT_CACHE_PER_RING) but the "
+                     "pool has no rings; create it with "
+                     "attnrt_cache_pool_create_with_rings");
+      if (c.bytes > std::numeric_limits<int64_t>::max() / numRings)
+        fail(ATTNRT_ERR_INVALID_ARGUMENT,
+             where + ": " + str(numRings) + " rings of " + str(c.bytes) +
+                 " bytes overflow int64; use fewer rings");
+    }
+    if (c.kind == Kind::PerPage) {
       anyPaged = true;
       if (c.bytes > std::numeric_limits<int64_t>::max() / numPages ||
           bytesPerPage >
@@ -105,7 +138,9 @@ CachePool::CachePool(int64_t pageSize, std::vector<ComponentSpec> specs,
 
   components.reserve(specs.size());
   for (ComponentSpec &c : specs) {
-    int64_t total = c.paged ? c.bytes * numPages : c.bytes;
+    int64_t total = c.kind == Kind::PerPage   ? c.bytes * numPages
+                    : c.kind == Kind::PerRing ? c.bytes * numRings
+                                              : c.bytes;
     // Round up so the allocation is a whole number of alignment units.
     std::size_t size = (static_cast<std::size_t>(total) + kAlignment - 1) /
                        kAlignment * kAlignment;
@@ -120,7 +155,7 @@ CachePool::CachePool(int64_t pageSize, std::vector<ComponentSpec> specs,
                "'; create the pool with fewer pages");
     }
     std::memset(p, 0, size);
-    components.push_back({std::move(c.name), c.paged, c.bytes,
+    components.push_back({std::move(c.name), c.kind, c.bytes,
                           std::unique_ptr<unsigned char[], AlignedFree>(p)});
   }
 
@@ -129,6 +164,16 @@ CachePool::CachePool(int64_t pageSize, std::vector<ComponentSpec> specs,
   for (int64_t p = numPages - 1; p >= 0; --p)
     freeList.push_back(static_cast<int32_t>(p));
   refcounts.assign(static_cast<std::size_t>(numPages), 0);
+  // Likewise rings 0, 1, 2, ...
+  freeRings.reserve(static_cast<std::size_t>(numRings));
+  for (int64_t r = numRings - 1; r >= 0; --r)
+    freeRings.push_back(static_cast<int32_t>(r));
+}
+
+int64_t CachePool::totalBytes(const Component &c) const {
+  return c.kind == Kind::PerPage   ? c.bytes * numPages
+         : c.kind == Kind::PerRing ? c.bytes * numRings
+                                   : c.bytes;
 }
 
 void CachePool::buffer(int component, void **data, int64_t *bytes) {
@@ -141,7 +186,7 @@ void CachePool::buffer(int component, void **data, int64_t *bytes) {
   if (data)
     *data = c.data.get();
   if (bytes)
-    *bytes = c.paged ? c.bytes * numPages : c.bytes;
+    *bytes = totalBytes(c);
 }
 
 int CachePool::findComponent(const std::string &name) const {
@@ -167,6 +212,8 @@ attnrt_cache_stats CachePool::stats() const {
   s.bytes_per_token =
       static_cast<double>(bytesPerPage) / static_cast<double>(pageSize);
   s.bytes_in_use = s.used_pages * bytesPerPage;
+  s.num_rings = numRings;
+  s.free_rings = static_cast<int64_t>(freeRings.size());
   return s;
 }
 
@@ -207,28 +254,64 @@ void CachePool::releasePage(int32_t page) {
 
 void CachePool::copyPage(int32_t from, int32_t to) {
   for (Component &c : components) {
-    if (!c.paged)
+    if (c.kind != Kind::PerPage)
       continue;
     std::memcpy(c.data.get() + to * c.bytes, c.data.get() + from * c.bytes,
                 static_cast<std::size_t>(c.bytes));
   }
 }
 
+void CachePool::copyRing(int32_t from, int32_t to) {
+  for (Component &c : components) {
+    if (c.kind != Kind::PerRing)
+      continue;
+    std::memcpy(c.data.get() + to * c.bytes, c.data.get() + from * c.bytes,
+                static_cast<std::size_t>(c.bytes));
+  }
+}
+
+namespace {
+[[noreturn]] void outOfRings(const char *fn, int64_t numRings, int64_t live) {
+  fail(ATTNRT_ERR_OUT_OF_PAGES,
+       std::string(fn) + ": no free ring: all " + str(numRings) +
+           " rings are owned by the " + str(live) +
+           " live sequences (every sequence of a cache with a residual "
+           "window owns one); free or preempt a sequence, or create the "
+           "pool with more rings");
+}
+} // namespace
+
 int64_t CachePool::createSequence() {
+  if (hasRings() && freeRings.empty())
+    outOfRings("attnrt_cache_seq_create", numRings,
+               static_cast<int64_t>(sequences.size()));
   int64_t id = nextId;
-  sequences.emplace(id, Sequence());
+  // Insert first: if it throws (out of memory), nothing has changed.
+  Sequence &s = sequences.emplace(id, Sequence()).first->second;
   ++nextId;
+  if (hasRings()) {
+    s.ring = freeRings.back();
+    freeRings.pop_back();
+  }
   return id;
 }
 
 int64_t CachePool::fork(int64_t src) {
-  Sequence copy = lookup(src, "attnrt_cache_seq_fork");
+  const char *fn = "attnrt_cache_seq_fork";
+  Sequence copy = lookup(src, fn);
+  if (hasRings() && freeRings.empty())
+    outOfRings(fn, numRings, static_cast<int64_t>(sequences.size()));
   int64_t id = nextId;
   // Insert first: if it throws (out of memory), no count has changed.
   Sequence &s = sequences.emplace(id, std::move(copy)).first->second;
   ++nextId;
   for (int32_t page : s.pages)
     ++refcounts[page];
+  if (hasRings()) {
+    s.ring = freeRings.back();
+    freeRings.pop_back();
+    copyRing(sequences.find(src)->second.ring, s.ring);
+  }
   return id;
 }
 
@@ -236,15 +319,28 @@ void CachePool::free(int64_t seq) {
   Sequence &s = lookup(seq, "attnrt_cache_seq_free");
   for (int32_t page : s.pages)
     releasePage(page);
+  if (s.ring >= 0)
+    freeRings.push_back(s.ring); // Within the reserved capacity.
   sequences.erase(seq);
+}
+
+void CachePool::requireRings(const char *fn) const {
+  if (!hasRings())
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(fn) +
+             ": the pool has no rings (its cache has no residual window); "
+             "create it with attnrt_cache_pool_create_with_rings, or use "
+             "attnrt_cache_seq_append without ring slots");
 }
 
 int64_t CachePool::length(int64_t seq) const {
   return lookup(seq, "attnrt_cache_seq_length").length;
 }
 
-void CachePool::append(int64_t seq, int64_t numTokens, int32_t *slots) {
-  const char *fn = "attnrt_cache_seq_append";
+void CachePool::append(int64_t seq, int64_t numTokens, int32_t *slots,
+                       bool withRings, int32_t *ringSlots, const char *fn) {
+  if (withRings)
+    requireRings(fn);
   Sequence &s = lookup(seq, fn);
   if (numTokens < 0)
     fail(ATTNRT_ERR_INVALID_ARGUMENT, std::string(fn) + ": num_tokens is " +
@@ -255,6 +351,10 @@ void CachePool::append(int64_t seq, int64_t numTokens, int32_t *slots) {
   if (!slots)
     fail(ATTNRT_ERR_INVALID_ARGUMENT,
          std::string(fn) + ": slots_out is NULL for " + str(numTokens) +
+             " tokens; pass an int32 array of num_tokens entries");
+  if (withRings && !ringSlots)
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(fn) + ": ring_slots_out is NULL for " + str(numTokens) +
              " tokens; pass an int32 array of num_tokens entries");
 
   int64_t held = static_cast<int64_t>(s.pages.size());
@@ -291,6 +391,9 @@ void CachePool::append(int64_t seq, int64_t numTokens, int32_t *slots) {
     int64_t pos = s.length + i;
     slots[i] = static_cast<int32_t>(s.pages[pos / pageSize] * pageSize +
                                     pos % pageSize);
+    if (withRings)
+      ringSlots[i] =
+          static_cast<int32_t>(s.ring * ringTokens + pos % ringTokens);
   }
   s.length += numTokens;
 }
@@ -359,6 +462,23 @@ void CachePool::pageTable(const int64_t *seqs, int numSeqs, int32_t *indptr,
   }
 }
 
+void CachePool::rings(const int64_t *seqs, int numSeqs, int32_t *out) const {
+  const char *fn = "attnrt_cache_rings";
+  requireRings(fn);
+  if (numSeqs < 0)
+    fail(ATTNRT_ERR_INVALID_ARGUMENT, std::string(fn) + ": num_seqs is " +
+                                          str(numSeqs) + "; pass 0 or more");
+  if (numSeqs > 0 && (!seqs || !out))
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(fn) + ": " + (seqs ? "rings_out" : "seqs") +
+             " is NULL for " + str(numSeqs) +
+             " sequences; pass an array of num_seqs entries");
+  for (int b = 0; b < numSeqs; ++b) // Check all before writing anything.
+    lookup(seqs[b], fn);
+  for (int b = 0; b < numSeqs; ++b)
+    out[b] = sequences.find(seqs[b])->second.ring;
+}
+
 int64_t CachePool::refcount(int64_t page) const {
   if (page < 0 || page >= numPages)
     fail(ATTNRT_ERR_INVALID_ARGUMENT,
@@ -409,6 +529,39 @@ void CachePool::check() const {
              (onFreeList[p] ? "on the free list" : "not on the free list") +
              " with " + str(counted[p]) + " references");
   }
+
+  // Rings: each live sequence owns a distinct one, the free stack holds
+  // exactly the others once each.
+  std::vector<int64_t> owner(static_cast<std::size_t>(numRings), -1);
+  for (const auto &[id, s] : sequences) {
+    if (!hasRings()) {
+      if (s.ring != -1)
+        broken("sequence " + str(id) + " owns ring " + str(s.ring) +
+               " in a pool without rings");
+      continue;
+    }
+    if (s.ring < 0 || s.ring >= numRings)
+      broken("sequence " + str(id) + " owns ring " + str(s.ring) +
+             ", out of range 0.." + str(numRings - 1));
+    if (owner[s.ring] >= 0)
+      broken("ring " + str(s.ring) + " is owned by sequences " +
+             str(owner[s.ring]) + " and " + str(id));
+    owner[s.ring] = id;
+  }
+  std::vector<char> ringFree(static_cast<std::size_t>(numRings), 0);
+  for (int32_t r : freeRings) {
+    if (r < 0 || r >= numRings)
+      broken("free ring list holds ring " + str(r) + ", out of range");
+    if (ringFree[r])
+      broken("free ring list holds ring " + str(r) + " twice");
+    ringFree[r] = 1;
+  }
+  for (int64_t r = 0; r < numRings; ++r)
+    if ((owner[r] < 0) != (ringFree[r] != 0))
+      broken("ring " + str(r) + " is " +
+             (ringFree[r] ? "on the free ring list and owned by sequence " +
+                                str(owner[r])
+                          : std::string("neither free nor owned")));
 }
 
 //===----------------------------------------------------------------------===//
@@ -439,11 +592,14 @@ void requireOut(T *out, const char *fn, const char *name) {
 
 } // namespace
 
-extern "C" attnrt_status attnrt_cache_pool_create(
-    int64_t pageSize, const attnrt_cache_component *components,
-    int numComponents, int64_t numPages, attnrt_cache_pool **out) {
+namespace {
+
+attnrt_status createPool(const char *fn, int64_t pageSize,
+                         const attnrt_cache_component *components,
+                         int numComponents, int64_t numPages, bool withRings,
+                         int64_t numRings, int64_t ringTokens,
+                         attnrt_cache_pool **out) {
   return guard([&] {
-    const char *fn = "attnrt_cache_pool_create";
     requireOut(out, fn, "out");
     *out = nullptr;
     if (numComponents < 0 || (numComponents > 0 && !components))
@@ -458,14 +614,43 @@ extern "C" attnrt_status attnrt_cache_pool_create(
         fail(ATTNRT_ERR_INVALID_ARGUMENT,
              std::string(fn) + ": component " + str(i) +
                  " has a NULL name; name it (k_pages, v_pages, k_scale, ...)");
-      specs.push_back(
-          {components[i].name, components[i].paged != 0, components[i].bytes});
+      int kind = components[i].paged;
+      if (kind != ATTNRT_CACHE_TOTAL && kind != ATTNRT_CACHE_PER_PAGE &&
+          kind != ATTNRT_CACHE_PER_RING)
+        fail(ATTNRT_ERR_INVALID_ARGUMENT,
+             std::string(fn) + ": component " + str(i) + " '" +
+                 components[i].name + "' has paged = " + str(kind) +
+                 "; pass 0 (bytes in total), 1 (per page) or 2 (per ring)");
+      specs.push_back({components[i].name,
+                       kind == ATTNRT_CACHE_PER_PAGE ? CachePool::Kind::PerPage
+                       : kind == ATTNRT_CACHE_PER_RING
+                           ? CachePool::Kind::PerRing
+                           : CachePool::Kind::Total,
+                       components[i].bytes});
     }
     auto pool = std::make_unique<attnrt_cache_pool>();
     pool->impl =
-        std::make_unique<CachePool>(pageSize, std::move(specs), numPages);
+        std::make_unique<CachePool>(pageSize, std::move(specs), numPages,
+                                    withRings, numRings, ringTokens, fn);
     *out = pool.release();
   });
+}
+
+} // namespace
+
+extern "C" attnrt_status attnrt_cache_pool_create(
+    int64_t pageSize, const attnrt_cache_component *components,
+    int numComponents, int64_t numPages, attnrt_cache_pool **out) {
+  return createPool("attnrt_cache_pool_create", pageSize, components,
+                    numComponents, numPages, false, 0, 0, out);
+}
+
+extern "C" attnrt_status attnrt_cache_pool_create_with_rings(
+    int64_t pageSize, const attnrt_cache_component *components,
+    int numComponents, int64_t numPages, int64_t numRings, int64_t ringTokens,
+    attnrt_cache_pool **out) {
+  return createPool("attnrt_cache_pool_create_with_rings", pageSize, components,
+                    numComponents, numPages, true, numRings, ringTokens, out);
 }
 
 extern "C" void attnrt_cache_pool_destroy(attnrt_cache_pool *pool) {
@@ -547,6 +732,26 @@ extern "C" attnrt_status attnrt_cache_seq_append(attnrt_cache_pool *pool,
   return guard([&] {
     requirePool(pool, "attnrt_cache_seq_append")
         ->impl->append(seq, numTokens, slotsOut);
+  });
+}
+
+extern "C" attnrt_status
+attnrt_cache_seq_append_with_rings(attnrt_cache_pool *pool, int64_t seq,
+                                   int64_t numTokens, int32_t *slotsOut,
+                                   int32_t *ringSlotsOut) {
+  return guard([&] {
+    const char *fn = "attnrt_cache_seq_append_with_rings";
+    requirePool(pool, fn)->impl->append(seq, numTokens, slotsOut, true,
+                                        ringSlotsOut, fn);
+  });
+}
+
+extern "C" attnrt_status attnrt_cache_rings(const attnrt_cache_pool *pool,
+                                            const int64_t *seqs, int numSeqs,
+                                            int32_t *ringsOut) {
+  return guard([&] {
+    requirePool(pool, "attnrt_cache_rings")
+        ->impl->rings(seqs, numSeqs, ringsOut);
   });
 }
 

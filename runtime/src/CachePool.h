@@ -4,8 +4,10 @@
 // pages per KV cache, a free list (a stack), a reference count per page and
 // per sequence its list of pages plus its length in tokens. Forks share pages
 // (counts + 1); an append into a shared partly filled last page copies that
-// page first (copy-on-write). Every mutating operation either completes or
-// throws RuntimeError before changing anything. Not thread-safe.
+// page first (copy-on-write). A pool for a cache with a residual window also
+// has rings (one per live sequence, on a free stack like pages; fork copies
+// the ring). Every mutating operation either completes or throws
+// RuntimeError before changing anything. Not thread-safe.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,16 +26,21 @@ namespace attnrt {
 
 class CachePool {
 public:
+  enum class Kind { Total, PerPage, PerRing };
   struct ComponentSpec {
     std::string name;
-    bool paged = true;
-    int64_t bytes = 0; ///< Per page if paged, else in total.
+    Kind kind = Kind::PerPage;
+    int64_t bytes = 0; ///< Per page, per ring or in total.
   };
 
   /// Validates the format and allocates the zero-filled, 64-byte aligned
-  /// component buffers; throws RuntimeError (attnrt_cache_pool_create: ...).
+  /// component buffers; throws RuntimeError (`fn`: ...). Without rings
+  /// there is no PerRing component; withRings: numRings >= 1 rings of
+  /// ringTokens = R (1..4096) tokens.
   CachePool(int64_t pageSize, std::vector<ComponentSpec> components,
-            int64_t numPages);
+            int64_t numPages, bool withRings = false, int64_t numRings = 0,
+            int64_t ringTokens = 0,
+            const char *fn = "attnrt_cache_pool_create");
 
   int numComponents() const { return static_cast<int>(components.size()); }
   /// Throws for an index out of range.
@@ -46,8 +53,13 @@ public:
   int64_t fork(int64_t src);
   void free(int64_t seq);
   int64_t length(int64_t seq) const;
-  /// Reserves numTokens positions and writes their slots; all or nothing.
-  void append(int64_t seq, int64_t numTokens, int32_t *slots);
+  /// Reserves numTokens positions and writes their slots (and, withRings,
+  /// their ring slots: a pool with rings only); all or nothing.
+  void append(int64_t seq, int64_t numTokens, int32_t *slots,
+              bool withRings = false, int32_t *ringSlots = nullptr,
+              const char *fn = "attnrt_cache_seq_append");
+  void rings(const int64_t *seqs, int numSeqs, int32_t *out) const;
+  bool hasRings() const { return numRings > 0; }
 
   int64_t pageTableSize(const int64_t *seqs, int numSeqs, const char *fn) const;
   void pageTable(const int64_t *seqs, int numSeqs, int32_t *indptr,
@@ -64,13 +76,14 @@ private:
   };
   struct Component {
     std::string name;
-    bool paged;
-    int64_t bytes; ///< Per page if paged, else in total.
+    Kind kind;
+    int64_t bytes; ///< Per page, per ring or in total.
     std::unique_ptr<unsigned char[], AlignedFree> data;
   };
   struct Sequence {
     std::vector<int32_t> pages; ///< In token order.
     int64_t length = 0;         ///< Tokens.
+    int32_t ring = -1;          ///< Its ring; -1 in a pool without rings.
   };
 
   const Sequence &lookup(int64_t seq, const char *fn) const;
@@ -78,6 +91,9 @@ private:
   int32_t takePage();
   void releasePage(int32_t page);
   void copyPage(int32_t from, int32_t to);
+  void copyRing(int32_t from, int32_t to);
+  int64_t totalBytes(const Component &c) const;
+  void requireRings(const char *fn) const;
 
   int64_t pageSize;
   int64_t numPages;
@@ -85,6 +101,9 @@ private:
   std::vector<Component> components;
   std::vector<int32_t> freeList; ///< Stack; capacity numPages, never grows.
   std::vector<int64_t> refcounts;
+  int64_t numRings = 0;
+  int64_t ringTokens = 0;
+  std::vector<int32_t> freeRings; ///< Stack; capacity numRings.
   std::unordered_map<int64_t, Sequence> sequences;
   int64_t nextId = 0; ///< Ids are never reused.
 };

@@ -3,7 +3,8 @@
 // Unit tests of every entry point and error path of the page pool, the
 // vLLM block-table conversion, and a randomized test (create / append / fork
 // / free, including a full pool) that writes a payload per token through the
-// returned slots and reads every sequence back through the page table.
+// returned slots and reads every sequence back through the page table, with
+// and without per-sequence rings (residual window).
 //
 //===----------------------------------------------------------------------===//
 
@@ -45,6 +46,23 @@ struct Pool {
               ATTNRT_OK)
         << lastError();
   }
+  /// A pool with numRings rings of R tokens (numRings = 0: without rings).
+  Pool(int64_t pageSize, std::vector<attnrt_cache_component> comps,
+       int64_t numPages, int64_t numRings, int64_t R) {
+    if (numRings == 0) {
+      EXPECT_EQ(attnrt_cache_pool_create(pageSize, comps.data(),
+                                         static_cast<int>(comps.size()),
+                                         numPages, &p),
+                ATTNRT_OK)
+          << lastError();
+      return;
+    }
+    EXPECT_EQ(attnrt_cache_pool_create_with_rings(
+                  pageSize, comps.data(), static_cast<int>(comps.size()),
+                  numPages, numRings, R, &p),
+              ATTNRT_OK)
+        << lastError();
+  }
   ~Pool() { attnrt_cache_pool_destroy(p); }
   Pool(const Pool &) = delete;
   Pool &operator=(const Pool &) = delete;
@@ -70,6 +88,22 @@ struct Pool {
     EXPECT_EQ(attnrt_cache_seq_append(p, seq, n, slots.data()), ATTNRT_OK)
         << lastError();
     return slots;
+  }
+  /// append_with_rings: {slots, ring slots}.
+  std::pair<std::vector<int32_t>, std::vector<int32_t>>
+  appendRings(int64_t seq, int64_t n) const {
+    std::vector<int32_t> slots(static_cast<size_t>(n), -1),
+        rings(static_cast<size_t>(n), -1);
+    EXPECT_EQ(attnrt_cache_seq_append_with_rings(p, seq, n, slots.data(),
+                                                 rings.data()),
+              ATTNRT_OK)
+        << lastError();
+    return {slots, rings};
+  }
+  int32_t ring(int64_t seq) const {
+    int32_t r = -7;
+    EXPECT_EQ(attnrt_cache_rings(p, &seq, 1, &r), ATTNRT_OK) << lastError();
+    return r;
   }
   int64_t refs(int64_t page) const {
     int64_t r = -1;
@@ -113,7 +147,8 @@ bool statsEqual(const attnrt_cache_stats &a, const attnrt_cache_stats &b) {
          a.num_sequences == b.num_sequences &&
          a.bytes_per_page == b.bytes_per_page &&
          a.bytes_per_token == b.bytes_per_token &&
-         a.bytes_in_use == b.bytes_in_use;
+         a.bytes_in_use == b.bytes_in_use && a.num_rings == b.num_rings &&
+         a.free_rings == b.free_rings;
 }
 
 //===----------------------------------------------------------------------===//
@@ -719,6 +754,255 @@ TEST(CachePool, BlockTablesErrors) {
 }
 
 //===----------------------------------------------------------------------===//
+// Rings (residual window)
+//===----------------------------------------------------------------------===//
+
+/// The residual format of docs/kv-cache.md for H = 2, D = 4, R = 3, page 4:
+/// i8 pages + f16 rings [num_rings, R, H, D].
+std::vector<attnrt_cache_component> ringFormat() {
+  return {{"k_pages", ATTNRT_CACHE_PER_PAGE, 4 * 2 * 4},
+          {"v_pages", ATTNRT_CACHE_PER_PAGE, 4 * 2 * 4},
+          {"k_recent", ATTNRT_CACHE_PER_RING, 3 * 2 * 4 * 2},
+          {"v_recent", ATTNRT_CACHE_PER_RING, 3 * 2 * 4 * 2},
+          {"k_scale", ATTNRT_CACHE_TOTAL, 8}};
+}
+
+TEST(CachePoolRings, CreateBuffersAndStats) {
+  Pool pool(4, ringFormat(), 10, 5, 3);
+  ASSERT_TRUE(pool.p);
+  const int64_t expect[] = {10 * 32, 10 * 32, 5 * 48, 5 * 48, 8};
+  for (int c = 0; c < 5; ++c) {
+    void *data = nullptr;
+    int64_t bytes = -1;
+    ASSERT_EQ(attnrt_cache_pool_buffer(pool, c, &data, &bytes), ATTNRT_OK);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % 64, 0u) << c;
+    EXPECT_EQ(bytes, expect[c]) << c;
+    const unsigned char *b = static_cast<const unsigned char *>(data);
+    EXPECT_TRUE(std::all_of(b, b + bytes, [](unsigned char x) { return !x; }))
+        << c;
+  }
+  attnrt_cache_stats s = pool.stats();
+  EXPECT_EQ(s.num_rings, 5);
+  EXPECT_EQ(s.free_rings, 5);
+  // Rings are not paged: bytes per token counts the pages only.
+  EXPECT_EQ(s.bytes_per_page, 64);
+  EXPECT_EQ(s.bytes_per_token, 16.0);
+  int64_t a = pool.seq();
+  pool.append(a, 5);
+  s = pool.stats();
+  EXPECT_EQ(s.free_rings, 4);
+  EXPECT_EQ(s.bytes_in_use, 2 * 64);
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+
+  // A pool without rings reports none.
+  Pool plain(4, oneComponent(16), 2);
+  EXPECT_EQ(plain.stats().num_rings, 0);
+  EXPECT_EQ(plain.stats().free_rings, 0);
+}
+
+TEST(CachePoolRings, CreateRejectsBadRings) {
+  attnrt_cache_pool *p = reinterpret_cast<attnrt_cache_pool *>(1);
+  std::vector<attnrt_cache_component> f = ringFormat();
+  EXPECT_ERROR(attnrt_cache_pool_create_with_rings(4, f.data(), 5, 8, 0, 3, &p),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_pool_create_with_rings: num_rings is 0; pass a "
+               "positive ring count");
+  EXPECT_EQ(p, nullptr);
+  EXPECT_ERROR(attnrt_cache_pool_create_with_rings(4, f.data(), 5, 8, 4, 0, &p),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "ring_tokens is 0; pass the cache's residual R, 1 to 4096");
+  EXPECT_ERROR(
+      attnrt_cache_pool_create_with_rings(4, f.data(), 5, 8, 4, 4097, &p),
+      ATTNRT_ERR_INVALID_ARGUMENT, "ring_tokens is 4097");
+  EXPECT_ERROR(attnrt_cache_pool_create_with_rings(4, f.data(), 5, 8,
+                                                   int64_t(1) << 20, 4096, &p),
+               ATTNRT_ERR_INVALID_ARGUMENT, "(ring slots are i32)");
+  EXPECT_ERROR(
+      attnrt_cache_pool_create_with_rings(4, f.data(), 5, 8, 4, 3, nullptr),
+      ATTNRT_ERR_INVALID_ARGUMENT, "out is NULL");
+  // Per-ring components need a pool with rings.
+  EXPECT_ERROR(attnrt_cache_pool_create(4, f.data(), 5, 8, &p),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_pool_create: component 2 'k_recent' is per ring "
+               "(paged = ATTNRT_CACHE_PER_RING) but the pool has no rings; "
+               "create it with attnrt_cache_pool_create_with_rings");
+  attnrt_cache_component bad[] = {{"k_pages", 1, 64}, {"x", 3, 8}};
+  EXPECT_ERROR(attnrt_cache_pool_create_with_rings(4, bad, 2, 8, 4, 3, &p),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "component 1 'x' has paged = 3; pass 0 (bytes in total), 1 "
+               "(per page) or 2 (per ring)");
+  attnrt_cache_component zero[] = {{"k_pages", 1, 64}, {"k_recent", 2, 0}};
+  EXPECT_ERROR(attnrt_cache_pool_create_with_rings(4, zero, 2, 8, 4, 3, &p),
+               ATTNRT_ERR_INVALID_ARGUMENT, "has 0 bytes per ring");
+  attnrt_cache_component ringsOnly[] = {{"k_recent", 2, 8}};
+  EXPECT_ERROR(
+      attnrt_cache_pool_create_with_rings(4, ringsOnly, 1, 8, 4, 3, &p),
+      ATTNRT_ERR_INVALID_ARGUMENT, "no paged component");
+  attnrt_cache_component huge[] = {{"k_pages", 1, 64},
+                                   {"k_recent", 2, int64_t(1) << 62}};
+  EXPECT_ERROR(attnrt_cache_pool_create_with_rings(4, huge, 2, 8, 4, 3, &p),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "4 rings of 4611686018427387904 bytes overflow int64");
+  EXPECT_EQ(p, nullptr);
+  // A pool with rings but no per-ring component is fine (ring slots only).
+  Pool noRingData(4, oneComponent(16), 2, 2, 3);
+  EXPECT_EQ(noRingData.stats().num_rings, 2);
+}
+
+TEST(CachePoolRings, EverySequenceOwnsARing) {
+  Pool pool(4, ringFormat(), 8, 3, 3);
+  int64_t a = pool.seq(), b = pool.seq(), c = pool.seq();
+  // Rings are handed out 0, 1, 2, ...
+  EXPECT_EQ(pool.ring(a), 0);
+  EXPECT_EQ(pool.ring(b), 1);
+  EXPECT_EQ(pool.ring(c), 2);
+  EXPECT_EQ(pool.stats().free_rings, 0);
+
+  // No free ring: create and fork fail and change nothing.
+  attnrt_cache_stats before = pool.stats();
+  int64_t out = -5;
+  EXPECT_ERROR(attnrt_cache_seq_create(pool, &out), ATTNRT_ERR_OUT_OF_PAGES,
+               "attnrt_cache_seq_create: no free ring: all 3 rings are owned "
+               "by the 3 live sequences");
+  EXPECT_ERROR(attnrt_cache_seq_fork(pool, a, &out), ATTNRT_ERR_OUT_OF_PAGES,
+               "attnrt_cache_seq_fork: no free ring");
+  EXPECT_EQ(out, -5);
+  EXPECT_TRUE(statsEqual(pool.stats(), before));
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+  // A freed-id fork reports the id, not the rings.
+  ASSERT_EQ(attnrt_cache_seq_free(pool, b), ATTNRT_OK);
+  EXPECT_ERROR(attnrt_cache_seq_fork(pool, b, &out),
+               ATTNRT_ERR_INVALID_ARGUMENT, "has been freed");
+
+  // Freeing returns the ring; the next sequence takes it. Failed creates
+  // did not use up ids.
+  EXPECT_EQ(pool.stats().free_rings, 1);
+  int64_t d = pool.seq();
+  EXPECT_EQ(d, c + 1);
+  EXPECT_EQ(pool.ring(d), 1);
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+}
+
+TEST(CachePoolRings, AppendWritesRingSlots) {
+  const int64_t R = 3;
+  Pool pool(4, ringFormat(), 8, 4, R);
+  int64_t a = pool.seq(), b = pool.seq();
+  auto [slots, rings] = pool.appendRings(b, 5);
+  EXPECT_EQ(slots, (std::vector<int32_t>{0, 1, 2, 3, 4}));
+  // Ring 1: 1 * 3 + position % 3.
+  EXPECT_EQ(rings, (std::vector<int32_t>{3, 4, 5, 3, 4}));
+  auto more = pool.appendRings(b, 2); // positions 5, 6
+  EXPECT_EQ(more.second, (std::vector<int32_t>{5, 3}));
+  auto first = pool.appendRings(a, 1);
+  EXPECT_EQ(first.second, (std::vector<int32_t>{0}));
+  // Plain append still works in a pool with rings (page slots only).
+  EXPECT_EQ(pool.append(a, 1).size(), 1u);
+  EXPECT_EQ(pool.appendRings(a, 1).second, (std::vector<int32_t>{2}));
+  // Zero tokens: nothing needed, nothing written.
+  EXPECT_EQ(attnrt_cache_seq_append_with_rings(pool, a, 0, nullptr, nullptr),
+            ATTNRT_OK);
+  int64_t len = -1;
+  ASSERT_EQ(attnrt_cache_seq_length(pool, a, &len), ATTNRT_OK);
+  EXPECT_EQ(len, 3);
+}
+
+TEST(CachePoolRings, AppendWithRingsErrors) {
+  Pool pool(4, ringFormat(), 2, 2, 3);
+  int64_t a = pool.seq();
+  int32_t slots[16], rings[16];
+  EXPECT_ERROR(attnrt_cache_seq_append_with_rings(pool, a, 2, slots, nullptr),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_seq_append_with_rings: ring_slots_out is NULL "
+               "for 2 tokens");
+  EXPECT_ERROR(attnrt_cache_seq_append_with_rings(pool, a, 2, nullptr, rings),
+               ATTNRT_ERR_INVALID_ARGUMENT, "slots_out is NULL");
+  EXPECT_ERROR(attnrt_cache_seq_append_with_rings(pool, a, -1, slots, rings),
+               ATTNRT_ERR_INVALID_ARGUMENT, "num_tokens is -1");
+  EXPECT_ERROR(attnrt_cache_seq_append_with_rings(pool, 9, 1, slots, rings),
+               ATTNRT_ERR_INVALID_ARGUMENT, "sequence 9 was never created");
+  EXPECT_ERROR(attnrt_cache_seq_append_with_rings(nullptr, a, 1, slots, rings),
+               ATTNRT_ERR_INVALID_ARGUMENT, "pool is NULL");
+  // Full pool: all or nothing, ring slots included.
+  std::fill(std::begin(rings), std::end(rings), -7);
+  attnrt_cache_stats before = pool.stats();
+  EXPECT_ERROR(attnrt_cache_seq_append_with_rings(pool, a, 9, slots, rings),
+               ATTNRT_ERR_OUT_OF_PAGES, "needs 3 free pages");
+  EXPECT_TRUE(statsEqual(pool.stats(), before));
+  EXPECT_TRUE(std::all_of(std::begin(rings), std::end(rings),
+                          [](int32_t r) { return r == -7; }));
+  // A pool without rings has no ring slots to give.
+  Pool plain(4, oneComponent(16), 2);
+  int64_t s = plain.seq();
+  EXPECT_ERROR(attnrt_cache_seq_append_with_rings(plain, s, 1, slots, rings),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_seq_append_with_rings: the pool has no rings (its "
+               "cache has no residual window); create it with "
+               "attnrt_cache_pool_create_with_rings");
+  EXPECT_EQ(plain.stats().used_pages, 0);
+}
+
+TEST(CachePoolRings, ForkCopiesTheRing) {
+  const int64_t R = 3, ringBytes = 3 * 2 * 4 * 2;
+  Pool pool(4, ringFormat(), 8, 4, R);
+  unsigned char *kr = pool.buffer(2), *vr = pool.buffer(3);
+  int64_t a = pool.seq();
+  pool.appendRings(a, 5);
+  for (int64_t i = 0; i < ringBytes; ++i) {
+    kr[pool.ring(a) * ringBytes + i] = static_cast<unsigned char>(i + 1);
+    vr[pool.ring(a) * ringBytes + i] = static_cast<unsigned char>(200 - i);
+  }
+  int64_t b = pool.fork(a);
+  ASSERT_NE(pool.ring(b), pool.ring(a));
+  EXPECT_EQ(std::memcmp(kr + pool.ring(a) * ringBytes,
+                        kr + pool.ring(b) * ringBytes, ringBytes),
+            0);
+  EXPECT_EQ(std::memcmp(vr + pool.ring(a) * ringBytes,
+                        vr + pool.ring(b) * ringBytes, ringBytes),
+            0);
+  // The copy is independent: appending to the fork writes its own ring.
+  auto [slots, rings] = pool.appendRings(b, 1); // position 5
+  EXPECT_EQ(rings[0], pool.ring(b) * R + 5 % R);
+  EXPECT_EQ(pool.stats().free_rings, 2);
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+}
+
+TEST(CachePoolRings, RingsOfABatch) {
+  Pool pool(4, ringFormat(), 8, 4, 3);
+  int64_t a = pool.seq(), b = pool.seq(), c = pool.seq();
+  ASSERT_EQ(attnrt_cache_seq_free(pool, b), ATTNRT_OK);
+  int64_t d = pool.seq(); // takes ring 1 again
+  int64_t batch[] = {c, a, d, a};
+  int32_t out[4] = {-7, -7, -7, -7};
+  ASSERT_EQ(attnrt_cache_rings(pool, batch, 4, out), ATTNRT_OK) << lastError();
+  EXPECT_EQ(std::vector<int32_t>(out, out + 4),
+            (std::vector<int32_t>{2, 0, 1, 0}));
+  EXPECT_EQ(attnrt_cache_rings(pool, nullptr, 0, nullptr), ATTNRT_OK);
+
+  // Errors write nothing.
+  int32_t untouched[4] = {-7, -7, -7, -7};
+  int64_t withFreed[] = {a, b};
+  EXPECT_ERROR(attnrt_cache_rings(pool, withFreed, 2, untouched),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_rings: sequence " + std::to_string(b) +
+                   " has been freed");
+  EXPECT_EQ(untouched[0], -7);
+  EXPECT_ERROR(attnrt_cache_rings(pool, batch, -1, untouched),
+               ATTNRT_ERR_INVALID_ARGUMENT, "num_seqs is -1");
+  EXPECT_ERROR(attnrt_cache_rings(pool, batch, 2, nullptr),
+               ATTNRT_ERR_INVALID_ARGUMENT, "rings_out is NULL for 2");
+  EXPECT_ERROR(attnrt_cache_rings(pool, nullptr, 2, untouched),
+               ATTNRT_ERR_INVALID_ARGUMENT, "seqs is NULL for 2");
+  EXPECT_ERROR(attnrt_cache_rings(nullptr, batch, 1, untouched),
+               ATTNRT_ERR_INVALID_ARGUMENT, "pool is NULL");
+  Pool plain(4, oneComponent(16), 2);
+  int64_t s = plain.seq();
+  EXPECT_ERROR(attnrt_cache_rings(plain, &s, 1, untouched),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_rings: the pool has no rings");
+  EXPECT_EQ(untouched[0], -7);
+}
+
+//===----------------------------------------------------------------------===//
 // Randomized operations against a model
 //===----------------------------------------------------------------------===//
 
@@ -734,21 +1018,37 @@ uint64_t fuzzSeed(uint64_t fallback) {
 /// ones included). The test writes each token's payload into two paged
 /// components, K (8 bytes: the id) and V (4 bytes: a hash of it), laid out
 /// [page][offset][bytes], and reads every sequence back via the page table.
+/// With rings (numRings > 0, R = ringTokens), each token's id is also
+/// written to its ring slot of a per-ring component (8 bytes per token), and
+/// every sequence's ring must hold the ids of its last R tokens (fork copies
+/// the ring; fewer rings than maxLive makes create and fork run out).
 class Fuzzer {
 public:
-  static constexpr int64_t kBytes = 8, vBytes = 4, scaleBytes = 24;
+  static constexpr int64_t kBytes = 8, vBytes = 4, scaleBytes = 24,
+                           ringBytes = 8;
   static constexpr size_t maxLive = 48;
 
-  Fuzzer(uint64_t seed, int64_t pageSize, int64_t numPages)
+  static std::vector<attnrt_cache_component> format(int64_t pageSize,
+                                                    int64_t ringTokens) {
+    std::vector<attnrt_cache_component> f = {{"k_pages", 1, pageSize * kBytes},
+                                             {"v_pages", 1, pageSize * vBytes},
+                                             {"k_scale", 0, scaleBytes}};
+    if (ringTokens > 0)
+      f.push_back({"k_recent", ATTNRT_CACHE_PER_RING, ringTokens * ringBytes});
+    return f;
+  }
+
+  Fuzzer(uint64_t seed, int64_t pageSize, int64_t numPages,
+         int64_t numRings = 0, int64_t ringTokens = 0)
       : seed(seed), rng(seed), P(pageSize), numPages(numPages),
-        pool(pageSize,
-             {{"k_pages", 1, pageSize * kBytes},
-              {"v_pages", 1, pageSize * vBytes},
-              {"k_scale", 0, scaleBytes}},
-             numPages) {
+        numRings(numRings), R(ringTokens),
+        pool(pageSize, format(pageSize, numRings ? ringTokens : 0), numPages,
+             numRings, ringTokens) {
     k = pool.buffer(0);
     v = pool.buffer(1);
     scale = pool.buffer(2);
+    if (numRings)
+      ring = pool.buffer(3);
     for (int i = 0; i < scaleBytes; ++i)
       scale[i] = static_cast<unsigned char>(0xa0 + i);
   }
@@ -782,6 +1082,7 @@ public:
     EXPECT_EQ(s.used_pages, 0);
     EXPECT_EQ(s.bytes_in_use, 0);
     EXPECT_EQ(s.num_sequences, 0);
+    EXPECT_EQ(s.free_rings, numRings);
     for (int64_t p = 0; p < numPages; ++p)
       ASSERT_EQ(pool.refs(p), 0) << "page " << p << where();
     EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
@@ -793,13 +1094,21 @@ public:
               << counts["cow"] << " copy-on-write, " << counts["full"]
               << " refused by a full pool), " << counts["create"]
               << " creates, " << counts["fork"] << " forks, " << counts["free"]
-              << " frees, " << counts["bad id"] << " freed-id calls\n";
+              << " frees, " << counts["bad id"] << " freed-id calls";
+    if (numRings)
+      std::cout << "; rings=" << numRings << " R=" << R << ": "
+                << counts["no ring"] << " creates/forks refused for want of a "
+                << "ring";
+    std::cout << "\n";
     // The run must have exercised what it is meant to test.
     if (P > 1) { // With one token per page, no page is ever partly filled.
       EXPECT_GT(counts["cow"], 0);
     }
     EXPECT_GT(counts["full"], 0);
     EXPECT_GT(counts["fork"], 0);
+    if (numRings) {
+      EXPECT_GT(counts["no ring"], 0);
+    }
   }
 
 private:
@@ -837,8 +1146,31 @@ private:
     return append();
   }
 
+  /// With rings, create and fork fail when every ring is owned; true if
+  /// this one did (and the pool did not change).
+  bool refusedForWantOfRing(attnrt_status st,
+                            const attnrt_cache_stats &before) {
+    bool noRing = numRings > 0 && before.free_rings == 0;
+    if (!noRing) {
+      EXPECT_EQ(st, ATTNRT_OK) << lastError() << where();
+      return false;
+    }
+    EXPECT_EQ(st, ATTNRT_ERR_OUT_OF_PAGES) << where();
+    EXPECT_NE(lastError().find("no free ring"), std::string::npos)
+        << lastError() << where();
+    EXPECT_TRUE(statsEqual(pool.stats(), before)) << where();
+    ++counts["no ring"];
+    freeSeq(pickLive()); // Preempt, as a serving loop would.
+    return true;
+  }
+
   void create() {
-    int64_t id = pool.seq();
+    attnrt_cache_stats before = pool.stats();
+    int64_t id = -1;
+    attnrt_status st = attnrt_cache_seq_create(pool, &id);
+    if (refusedForWantOfRing(st, before))
+      return;
+    ASSERT_EQ(st, ATTNRT_OK) << where();
     ASSERT_EQ(model.count(id), 0u) << "id " << id << " reused" << where();
     model[id];
     live.push_back(id);
@@ -851,8 +1183,13 @@ private:
     std::vector<int64_t> refsBefore;
     for (int32_t p : srcPages)
       refsBefore.push_back(pool.refs(p));
-    int64_t usedBefore = pool.stats().used_pages;
-    int64_t id = pool.fork(src);
+    attnrt_cache_stats before = pool.stats();
+    int64_t usedBefore = before.used_pages;
+    int64_t id = -1;
+    attnrt_status st = attnrt_cache_seq_fork(pool, src, &id);
+    if (refusedForWantOfRing(st, before))
+      return;
+    ASSERT_EQ(st, ATTNRT_OK) << where();
     ASSERT_EQ(model.count(id), 0u) << "id " << id << " reused" << where();
     model[id] = model[src];
     live.push_back(id);
@@ -860,6 +1197,10 @@ private:
     ASSERT_EQ(pool.stats().used_pages, usedBefore) << where();
     for (size_t i = 0; i < srcPages.size(); ++i)
       ASSERT_EQ(pool.refs(srcPages[i]), refsBefore[i] + 1) << where();
+    if (numRings) {
+      ASSERT_NE(pool.ring(id), pool.ring(src)) << where();
+      checkRing(id); // The copy holds the source's last R tokens.
+    }
     ++counts["fork"];
   }
 
@@ -910,8 +1251,12 @@ private:
     int64_t newPages = (len + n + P - 1) / P - (len + P - 1) / P;
     int64_t needed = newPages + (cow ? 1 : 0);
     attnrt_cache_stats before = pool.stats();
-    std::vector<int32_t> slots(static_cast<size_t>(n), -7);
-    attnrt_status st = attnrt_cache_seq_append(pool, id, n, slots.data());
+    std::vector<int32_t> slots(static_cast<size_t>(n), -7),
+        ringSlots(static_cast<size_t>(n), -7);
+    attnrt_status st =
+        numRings ? attnrt_cache_seq_append_with_rings(pool, id, n, slots.data(),
+                                                      ringSlots.data())
+                 : attnrt_cache_seq_append(pool, id, n, slots.data());
     ++counts["append"];
 
     if (needed > before.free_pages) {
@@ -925,6 +1270,9 @@ private:
       ASSERT_TRUE(std::all_of(slots.begin(), slots.end(), [](int32_t s) {
         return s == -7;
       })) << where();
+      ASSERT_TRUE(std::all_of(ringSlots.begin(), ringSlots.end(),
+                              [](int32_t s) { return s == -7; }))
+          << where();
       if (cow) {
         ASSERT_GT(pool.refs(pagesBefore.back()), 1) << where();
       }
@@ -955,12 +1303,36 @@ private:
       // The sequence must own every page it writes to.
       ASSERT_EQ(pool.refs(slots[i] / P), 1) << "token " << i << where();
     }
+    int32_t r = numRings ? pool.ring(id) : -1;
     for (int64_t i = 0; i < n; ++i) {
       uint64_t tok = nextToken++;
       writeToken(slots[i], tok);
+      if (numRings) {
+        ASSERT_EQ(ringSlots[i], r * R + (len + i) % R)
+            << "token " << i << where();
+        // In order: a later position of the same ring slot overwrites.
+        std::memcpy(ring + int64_t(ringSlots[i]) * ringBytes, &tok, ringBytes);
+      }
       tokens.push_back(tok);
     }
     checkSequence(id, pagesAfter);
+    if (numRings)
+      checkRing(id);
+  }
+
+  /// The ring of sequence id holds the ids of its last R tokens.
+  void checkRing(int64_t id, int32_t r = -1) {
+    if (r < 0)
+      r = pool.ring(id);
+    const std::vector<uint64_t> &tokens = model[id];
+    int64_t len = static_cast<int64_t>(tokens.size());
+    for (int64_t pos = std::max<int64_t>(0, len - R); pos < len; ++pos) {
+      uint64_t got;
+      std::memcpy(&got, ring + (int64_t(r) * R + pos % R) * ringBytes,
+                  ringBytes);
+      ASSERT_EQ(got, tokens[pos]) << "ring " << r << " of sequence " << id
+                                  << " position " << pos << where();
+    }
   }
 
   /// Reads the sequence back through its pages and compares with the model.
@@ -1031,6 +1403,24 @@ private:
     attnrt_cache_stats s = pool.stats();
     ASSERT_EQ(s.free_pages, unreferenced) << where();
     ASSERT_EQ(s.used_pages + s.free_pages, numPages) << where();
+    if (numRings) {
+      // Distinct rings, one per live sequence, each holding its last R.
+      std::vector<int32_t> rings(batch.size() + 1, -1);
+      ASSERT_EQ(attnrt_cache_rings(pool, batch.data(),
+                                   static_cast<int>(batch.size()),
+                                   rings.data()),
+                ATTNRT_OK)
+          << lastError() << where();
+      std::set<int32_t> distinct(rings.begin(), rings.begin() + batch.size());
+      ASSERT_EQ(distinct.size(), batch.size()) << where();
+      ASSERT_EQ(s.free_rings, numRings - int64_t(batch.size())) << where();
+      for (size_t b = 0; b < batch.size(); ++b) {
+        ASSERT_TRUE(rings[b] >= 0 && rings[b] < numRings) << where();
+        checkRing(batch[b], rings[b]);
+        if (::testing::Test::HasFatalFailure())
+          return;
+      }
+    }
     // Free list vs counts, recomputed inside the pool (no duplicates, no
     // referenced page on it).
     ASSERT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK)
@@ -1039,9 +1429,9 @@ private:
 
   uint64_t seed;
   std::mt19937_64 rng;
-  int64_t P, numPages;
+  int64_t P, numPages, numRings, R;
   Pool pool;
-  unsigned char *k = nullptr, *v = nullptr, *scale = nullptr;
+  unsigned char *k = nullptr, *v = nullptr, *scale = nullptr, *ring = nullptr;
   std::map<int64_t, std::vector<uint64_t>> model;
   std::vector<int64_t> live, dead;
   uint64_t nextToken = 1;
@@ -1050,16 +1440,23 @@ private:
 };
 
 void runFuzz(uint64_t defaultSeed, int64_t pageSize, int64_t numPages,
-             int64_t ops) {
+             int64_t ops, int64_t numRings = 0, int64_t ringTokens = 0) {
   uint64_t seed = fuzzSeed(defaultSeed);
   std::cout << "[ fuzz     ] seed=" << seed
             << " (set ATTNRT_FUZZ_SEED to override)\n";
-  Fuzzer f(seed, pageSize, numPages);
+  Fuzzer f(seed, pageSize, numPages, numRings, ringTokens);
   f.run(ops, 100);
 }
 
 TEST(CachePoolFuzz, RandomOps100k) { runFuzz(20240611, 16, 128, 100000); }
 TEST(CachePoolFuzz, RandomOpsPageSize1) { runFuzz(77, 1, 1024, 20000); }
 TEST(CachePoolFuzz, RandomOpsPageSize7) { runFuzz(4242, 7, 96, 20000); }
+// Rings: fewer than the live-sequence cap, R below, equal to and above the
+// page size and the largest append (40).
+TEST(CachePoolFuzz, RandomOpsRings) { runFuzz(31337, 16, 128, 50000, 12, 5); }
+TEST(CachePoolFuzz, RandomOpsRingsR1) { runFuzz(99, 4, 256, 20000, 10, 1); }
+TEST(CachePoolFuzz, RandomOpsRingsLong) {
+  runFuzz(2718, 8, 160, 20000, 12, 64);
+}
 
 } // namespace

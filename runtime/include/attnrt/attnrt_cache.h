@@ -2,8 +2,9 @@
 |*                                                                            *|
 |* A page pool per KV cache: component buffers laid out [num_pages][bytes    *|
 |* per page], sequences as lists of pages with reference counts (fork shares *|
-|* a prefix, append copies a shared partly filled last page first), the      *|
-|* FlashInfer CSR page table of a batch, and exact byte accounting. See      *|
+|* a prefix, append copies a shared partly filled last page first), a ring   *|
+|* per sequence for caches with a residual window, the FlashInfer CSR page   *|
+|* table of a batch, and exact byte accounting. See                          *|
 |* docs/kv-cache.md (the contract) and docs/runtime.md (this API).           *|
 |*                                                                            *|
 |* A pool is NOT thread-safe: use one pool per serving thread, or guard all  *|
@@ -23,14 +24,25 @@ extern "C" {
 /* Largest page size (tokens per page) a pool accepts (docs/kv-cache.md). */
 #define ATTNRT_CACHE_MAX_PAGE_SIZE 256
 
+/* Values of attnrt_cache_component.paged. */
+#define ATTNRT_CACHE_TOTAL 0    /* `bytes` in total (fp8 per-head scales) */
+#define ATTNRT_CACHE_PER_PAGE 1 /* `bytes` per page */
+#define ATTNRT_CACHE_PER_RING 2 /* `bytes` per ring (residual window) */
+
+/* Largest ring (tokens of the residual window) a pool accepts. */
+#define ATTNRT_CACHE_MAX_RING_TOKENS 4096
+
 /* One buffer of a cache format. Paged components (k_pages, v_pages, per-page
  * scales and minima) have `bytes` per page and are laid out
  * [num_pages][bytes]: page p occupies bytes [p * bytes, (p + 1) * bytes).
- * Non-paged components (fp8 per-head scales) have `bytes` in total; the pool
- * only owns them (never copies or clears them after creation). */
+ * Per-ring components (k_recent, v_recent of a cache with a residual window;
+ * only in pools made by attnrt_cache_pool_create_with_rings) have `bytes`
+ * per ring and are laid out [num_rings][bytes]. Non-paged components (fp8
+ * per-head scales) have `bytes` in total; the pool only owns them (never
+ * copies or clears them after creation). */
 typedef struct attnrt_cache_component {
   const char *name; /* unique, non-empty; copied by the pool */
-  int paged;        /* 1: `bytes` per page; 0: `bytes` in total */
+  int paged;        /* ATTNRT_CACHE_TOTAL, _PER_PAGE or _PER_RING */
   int64_t bytes;    /* positive */
 } attnrt_cache_component;
 
@@ -43,6 +55,8 @@ typedef struct attnrt_cache_stats {
   int64_t bytes_per_page; /* sum of the paged components' bytes per page */
   double bytes_per_token; /* bytes_per_page / page_size */
   int64_t bytes_in_use;   /* used_pages * bytes_per_page */
+  int64_t num_rings;      /* rings in the pool (0: a pool without rings) */
+  int64_t free_rings;     /* rings not owned by a live sequence */
 } attnrt_cache_stats;
 
 typedef struct attnrt_cache_pool attnrt_cache_pool;
@@ -54,11 +68,21 @@ typedef struct attnrt_cache_pool attnrt_cache_pool;
 ATTNRT_API attnrt_status attnrt_cache_pool_create(
     int64_t page_size, const attnrt_cache_component *components,
     int num_components, int64_t num_pages, attnrt_cache_pool **out);
+/* Like attnrt_cache_pool_create, for a cache with a residual window of
+ * ring_tokens = R (1..4096) tokens: the pool also has num_rings (>= 1)
+ * rings, and every live sequence owns one (so at most num_rings sequences
+ * live at once). Components may be ATTNRT_CACHE_PER_RING; num_rings *
+ * ring_tokens <= INT32_MAX (ring slots are i32). */
+ATTNRT_API attnrt_status attnrt_cache_pool_create_with_rings(
+    int64_t page_size, const attnrt_cache_component *components,
+    int num_components, int64_t num_pages, int64_t num_rings,
+    int64_t ring_tokens, attnrt_cache_pool **out);
 /* Frees the pool, its buffers and all its sequences. NULL is a no-op. */
 ATTNRT_API void attnrt_cache_pool_destroy(attnrt_cache_pool *pool);
 
 /* The buffer of component `component` (index in the create list) and its
- * size in bytes (num_pages * bytes for paged components). Either output may
+ * size in bytes (num_pages * bytes for paged components, num_rings * bytes
+ * for per-ring ones). Either output may
  * be NULL. Buffers never move for the lifetime of the pool. */
 ATTNRT_API attnrt_status attnrt_cache_pool_buffer(attnrt_cache_pool *pool,
                                                   int component, void **data,
@@ -70,15 +94,19 @@ ATTNRT_API attnrt_status attnrt_cache_pool_stats(const attnrt_cache_pool *pool,
                                                  attnrt_cache_stats *out);
 
 /* New empty sequence. Ids are never reused within a pool, so a freed id is
- * always reported as such. */
+ * always reported as such. In a pool with rings the sequence takes a free
+ * ring (its contents are stale until appended to); when none is free this
+ * fails with ATTNRT_ERR_OUT_OF_PAGES and changes nothing. */
 ATTNRT_API attnrt_status attnrt_cache_seq_create(attnrt_cache_pool *pool,
                                                  int64_t *seq);
 /* New sequence sharing all of src's pages and tokens (reference counts +1,
- * nothing is copied). */
+ * no page is copied). In a pool with rings it takes a free ring and copies
+ * src's ring into it (every per-ring component); no free ring:
+ * ATTNRT_ERR_OUT_OF_PAGES, nothing changed. */
 ATTNRT_API attnrt_status attnrt_cache_seq_fork(attnrt_cache_pool *pool,
                                                int64_t src, int64_t *out);
 /* Drops the sequence; each of its pages whose reference count reaches 0
- * returns to the free list. */
+ * returns to the free list, and its ring (if any) is free again. */
 ATTNRT_API attnrt_status attnrt_cache_seq_free(attnrt_cache_pool *pool,
                                                int64_t seq);
 ATTNRT_API attnrt_status attnrt_cache_seq_length(const attnrt_cache_pool *pool,
@@ -96,6 +124,22 @@ ATTNRT_API attnrt_status attnrt_cache_seq_append(attnrt_cache_pool *pool,
                                                  int64_t seq,
                                                  int64_t num_tokens,
                                                  int32_t *slots_out);
+
+/* attnrt_cache_seq_append that also writes the ring slots of the new
+ * positions (pool with rings only): ring_slots_out[i] = ring * R + (length
+ * + i) % R, where ring is seq's ring and length its length before the call
+ * (with num_tokens > R, earlier positions share slots with later ones:
+ * write them in order). ring_slots_out may be NULL only when num_tokens is
+ * 0. All or nothing, as attnrt_cache_seq_append. */
+ATTNRT_API attnrt_status attnrt_cache_seq_append_with_rings(
+    attnrt_cache_pool *pool, int64_t seq, int64_t num_tokens,
+    int32_t *slots_out, int32_t *ring_slots_out);
+/* The ring of each of seqs[0 .. num_seqs) (paged_attention's kv_rings) into
+ * rings_out[0 .. num_seqs). Pool with rings only; nothing is written on
+ * failure. */
+ATTNRT_API attnrt_status attnrt_cache_rings(const attnrt_cache_pool *pool,
+                                            const int64_t *seqs, int num_seqs,
+                                            int32_t *rings_out);
 
 /* Number of kv_indices entries attnrt_cache_page_table needs for seqs. */
 ATTNRT_API attnrt_status
@@ -115,7 +159,9 @@ ATTNRT_API attnrt_status attnrt_cache_page_refcount(
     const attnrt_cache_pool *pool, int64_t page, int64_t *refcount);
 /* Recomputes every invariant from scratch (reference counts equal the number
  * of sequence references, the free list holds exactly the unreferenced pages
- * once each, sequence lengths match their page counts). ATTNRT_OK, or
+ * once each, sequence lengths match their page counts, every live sequence
+ * of a pool with rings owns a distinct ring and the free rings are exactly
+ * the unowned ones). ATTNRT_OK, or
  * ATTNRT_ERR_INVALID_ARGUMENT naming the first broken invariant (an attnrt
  * bug). O(pages + references); for tests and debugging. */
 ATTNRT_API attnrt_status attnrt_cache_pool_check(const attnrt_cache_pool *pool);
