@@ -74,7 +74,8 @@ class _KvCacheInfo(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("page_size", ctypes.c_int64),
                 ("num_kv_heads", ctypes.c_int64), ("head_dim", ctypes.c_int64),
                 ("layout", ctypes.c_char_p), ("storage", ctypes.c_char_p),
-                ("k_group", ctypes.c_int64), ("bytes_per_token", ctypes.c_double)]
+                ("k_group", ctypes.c_int64), ("bytes_per_token", ctypes.c_double),
+                ("residual", ctypes.c_int64)]
 
 
 class _Tensor(ctypes.Structure):
@@ -108,7 +109,13 @@ class _CacheStats(ctypes.Structure):
     _fields_ = [("page_size", ctypes.c_int64), ("num_pages", ctypes.c_int64),
                 ("free_pages", ctypes.c_int64), ("used_pages", ctypes.c_int64),
                 ("num_sequences", ctypes.c_int64), ("bytes_per_page", ctypes.c_int64),
-                ("bytes_per_token", ctypes.c_double), ("bytes_in_use", ctypes.c_int64)]
+                ("bytes_per_token", ctypes.c_double), ("bytes_in_use", ctypes.c_int64),
+                ("num_rings", ctypes.c_int64), ("free_rings", ctypes.c_int64)]
+
+# attnrt_cache_component.paged values.
+CACHE_TOTAL, CACHE_PER_PAGE, CACHE_PER_RING = 0, 1, 2
+# Roles of the per-sequence ring components (residual window).
+RING_ROLES = ("k_recent", "v_recent")
 
 
 def _load() -> ctypes.CDLL:
@@ -137,6 +144,10 @@ def _load() -> ctypes.CDLL:
         # KV-cache page pool (attnrt_cache.h)
         "attnrt_cache_pool_create": (c_int, [ctypes.c_int64, ctypes.POINTER(_CacheComponent),
                                              c_int, ctypes.c_int64, ctypes.POINTER(P)]),
+        "attnrt_cache_pool_create_with_rings": (c_int, [ctypes.c_int64,
+                                                        ctypes.POINTER(_CacheComponent), c_int,
+                                                        ctypes.c_int64, ctypes.c_int64,
+                                                        ctypes.c_int64, ctypes.POINTER(P)]),
         "attnrt_cache_pool_destroy": (None, [P]),
         "attnrt_cache_pool_buffer": (c_int, [P, c_int, ctypes.POINTER(P),
                                              ctypes.POINTER(ctypes.c_int64)]),
@@ -147,6 +158,11 @@ def _load() -> ctypes.CDLL:
         "attnrt_cache_seq_free": (c_int, [P, ctypes.c_int64]),
         "attnrt_cache_seq_append": (c_int, [P, ctypes.c_int64, ctypes.c_int64,
                                             ctypes.POINTER(ctypes.c_int32)]),
+        "attnrt_cache_seq_append_with_rings": (c_int, [P, ctypes.c_int64, ctypes.c_int64,
+                                                       ctypes.POINTER(ctypes.c_int32),
+                                                       ctypes.POINTER(ctypes.c_int32)]),
+        "attnrt_cache_rings": (c_int, [P, ctypes.POINTER(ctypes.c_int64), c_int,
+                                       ctypes.POINTER(ctypes.c_int32)]),
         "attnrt_cache_page_table_size": (c_int, [P, ctypes.POINTER(ctypes.c_int64), c_int,
                                                  ctypes.POINTER(ctypes.c_int64)]),
         "attnrt_cache_page_table": (c_int, [P, ctypes.POINTER(ctypes.c_int64), c_int,
@@ -217,7 +233,8 @@ class Module:
 
     def info(self, name: str) -> dict:
         """kind, phases, args/scratch ({name, role, dir, dtype, shape}), kv_cache and attention
-        (dicts of the C structs' fields, or None)."""
+        (dicts of the C structs' fields, or None). kv_cache["residual"] (R) is present only for
+        a cache with a residual window: use kv_cache.get("residual", 0)."""
         lib, k = self._lib, self._kernel(name)
         args = [_arg_dict(lib.attnrt_kernel_arg(k, i).contents, lib)
                 for i in range(lib.attnrt_kernel_num_args(k))]
@@ -240,6 +257,8 @@ class Module:
             kv_cache = {f: getattr(c, f) for f, _ in _KvCacheInfo._fields_}
             for f in ("name", "layout", "storage"):
                 kv_cache[f] = kv_cache[f].decode()
+            if not kv_cache["residual"]:
+                del kv_cache["residual"]  # only caches with a residual window have one
         return {"name": name, "kind": lib.attnrt_kernel_kind(k).decode(),
                 "phases": lib.attnrt_kernel_num_phases(k), "args": args, "scratch": scratch,
                 "kv_cache": kv_cache, "attention": attention}
@@ -299,28 +318,48 @@ class Module:
 class CachePool:
     """attnrt's KV-cache page pool (attnrt_cache.h) for the cache of one kernel: its component
     buffers (the kernel's `<cache>_<component>` arguments) are NumPy views of the pool's memory,
-    so kernels read and write the pool in place."""
+    so kernels read and write the pool in place.
 
-    def __init__(self, module: Module, kernel: str, num_pages: int):
+    For a cache with a residual window (kv_cache residual R > 0) the pool also has `num_rings`
+    rings: every live sequence owns one (so at most num_rings sequences live at once), the ring
+    components `<cache>_k_recent`/`<cache>_v_recent` are buffers [num_rings, R, H, D],
+    `append_with_rings` gives the ring slots of kv_append and `rings` the kv_rings of
+    paged_attention. `num_rings` is ignored for caches without a residual."""
+
+    def __init__(self, module: Module, kernel: str, num_pages: int, num_rings: int = 64):
         lib = _load()
         info = module.info(kernel)
         kv = info["kv_cache"]
         if kv is None:
             raise AttnrtError(ATTNRT_ERR_INVALID_ARGUMENT, f"kernel '{kernel}' has no KV cache")
         self.page_size = kv["page_size"]
+        self.residual = kv.get("residual", 0)
+        self.num_rings = num_rings if self.residual else 0
         specs = [a for a in info["args"] if a["name"].startswith(kv["name"] + "_")]
         comps = (_CacheComponent * len(specs))()
         self._names = []
+        counts = []  # what dim 0 of each buffer counts: pages, rings, or None (static)
         for i, a in enumerate(specs):
-            paged = isinstance(a["shape"][0], str)
-            elems = int(np.prod([d for d in a["shape"][paged:]], dtype=np.int64))
+            if a["role"] in RING_ROLES:
+                kind, count = CACHE_PER_RING, self.num_rings
+            elif isinstance(a["shape"][0], str):
+                kind, count = CACHE_PER_PAGE, num_pages
+            else:
+                kind, count = CACHE_TOTAL, None
+            elems = int(np.prod([d for d in a["shape"][kind != CACHE_TOTAL:]], dtype=np.int64))
             comps[i].name = a["name"].encode()
-            comps[i].paged = int(paged)
+            comps[i].paged = kind
             comps[i].bytes = elems * NP_DTYPES[a["dtype"]].itemsize
             self._names.append(a["name"])
+            counts.append(count)
         handle = ctypes.c_void_p()
-        _check(lib.attnrt_cache_pool_create(self.page_size, comps, len(specs), num_pages,
-                                            ctypes.byref(handle)))
+        if self.residual:
+            _check(lib.attnrt_cache_pool_create_with_rings(
+                self.page_size, comps, len(specs), num_pages, self.num_rings, self.residual,
+                ctypes.byref(handle)))
+        else:
+            _check(lib.attnrt_cache_pool_create(self.page_size, comps, len(specs), num_pages,
+                                                ctypes.byref(handle)))
         self._lib, self._handle = lib, handle
         self.buffers = {}
         for i, a in enumerate(specs):
@@ -328,7 +367,9 @@ class CachePool:
             _check(lib.attnrt_cache_pool_buffer(handle, i, ctypes.byref(data),
                                                 ctypes.byref(size)))
             dtype = NP_DTYPES[a["dtype"]]
-            shape = [num_pages if isinstance(d, str) else d for d in a["shape"]]
+            shape = list(a["shape"])
+            if counts[i] is not None:
+                shape[0] = counts[i]
             raw = (ctypes.c_char * size.value).from_address(data.value)
             self.buffers[a["name"]] = np.frombuffer(raw, dtype=dtype).reshape(shape)
 
@@ -369,6 +410,26 @@ class CachePool:
         _check(self._lib.attnrt_cache_seq_append(
             self._handle, seq, num_tokens, slots.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))))
         return slots[:num_tokens]
+
+    def append_with_rings(self, seq: int, num_tokens: int) -> tuple:
+        """append for a cache with a residual window: (slots, ring_slots) (int32), the ring
+        slots being ring * R + position % R of the new positions (kv_append's ring_slots)."""
+        slots = np.empty(max(1, num_tokens), np.int32)
+        ring_slots = np.empty(max(1, num_tokens), np.int32)
+        i32 = ctypes.POINTER(ctypes.c_int32)
+        _check(self._lib.attnrt_cache_seq_append_with_rings(
+            self._handle, seq, num_tokens, slots.ctypes.data_as(i32),
+            ring_slots.ctypes.data_as(i32)))
+        return slots[:num_tokens], ring_slots[:num_tokens]
+
+    def rings(self, seqs) -> np.ndarray:
+        """The ring of each sequence of a batch (paged_attention's kv_rings, int32)."""
+        ids = np.asarray(seqs, np.int64).reshape(-1)
+        out = np.empty(max(1, ids.size), np.int32)
+        _check(self._lib.attnrt_cache_rings(
+            self._handle, ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), ids.size,
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))))
+        return out[:ids.size]
 
     def page_table(self, seqs) -> tuple:
         """(kv_indptr, kv_indices, kv_last_page_len) of a batch of sequences."""
