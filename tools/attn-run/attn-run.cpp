@@ -177,13 +177,17 @@ void listKernels(const attnrt::Module &m) {
                   at->scale, at->softcap, at->causal,
                   at->bottom_right ? "bottom_right" : "top_left",
                   (long long)at->window, (long long)at->sinks, at->has_lse);
-    if (const attnrt_kv_cache_info *kv = k.kvCache())
+    if (const attnrt_kv_cache_info *kv = k.kvCache()) {
       std::printf("  kv_cache: %s page_size=%lld Hkv=%lld D=%lld layout=%s "
-                  "storage=%s k_group=%lld bytes_per_token=%g\n",
+                  "storage=%s k_group=%lld bytes_per_token=%g",
                   kv->name, (long long)kv->page_size,
                   (long long)kv->num_kv_heads, (long long)kv->head_dim,
                   kv->layout, kv->storage, (long long)kv->k_group,
                   kv->bytes_per_token);
+      if (kv->residual > 0)
+        std::printf(" residual=%lld", (long long)kv->residual);
+      std::printf("\n");
+    }
     for (int j = 0; j < k.numArgs(); ++j) {
       const attnrt_arg_info &a = k.arg(j);
       std::printf("  %-5s %-16s %-16s %-8s %s\n", dirName(a.dir), a.name,
