@@ -141,7 +141,7 @@ typedef struct attnrt_kv_cache_info {
   const char *storage;    /* "f16", "bf16", "f8e4m3fn", "f8e5m2", "i8", "i4" */
   int64_t k_group;        /* tokens sharing one K scale (page_size if unset) */
   double bytes_per_token; /* per layer, paged components only */
-  int64_t residual; /* R: latest tokens kept in f16 rings; 0 = none */
+  int64_t residual;       /* R: latest tokens kept in f16 rings; 0 = none */
 } attnrt_kv_cache_info;
 
 /* A caller tensor. sizes and strides are in elements; strides may be NULL
