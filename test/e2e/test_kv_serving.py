@@ -2,7 +2,8 @@
 and page tables; the compiled attn.kv_append writes into the pool's buffers in place and the
 compiled attn.paged_attention reads them. Prefix sharing by fork, copy-on-write when a fork
 appends into the shared last page, a full pool, and the bytes per token that the manifest and the
-pool report (docs/kv-cache.md)."""
+pool report (docs/kv-cache.md). With a residual window (i4_r12) the pool also gives every sequence
+a ring: append returns ring slots, the page table comes with kv_rings, fork copies the ring."""
 from __future__ import annotations
 
 import subprocess
@@ -19,25 +20,32 @@ from harness import O_TOL  # noqa: E402
 from kv_reference import CacheFormat, gather, paged_reference  # noqa: E402
 
 HQ, HKV, D = 8, 2, 64
-FORMATS = {  # name: (storage, page_size, k_group)
-    "f16": ("f16", 16, None),
-    "i8": ("i8", 16, 4),
-    "i4": ("i4", 8, 8),
+FORMATS = {  # name: (storage, page_size, k_group, residual)
+    "f16": ("f16", 16, None, None),
+    "i8": ("i8", 16, 4, None),
+    "i4": ("i4", 8, 8, None),
+    "i4_r12": ("i4", 8, 8, 12),      # a window longer than a page, shorter than the sequences
 }
+NUM_RINGS = 4
 OUT_OF_PAGES = 8
 
 
 def module_mlir() -> str:
     out = []
-    for name, (storage, page, group) in FORMATS.items():
-        ct = CacheFormat(page, HKV, D, "nhd", storage, group).mlir_type()
+    for name, (storage, page, group, residual) in FORMATS.items():
+        ct = CacheFormat(page, HKV, D, "nhd", storage, group, residual).mlir_type()
         kt, qt, i32 = f"tensor<?x{HKV}x{D}xf32>", f"tensor<?x{HQ}x{D}xf32>", "tensor<?xi32>"
+        rs_arg, rs_op, r_arg, r_op, r_ty = "", "", "", "", ""
+        if residual:
+            rs_arg, rs_op = f", %rs: {i32}", f" ring_slots(%rs : {i32})"
+            r_arg, r_op, r_ty = f", %r: {i32}", " kv_rings(%r)", f", {i32}"
         out.append(
-            f"func.func @append_{name}(%k: {kt}, %v: {kt}, %s: {i32}, %cache: {ct}) {{\n"
-            f"  attn.kv_append %k, %v, %s into %cache : {kt}, {kt}, {i32}, {ct}\n  return\n}}\n"
-            f"func.func @decode_{name}(%q: {qt}, %cache: {ct}, %p: {i32}, %i: {i32}, %l: {i32})"
-            f" -> {qt} {{\n  %o = attn.paged_attention %q, %cache, %p, %i, %l"
-            f" : ({qt}, {ct}, {i32}, {i32}, {i32}) -> {qt}\n  return %o : {qt}\n}}\n")
+            f"func.func @append_{name}(%k: {kt}, %v: {kt}, %s: {i32}{rs_arg}, %cache: {ct}) {{\n"
+            f"  attn.kv_append %k, %v, %s{rs_op} into %cache : {kt}, {kt}, {i32}, {ct}\n"
+            f"  return\n}}\n"
+            f"func.func @decode_{name}(%q: {qt}, %cache: {ct}, %p: {i32}, %i: {i32}, %l: {i32}"
+            f"{r_arg}) -> {qt} {{\n  %o = attn.paged_attention %q, %cache, %p, %i, %l{r_op}"
+            f" : ({qt}, {ct}, {i32}, {i32}, {i32}{r_ty}) -> {qt}\n  return %o : {qt}\n}}\n")
     return "\n".join(out)
 
 
@@ -54,39 +62,52 @@ def module(tools, tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_serving_loop(module, name, rng_seed):
-    storage, page, group = FORMATS[name]
-    fmt = CacheFormat(page, HKV, D, "nhd", storage, group)
+    storage, page, group, residual = FORMATS[name]
+    fmt = CacheFormat(page, HKV, D, "nhd", storage, group, residual)
     rng = np.random.default_rng(rng_seed)
-    pool = CachePool(module, f"append_{name}", num_pages=24)
+    pool = CachePool(module, f"append_{name}", num_pages=24, num_rings=NUM_RINGS)
     tokens = {}  # sequence -> list of (k, v) [HKV, D] appended, in order
 
     def append(seq, n):
-        slots = pool.append(seq, n)
         k = rng.standard_normal((n, HKV, D)).astype(np.float32)
         v = rng.standard_normal((n, HKV, D)).astype(np.float32)
-        module.run(f"append_{name}", {"k_new": k, "v_new": v, "slot_mapping": slots,
-                                      **pool.buffers})
+        args = {"k_new": k, "v_new": v, **pool.buffers}
+        if residual:
+            args["slot_mapping"], args["ring_slots"] = pool.append_with_rings(seq, n)
+        else:
+            args["slot_mapping"] = pool.append(seq, n)
+        module.run(f"append_{name}", args)
         tokens.setdefault(seq, []).extend(zip(k, v))
 
     def decode_and_check(seqs):
         indptr, indices, last = pool.page_table(seqs)
         q = rng.standard_normal((len(seqs), HQ, D)).astype(np.float32)
         o = np.full_like(q, np.nan)
-        module.run(f"decode_{name}", {"q": q, **pool.buffers, "kv_indptr": indptr,
-                                      "kv_indices": indices, "kv_last_page_len": last, "o": o})
+        args = {"q": q, **pool.buffers, "kv_indptr": indptr, "kv_indices": indices,
+                "kv_last_page_len": last, "o": o}
+        rings = None
+        if residual:
+            rings = args["kv_rings"] = pool.rings(seqs)
+            assert len(set(rings.tolist())) == len(seqs)      # one ring per sequence
+        module.run(f"decode_{name}", args)
         comp = {r: pool.buffers[f"cache_{r}"] for r in
-                ("k_pages", "v_pages", "k_scale", "v_scale", "k_min", "v_min")
-                if f"cache_{r}" in pool.buffers}
-        ks, vs = gather(comp, fmt, indptr, indices, last)
+                ("k_pages", "v_pages", "k_scale", "v_scale", "k_min", "v_min", "k_recent",
+                 "v_recent") if f"cache_{r}" in pool.buffers}
+        ks, vs = gather(comp, fmt, indptr, indices, last, kv_rings=rings)
         for b, seq in enumerate(seqs):
             # What the pool holds for this sequence is what was appended to it (exactly for
-            # f16 storage; within the format's quantization step otherwise).
+            # f16 storage and for the residual window's f16 rings; within the format's
+            # quantization step otherwise).
             want_k = np.stack([t[0] for t in tokens[seq]])
             want_v = np.stack([t[1] for t in tokens[seq]])
             assert ks[b].shape == want_k.shape
-            tol = {"f16": 1e-3, "i8": 0.02, "i4": 0.15}[name]
+            tol = {"f16": 1e-3, "i8": 0.02, "i4": 0.15, "i4_r12": 0.15}[name]
             assert np.abs(ks[b] - want_k).max() <= tol * np.abs(want_k).max()
             assert np.abs(vs[b] - want_v).max() <= tol * np.abs(want_v).max()
+            if residual:
+                f16 = lambda x: x[-residual:].astype(np.float16).astype(np.float64)  # noqa: E731
+                np.testing.assert_array_equal(ks[b][-residual:], f16(want_k))
+                np.testing.assert_array_equal(vs[b][-residual:], f16(want_v))
         ref, _ = paged_reference(q, ks, vs)
         err = np.abs(o - ref).max() / np.abs(ref).max()
         assert err <= O_TOL["f32"] * 10, f"decode error {err:.2e}"
@@ -96,6 +117,12 @@ def test_serving_loop(module, name, rng_seed):
     decode_and_check([a])
     b = pool.fork(a)                  # ... shared with a second request
     tokens[b] = list(tokens[a])
+    if residual:                      # fork copies the ring into b's own
+        ra, rb = pool.rings([a, b])
+        assert ra != rb
+        for r in ("k_recent", "v_recent"):
+            buf = pool.buffers[f"cache_{r}"]
+            np.testing.assert_array_equal(buf[rb].view(np.uint16), buf[ra].view(np.uint16))
     shared_before = pool.stats()["used_pages"]
     append(b, 1)                      # b writes into the shared partial page: copy-on-write
     assert pool.stats()["used_pages"] == shared_before + 1
@@ -112,15 +139,28 @@ def test_serving_loop(module, name, rng_seed):
     # A full pool refuses atomically and leaves every sequence readable.
     used = pool.stats()["used_pages"]
     with pytest.raises(AttnrtError) as e:
-        pool.append(a, 24 * page)
+        (pool.append_with_rings if residual else pool.append)(a, 24 * page)
     assert e.value.status == OUT_OF_PAGES
     assert pool.stats()["used_pages"] == used
     decode_and_check([a, b, c])
+
+    if residual:
+        # A ring per live sequence: with every ring taken, fork (and create) fail atomically.
+        d = pool.create()
+        assert pool.stats()["free_rings"] == 0
+        for fn, arg in ((pool.fork, a), (lambda _: pool.create(), None)):
+            with pytest.raises(AttnrtError) as e:
+                fn(arg)
+            assert e.value.status == OUT_OF_PAGES
+        pool.free(d)
+        decode_and_check([b, a, c])
 
     for s in (a, b, c):
         pool.free(s)
     st = pool.stats()
     assert st["used_pages"] == 0 and st["free_pages"] == 24
+    if residual:
+        assert st["num_rings"] == st["free_rings"] == NUM_RINGS
     pool.check()
 
 
