@@ -110,7 +110,7 @@ def test_serving_loop(module, name, rng_seed):
                 np.testing.assert_array_equal(vs[b][-residual:], f16(want_v))
         ref, _ = paged_reference(q, ks, vs)
         err = np.abs(o - ref).max() / np.abs(ref).max()
-        assert err <= O_TOL["f32"] * 10, f"decode error {err:.2e}"
+        assert err <= O_TOL["f32"], f"decode error {err:.2e}"
 
     a = pool.create()
     append(a, 21)                     # a prompt: two full pages and a partial one (page 16) ...
