@@ -935,15 +935,7 @@ Value AttentionTiler::loadCachedChunk(bool isKey, Value page, Value offset,
   // i4: byte i holds channels 2i (low nibble) and 2i + 1 (high nibble).
   Value bytes =
       vector::LoadOp::create(b, vec(chunk / 2, i8), pages, at(idx(d / 2)));
-  auto i8Splat = [&](int64_t v) -> Value {
-    return arith::ConstantOp::create(
-        b, DenseElementsAttr::get(vec(chunk / 2, i8), APInt(8, v)));
-  };
-  Value low = arith::AndIOp::create(b, bytes, i8Splat(0x0F));
-  Value high = arith::ShRUIOp::create(b, bytes, i8Splat(4));
-  Value q = arith::UIToFPOp::create(b, vec(chunk),
-                                    vector::InterleaveOp::create(b, low, high));
-  return vector::FMAOp::create(b, q, scale, minimum);
+  return vector::FMAOp::create(b, unpackInt4(b, bytes), scale, minimum);
 }
 
 Value AttentionTiler::emitFullTileTest(const WorkItem &w, Value tileStart,

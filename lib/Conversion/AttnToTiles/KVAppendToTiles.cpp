@@ -115,7 +115,6 @@ private:
   /// in the low nibble of byte i.
   Value packNibbles(Value q);
   /// The inverse of packNibbles, to f32.
-  Value unpackNibbles(Value bytes);
   /// f32 to fp8 bits (vector<chunk x i8>), round to nearest even,
   /// saturating.
   Value encodeFp8(Value y);
@@ -392,11 +391,17 @@ Value KVAppendLowering::packNibbles(Value q) {
   return arith::OrIOp::create(b, halves.getRes1(), high);
 }
 
-Value KVAppendLowering::unpackNibbles(Value bytes) {
-  Value low = arith::AndIOp::create(b, bytes, splatI(chunk / 2, i8, 0xF));
-  Value high = arith::ShRUIOp::create(b, bytes, splatI(chunk / 2, i8, 4));
+Value attnc::unpackInt4(ImplicitLocOpBuilder &b, Value bytes) {
+  auto type = cast<VectorType>(bytes.getType());
+  auto splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(b,
+                                     DenseElementsAttr::get(type, APInt(8, v)));
+  };
+  Value low = arith::AndIOp::create(b, bytes, splat(0xF));
+  Value high = arith::ShRUIOp::create(b, bytes, splat(4));
   Value q = vector::InterleaveOp::create(b, low, high);
-  return arith::UIToFPOp::create(b, vec(chunk, f32), q);
+  return arith::UIToFPOp::create(
+      b, VectorType::get({2 * type.getNumElements()}, b.getF32Type()), q);
 }
 
 void KVAppendLowering::storeQuantized(Value buffer, Value q, Value page,
@@ -534,7 +539,7 @@ void KVAppendLowering::emitGroupQuant(Value token, Value head, Value page,
         Value bytes =
             vector::LoadOp::create(b, vec(chunk / 2, i8), kPages,
                                    pageIndices(page, t, head, idx(d / 2)));
-        q = unpackNibbles(bytes);
+        q = unpackInt4(b, bytes);
         Value xr = arith::AddFOp::create(b, arith::MulFOp::create(b, c.sOld, q),
                                          c.mOld);
         requant =

@@ -1,5 +1,4 @@
-//===- Lowerings.h - attn ops to the tile level, one op at a time -*- C++
-//-*-===//
+//===- Lowerings.h - attn ops to the tile level -----------------*- C++ -*-===//
 //
 // Private to the attn-lower-to-tiles pass: the lowerings of the cache ops,
 // each in its own file.
@@ -11,6 +10,7 @@
 
 #include "attn/AttnDialect.h"
 
+#include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/Support/LLVM.h"
 
 namespace attnc {
@@ -22,6 +22,10 @@ namespace attnc {
 /// on `op` and fails. `vectorWidth` is the target's f32 lanes (head_dim is
 /// processed in chunks of up to 8 vectors).
 mlir::LogicalResult lowerKVAppend(attn::KVAppendOp op, int64_t vectorWidth);
+
+/// The int4 codes of packed bytes (`vector<n x i8>`, channel 2i in the low
+/// nibble of byte i) as `vector<2n x f32>` in channel order.
+mlir::Value unpackInt4(mlir::ImplicitLocOpBuilder &b, mlir::Value bytes);
 
 } // namespace attnc
 
