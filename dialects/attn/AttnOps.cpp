@@ -74,6 +74,124 @@ static LogicalResult verifyIndexVector(Operation *op, Value v, StringRef name,
   return success();
 }
 
+/// The per-head masks of an attention op; `mask` (or none) for each head.
+static SmallVector<MaskAttr> kvHeadMasks(MLIRContext *ctx, MaskAttr mask,
+                                         ArrayAttr headMasks,
+                                         int64_t numKVHeads) {
+  if (headMasks)
+    return llvm::map_to_vector(headMasks, [](Attribute a) {
+      return cast<MaskAttr>(a);
+    });
+  if (!mask)
+    mask = MaskAttr::get(ctx, false, -1, 0, false);
+  return SmallVector<MaskAttr>(numKVHeads, mask);
+}
+
+/// `head_masks` and the block-sparse operands (docs/sparsity.md). `batch`
+/// is the op's batch (dynamic when unknown); decode ops have one query per
+/// sequence.
+static LogicalResult verifySparsity(Operation *op, MaskAttr mask,
+                                    ArrayAttr headMasks,
+                                    DenseI64ArrayAttr blockSize,
+                                    Value offsets, Value indices, Value full,
+                                    int64_t numKVHeads, int64_t batch,
+                                    bool decode) {
+  if (headMasks) {
+    if (mask)
+      return op->emitOpError()
+             << "has both mask and head_masks; give one (head_masks sets "
+                "every KV head's mask)";
+    if ((int64_t)headMasks.size() != numKVHeads)
+      return op->emitOpError()
+             << "head_masks has " << headMasks.size()
+             << " entries; expected one #attn.mask per KV head ("
+             << numKVHeads << ")";
+    std::optional<bool> topLeft;
+    for (auto [h, a] : llvm::enumerate(headMasks)) {
+      auto m = dyn_cast<MaskAttr>(a);
+      if (!m)
+        return op->emitOpError() << "head_masks entry " << h
+                                 << " must be an #attn.mask, got " << a;
+      if (topLeft && *topLeft != m.getTopLeft())
+        return op->emitOpError()
+               << "head_masks entry " << h
+               << " differs in alignment (top_left) from entry 0; all heads "
+                  "of one op share the query positions";
+      topLeft = m.getTopLeft();
+    }
+  }
+  if (!offsets) {
+    if (blockSize)
+      return op->emitOpError() << "block_size given without block_sparse "
+                                  "operands; pass block_sparse(%offsets, "
+                                  "%indices) or drop block_size";
+    if (full)
+      return op->emitOpError() << "block_full needs block_sparse(%offsets, "
+                                  "%indices)";
+    return success();
+  }
+  if (!blockSize || blockSize.size() != 2 || blockSize[0] < 1 ||
+      blockSize[1] < 1)
+    return op->emitOpError()
+           << "block_sparse needs block_size = array<i64: BQ, BK>, the query "
+              "and KV block sizes in tokens (both >= 1)";
+  if (decode && blockSize[0] != 1)
+    return op->emitOpError()
+           << "decode has one query per sequence: block_size must be "
+              "array<i64: 1, BK>, got BQ = "
+           << blockSize[0];
+  auto offType = cast<RankedTensorType>(offsets.getType());
+  auto idxType = cast<RankedTensorType>(indices.getType());
+  for (auto [name, t] : {std::pair{"block_sparse offsets", offType},
+                         std::pair{"block_sparse indices", idxType}})
+    if (t.getRank() != 3 || !t.getElementType().isInteger(32))
+      return op->emitOpError()
+             << name << " must be an i32 tensor [batch, heads, "
+             << (t == offType ? "num_q_blocks + 1" : "max_blocks")
+             << "], got " << t;
+  int64_t heads = offType.getDimSize(1);
+  if (ShapedType::isDynamic(heads) || (heads != 1 && heads != numKVHeads))
+    return op->emitOpError()
+           << "block_sparse offsets have " << dimText(heads)
+           << " heads; expected the KV heads (" << numKVHeads
+           << ") or 1 for one pattern shared by every head";
+  for (int64_t d : {0, 1})
+    if (mismatch(offType.getDimSize(d), idxType.getDimSize(d)))
+      return op->emitOpError()
+             << "block_sparse offsets " << offType << " and indices "
+             << idxType << " differ in dimension " << d;
+  if (mismatch(offType.getDimSize(0), batch))
+    return op->emitOpError() << "block_sparse offsets cover "
+                             << offType.getDimSize(0)
+                             << " sequences; the batch has " << batch;
+  if (decode && mismatch(offType.getDimSize(2), 2))
+    return op->emitOpError()
+           << "decode has one query block per sequence: block_sparse offsets "
+              "must be [batch, heads, 2], got "
+           << offType;
+  if (full) {
+    auto fullType = cast<RankedTensorType>(full.getType());
+    if (fullType.getRank() != 3 || !fullType.getElementType().isInteger(8) ||
+        llvm::any_of(llvm::seq<int64_t>(0, 3), [&](int64_t d) {
+          return mismatch(fullType.getDimSize(d), idxType.getDimSize(d));
+        }))
+      return op->emitOpError()
+             << "block_full must be an i8 tensor shaped like the indices "
+             << idxType << ", got " << fullType;
+  }
+  return success();
+}
+
+SmallVector<MaskAttr> AttentionOp::getKVHeadMasks() {
+  return kvHeadMasks(getContext(), getMaskAttr(), getHeadMasksAttr(),
+                     getNumKVHeads());
+}
+
+SmallVector<MaskAttr> PagedAttentionOp::getKVHeadMasks() {
+  return kvHeadMasks(getContext(), getMaskAttr(), getHeadMasksAttr(),
+                     getNumKVHeads());
+}
+
 int64_t AttentionOp::getNumQueryHeads() {
   return getQuery().getType().getDimSize(layoutFor(isRagged()).heads);
 }
@@ -193,6 +311,16 @@ LogicalResult AttentionOp::verify() {
                            << ", got " << t;
   }
 
+  int64_t batch = ShapedType::kDynamic;
+  if (!ragged)
+    batch = q.getDimSize(0);
+  else if (!getCuSeqlensQ().getType().isDynamicDim(0))
+    batch = getCuSeqlensQ().getType().getDimSize(0) - 1;
+  if (failed(verifySparsity(*this, getMaskAttr(), getHeadMasksAttr(),
+                            getBlockSizeAttr(), getBlockOffsets(),
+                            getBlockIndices(), getBlockFull(), hkv, batch,
+                            /*decode=*/false)))
+    return failure();
   return verifyScoreAttributes(*this, getScaleAttr(), getSoftcapAttr());
 }
 
@@ -279,7 +407,74 @@ LogicalResult PagedAttentionOp::verify() {
                            << (isRagged() ? "total_q" : "batch")
                            << "] = " << expect << ", got " << t;
   }
+  if (failed(verifySparsity(*this, getMaskAttr(), getHeadMasksAttr(),
+                            getBlockSizeAttr(), getBlockOffsets(),
+                            getBlockIndices(), getBlockFull(), hkv, batch,
+                            /*decode=*/!isRagged())))
+    return failure();
   return verifyScoreAttributes(*this, getScaleAttr(), getSoftcapAttr());
+}
+
+//===----------------------------------------------------------------------===//
+// SelectPagesOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SelectPagesOp::verify() {
+  RankedTensorType q = getQuery().getType();
+  KVCacheType cache = getCacheType();
+  if (!cache.hasPageSummary())
+    return emitOpError() << "needs per-page key summaries: declare the cache "
+                            "with summary = minmax, got "
+                         << cache;
+  if (q.getRank() != 3 || !isAttentionElement(q.getElementType()))
+    return emitOpError() << "query must be f32, f16 or bf16 [batch, q_heads, "
+                            "head_dim] (one decode query per sequence), got "
+                         << q;
+  if (q.isDynamicDim(1) || q.isDynamicDim(2))
+    return emitOpError() << "query head count and head size must be static";
+  int64_t hq = q.getDimSize(1), hkv = cache.getNumKVHeads();
+  if (q.getDimSize(2) != cache.getHeadDim())
+    return emitOpError() << "query head size " << q.getDimSize(2)
+                         << " differs from the cache's head_dim "
+                         << cache.getHeadDim();
+  if (hq < 1 || hq % hkv != 0)
+    return emitOpError() << "query heads (" << hq
+                         << ") must be a positive multiple of the cache's "
+                            "kv_heads ("
+                         << hkv << ")";
+  int64_t batch = q.getDimSize(0);
+  if (failed(verifyIndexVector(*this, getKvIndptr(), "kv_indptr",
+                               ShapedType::isDynamic(batch)
+                                   ? ShapedType::kDynamic
+                                   : batch + 1,
+                               "batch + 1")) ||
+      failed(verifyIndexVector(*this, getKvIndices(), "kv_indices",
+                               ShapedType::kDynamic, "the number of pages")) ||
+      failed(verifyIndexVector(*this, getKvLastPageLen(), "kv_last_page_len",
+                               batch, "batch")))
+    return failure();
+  int64_t k = getTopK(), sinks = getSinkPages(), recent = getRecentPages();
+  if (k < 1 || sinks < 0 || recent < 0 || sinks + recent > k)
+    return emitOpError() << "needs top_k >= 1 and 0 <= sink_pages + "
+                            "recent_pages <= top_k, got top_k = "
+                         << k << ", sink_pages = " << sinks
+                         << ", recent_pages = " << recent;
+  auto i32 = IntegerType::get(getContext(), 32);
+  auto expectOffsets = RankedTensorType::get({batch, hkv, 2}, i32);
+  auto expectIndices = RankedTensorType::get({batch, hkv, k}, i32);
+  for (auto [name, value, expect] :
+       {std::tuple{"offsets", getOffsets(), expectOffsets},
+        std::tuple{"indices", getIndices(), expectIndices}}) {
+    auto t = cast<RankedTensorType>(value.getType());
+    if (t.getRank() != 3 || t.getElementType() != i32 ||
+        mismatch(t.getDimSize(0), batch) || t.getDimSize(1) != hkv ||
+        t.getDimSize(2) != expect.getDimSize(2))
+      return emitOpError() << name << " result must be " << expect
+                           << " (batch, kv_heads, "
+                           << (expect == expectOffsets ? "2" : "top_k")
+                           << "), got " << t;
+  }
+  return success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -8,6 +8,16 @@ include "attn/AttnAttrs.td"
 include "attn/AttnTypes.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
+// Block-sparse mask operands and the per-head policy, shared by the
+// attention ops (docs/sparsity.md); each op spells out their assembly.
+defvar Attn_SparsityArguments = (ins
+    Optional<AnyRankedTensor>:$blockOffsets,
+    Optional<AnyRankedTensor>:$blockIndices,
+    Optional<AnyRankedTensor>:$blockFull,
+    OptionalAttr<DenseI64ArrayAttr>:$block_size,
+    OptionalAttr<ArrayAttr>:$head_masks);
+
+
 def Attn_AttentionOp : Attn_Op<"attention", [Pure, AttrSizedOperandSegments]> {
   let summary = "Scaled dot-product attention over a dense or ragged batch";
   let description = [{
@@ -35,18 +45,21 @@ def Attn_AttentionOp : Attn_Op<"attention", [Pure, AttrSizedOperandSegments]> {
         -> (tensor<?x?x32x128xf16>, tensor<?x32x?xf32>)
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$query, AnyRankedTensor:$key,
+  let arguments = !con((ins AnyRankedTensor:$query, AnyRankedTensor:$key,
                        AnyRankedTensor:$value,
                        Optional<AnyRankedTensor>:$cuSeqlensQ,
-                       Optional<AnyRankedTensor>:$cuSeqlensK,
-                       OptionalAttr<F32Attr>:$scale,
+                       Optional<AnyRankedTensor>:$cuSeqlensK),
+                   Attn_SparsityArguments,
+                   (ins OptionalAttr<F32Attr>:$scale,
                        OptionalAttr<F32Attr>:$softcap,
-                       OptionalAttr<Attn_MaskAttr>:$mask);
+                       OptionalAttr<Attn_MaskAttr>:$mask));
   let results = (outs AnyRankedTensor:$output,
                       Optional<AnyRankedTensor>:$lse);
   let assemblyFormat = [{
     $query `,` $key `,` $value
     (`cu_seqlens` `(` $cuSeqlensQ^ `,` $cuSeqlensK `)`)?
+    (`block_sparse` `(` $blockOffsets^ `,` $blockIndices `)`)?
+    (`block_full` `(` $blockFull^ `)`)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -64,6 +77,10 @@ def Attn_AttentionOp : Attn_Op<"attention", [Pure, AttrSizedOperandSegments]> {
     ::mlir::Type getElementType() {
       return getQuery().getType().getElementType();
     }
+    /// The structured mask of each KV head: `head_masks`, or `mask` (none
+    /// when absent) for every head.
+    ::llvm::SmallVector<MaskAttr> getKVHeadMasks();
+    bool isBlockSparse() { return getBlockOffsets() != nullptr; }
   }];
 }
 
@@ -83,7 +100,10 @@ def Attn_PagedAttentionOp : Attn_Op<"paged_attention",
     `[q_heads, total_q]` f32. `scale`, `softcap` and `mask` are those of
     `attn.attention`. A cache with a residual window takes `kv_rings`
     (`[batch]` i32), each sequence's ring: its keys within the last
-    `residual` positions are read from there, unquantized.
+    `residual` positions are read from there, unquantized. `head_masks`,
+    `block_sparse` and `block_full` are those of `attn.attention`, with KV
+    blocks numbered by position in the sequence; decode has one query block
+    (`BQ = 1`), and `attn.select_pages` produces its block lists.
 
     ```mlir
     %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
@@ -93,21 +113,24 @@ def Attn_PagedAttentionOp : Attn_Op<"paged_attention",
            tensor<?xi32>, tensor<?xi32>) -> tensor<?x32x128xf16>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$query,
+  let arguments = !con((ins AnyRankedTensor:$query,
                        Arg<Attn_KVCacheType, "", [MemRead]>:$cache,
                        AnyRankedTensor:$kvIndptr, AnyRankedTensor:$kvIndices,
                        AnyRankedTensor:$kvLastPageLen,
                        Optional<AnyRankedTensor>:$qoIndptr,
-                       Optional<AnyRankedTensor>:$kvRings,
-                       OptionalAttr<F32Attr>:$scale,
+                       Optional<AnyRankedTensor>:$kvRings),
+                   Attn_SparsityArguments,
+                   (ins OptionalAttr<F32Attr>:$scale,
                        OptionalAttr<F32Attr>:$softcap,
-                       OptionalAttr<Attn_MaskAttr>:$mask);
+                       OptionalAttr<Attn_MaskAttr>:$mask));
   let results = (outs AnyRankedTensor:$output,
                       Optional<AnyRankedTensor>:$lse);
   let assemblyFormat = [{
     $query `,` $cache `,` $kvIndptr `,` $kvIndices `,` $kvLastPageLen
     (`qo_indptr` `(` $qoIndptr^ `)`)?
     (`kv_rings` `(` $kvRings^ `)`)?
+    (`block_sparse` `(` $blockOffsets^ `,` $blockIndices `)`)?
+    (`block_full` `(` $blockFull^ `)`)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -124,6 +147,58 @@ def Attn_PagedAttentionOp : Attn_Op<"paged_attention",
     MaskAttr getMaskOrNone();
     ::mlir::Type getElementType() {
       return getQuery().getType().getElementType();
+    }
+    /// The structured mask of each KV head: `head_masks`, or `mask` (none
+    /// when absent) for every head.
+    ::llvm::SmallVector<MaskAttr> getKVHeadMasks();
+    bool isBlockSparse() { return getBlockOffsets() != nullptr; }
+  }];
+}
+
+def Attn_SelectPagesOp : Attn_Op<"select_pages"> {
+  let summary = "Query-aware top-k page selection for paged decode (Quest)";
+  let description = [{
+    Scores every page of each sequence by an upper bound of its keys' dot
+    products with the current query, from the per-page key minima and
+    maxima of a `summary = minmax` cache: for KV head `h`, the largest over
+    its query heads `g` of `sum_d max(q[g,d] * kmax[d], q[g,d] * kmin[d])`.
+    Keeps the first `sink_pages` and the last `recent_pages` pages, then the
+    best-scoring others (ties: lower page first), `top_k` pages in all (all
+    of them when a sequence has no more). The results are the block-sparse
+    operands of a decode `attn.paged_attention` with `block_size = array<i64:
+    1, page_size>`: `offsets` `[batch, kv_heads, 2]` = `[0, n]` and
+    `indices` `[batch, kv_heads, top_k]`, the selected logical pages in
+    ascending order followed by `-1`. The whole cache stays; only the read
+    is sparse (docs/sparsity.md).
+
+    ```mlir
+    %offsets, %pages = attn.select_pages %q, %cache, %indptr, %indices, %last
+        {top_k = 64, sink_pages = 1, recent_pages = 4}
+        : (tensor<?x32x128xf16>, !attn.kv_cache<page_size = 16, kv_heads = 8,
+           head_dim = 128, layout = nhd, storage = i8, summary = minmax>,
+           tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+        -> (tensor<?x8x2xi32>, tensor<?x8x64xi32>)
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$query,
+                       Arg<Attn_KVCacheType, "", [MemRead]>:$cache,
+                       AnyRankedTensor:$kvIndptr, AnyRankedTensor:$kvIndices,
+                       AnyRankedTensor:$kvLastPageLen,
+                       I64Attr:$top_k,
+                       DefaultValuedAttr<I64Attr, "0">:$sink_pages,
+                       DefaultValuedAttr<I64Attr, "0">:$recent_pages);
+  let results = (outs AnyRankedTensor:$offsets, AnyRankedTensor:$indices);
+  let assemblyFormat = [{
+    $query `,` $cache `,` $kvIndptr `,` $kvIndices `,` $kvLastPageLen
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    KVCacheType getCacheType() { return ::llvm::cast<KVCacheType>(
+        getCache().getType()); }
+    int64_t getGroupSize() {
+      return getQuery().getType().getDimSize(1) /
+             getCacheType().getNumKVHeads();
     }
   }];
 }

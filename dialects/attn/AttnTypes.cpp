@@ -23,11 +23,12 @@ static constexpr StringLiteral kStorageList =
     "f16, bf16, f8E4M3FN, f8E5M2, i8 or i4";
 
 // Grammar: `<` key `=` value (`,` key `=` value)* `>` with keys page_size,
-// kv_heads, head_dim, layout (nhd | hnd), storage (a type), k_group.
+// kv_heads, head_dim, layout (nhd | hnd), storage (a type), k_group,
+// residual, summary (minmax).
 Type KVCacheType::parse(AsmParser &parser) {
   int64_t pageSize = -1, numKVHeads = -1, headDim = -1, kGroup = 0,
           residual = 0;
-  bool headMajor = false;
+  bool headMajor = false, pageSummary = false;
   Type storage;
   llvm::StringSet<> seen;
   if (parser.parseLess())
@@ -53,6 +54,17 @@ Type KVCacheType::parse(AsmParser &parser) {
         return {};
       }
       headMajor = layout == "hnd";
+    } else if (key == "summary") {
+      StringRef kind;
+      SMLoc at = parser.getCurrentLocation();
+      if (parser.parseKeyword(&kind))
+        return {};
+      if (kind != "minmax") {
+        parser.emitError(at, "unknown kv_cache summary '")
+            << kind << "'; expected minmax (per-page key minima and maxima)";
+        return {};
+      }
+      pageSummary = true;
     } else if (key == "storage") {
       if (parser.parseType(storage))
         return {};
@@ -75,7 +87,7 @@ Type KVCacheType::parse(AsmParser &parser) {
       parser.emitError(loc, "unknown kv_cache parameter '")
           << key
           << "'; expected page_size, kv_heads, head_dim, layout, storage, "
-             "k_group or residual";
+             "k_group, residual or summary";
       return {};
     }
   } while (succeeded(parser.parseOptionalComma()));
@@ -93,7 +105,7 @@ Type KVCacheType::parse(AsmParser &parser) {
     kGroup = pageSize;
   return parser.getChecked<KVCacheType>(parser.getContext(), pageSize,
                                         numKVHeads, headDim, headMajor, storage,
-                                        kGroup, residual);
+                                        kGroup, residual, pageSummary);
 }
 
 void KVCacheType::print(AsmPrinter &printer) const {
@@ -106,13 +118,16 @@ void KVCacheType::print(AsmPrinter &printer) const {
     printer << ", k_group = " << getKGroup();
   if (hasResidual())
     printer << ", residual = " << getResidual();
+  if (hasPageSummary())
+    printer << ", summary = minmax";
   printer << ">";
 }
 
 LogicalResult KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
                                   int64_t pageSize, int64_t numKVHeads,
                                   int64_t headDim, bool headMajor, Type storage,
-                                  int64_t kGroup, int64_t residual) {
+                                  int64_t kGroup, int64_t residual,
+                                  bool pageSummary) {
   if (pageSize < 1 || pageSize > 256)
     return emitError() << "kv_cache page_size must be 1 to 256 tokens, got "
                        << pageSize;
@@ -196,6 +211,11 @@ SmallVector<KVCacheType::Component> KVCacheType::getComponents() const {
     SmallVector<int64_t> ring{ShapedType::kDynamic, getResidual(), h, d};
     c.push_back({"k_recent", f16, "f16", ring, false, "num_rings"});
     c.push_back({"v_recent", f16, "f16", ring, false, "num_rings"});
+  }
+  if (hasPageSummary()) {
+    SmallVector<int64_t> summary{pages, h, d};
+    c.push_back({"k_page_max", f16, "f16", summary, true, perPage});
+    c.push_back({"k_page_min", f16, "f16", summary, true, perPage});
   }
   return c;
 }

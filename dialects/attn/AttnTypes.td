@@ -27,6 +27,9 @@ def Attn_KVCacheType : TypeDef<Attn_Dialect, "KVCache"> {
     - `residual = R` (quantized storage only): the R most recent tokens of
       each sequence are also kept in f16, in a per-sequence ring, and read
       from there (KIVI's residual window).
+    - `summary = minmax`: per page and KV head, the element-wise minimum and
+      maximum of the keys written to the page (`k_page_min`, `k_page_max`),
+      kept by `attn.kv_append` for `attn.select_pages` (docs/sparsity.md).
 
     ```mlir
     !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = f16>
@@ -37,7 +40,7 @@ def Attn_KVCacheType : TypeDef<Attn_Dialect, "KVCache"> {
   let parameters = (ins "int64_t":$pageSize, "int64_t":$numKVHeads,
                         "int64_t":$headDim, "bool":$headMajor,
                         "::mlir::Type":$storage, "int64_t":$kGroup,
-                        "int64_t":$residual);
+                        "int64_t":$residual, "bool":$pageSummary);
   let hasCustomAssemblyFormat = 1;
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
@@ -63,6 +66,8 @@ def Attn_KVCacheType : TypeDef<Attn_Dialect, "KVCache"> {
     bool isInt8() const;
     bool isInt4() const;
     bool hasResidual() const { return getResidual() > 0; }
+    /// Keeps per-page key minima and maxima (`summary = minmax`).
+    bool hasPageSummary() const { return getPageSummary(); }
     /// `page_size / k_group` K scale groups per page.
     int64_t getGroupsPerPage() const { return getPageSize() / getKGroup(); }
   }];
