@@ -1361,6 +1361,11 @@ struct AttnLowerToTilesPass
     for (KVAppendOp op : appends)
       if (failed(lowerKVAppend(op, vectorWidth)))
         return signalPassFailure();
+    SmallVector<SelectPagesOp> selections;
+    getOperation().walk([&](SelectPagesOp op) { selections.push_back(op); });
+    for (SelectPagesOp op : selections)
+      if (failed(lowerSelectPages(op, vectorWidth)))
+        return signalPassFailure();
     SmallVector<Operation *> ops;
     getOperation().walk([&](Operation *op) {
       if (isa<AttentionOp, PagedAttentionOp, MergeOp>(op))

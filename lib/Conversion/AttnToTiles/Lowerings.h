@@ -23,6 +23,13 @@ namespace attnc {
 /// processed in chunks of up to 8 vectors).
 mlir::LogicalResult lowerKVAppend(attn::KVAppendOp op, int64_t vectorWidth);
 
+/// Replaces `op` by the Quest page scoring and top-k selection of
+/// docs/sparsity.md section 3: an scf.parallel over (sequence, KV head)
+/// writing the block-sparse offsets and indices. The cache operand must be
+/// expanded as for lowerKVAppend.
+mlir::LogicalResult lowerSelectPages(attn::SelectPagesOp op,
+                                     int64_t vectorWidth);
+
 /// The int4 codes of packed bytes (`vector<n x i8>`, channel 2i in the low
 /// nibble of byte i) as `vector<2n x f32>` in channel order.
 mlir::Value unpackInt4(mlir::ImplicitLocOpBuilder &b, mlir::Value bytes);
