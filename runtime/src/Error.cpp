@@ -139,6 +139,16 @@ extern "C" const char *attnrt_role_name(attnrt_role role) {
     return "ring_slots";
   case ATTNRT_ROLE_KV_RINGS:
     return "kv_rings";
+  case ATTNRT_ROLE_BLOCK_OFFSETS:
+    return "block_offsets";
+  case ATTNRT_ROLE_BLOCK_INDICES:
+    return "block_indices";
+  case ATTNRT_ROLE_BLOCK_FULL:
+    return "block_full";
+  case ATTNRT_ROLE_K_PAGE_MAX:
+    return "k_page_max";
+  case ATTNRT_ROLE_K_PAGE_MIN:
+    return "k_page_min";
   }
   return "?";
 }

@@ -29,9 +29,13 @@ Library::~Library() {
     dlclose(handle);
 }
 
-void *Library::symbol(const std::string &name, const std::string &what) const {
+void *Library::find(const std::string &name) const {
   dlerror();
-  void *sym = dlsym(handle, name.c_str());
+  return dlsym(handle, name.c_str());
+}
+
+void *Library::symbol(const std::string &name, const std::string &what) const {
+  void *sym = find(name);
   if (!sym)
     fail(ATTNRT_ERR_LIBRARY, what + ": symbol '" + name + "' is missing from " +
                                  path +

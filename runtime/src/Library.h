@@ -19,6 +19,8 @@ public:
 
   /// Throws ATTNRT_ERR_LIBRARY naming `what` (e.g. the kernel) if absent.
   void *symbol(const std::string &name, const std::string &what) const;
+  /// NULL if absent (optional symbols such as NAME__tile_stats).
+  void *find(const std::string &name) const;
 
 private:
   std::string path;

@@ -141,7 +141,12 @@ attnrt_role parseRole(const Reader &r) {
       {"k_recent", ATTNRT_ROLE_K_RECENT},
       {"v_recent", ATTNRT_ROLE_V_RECENT},
       {"ring_slots", ATTNRT_ROLE_RING_SLOTS},
-      {"kv_rings", ATTNRT_ROLE_KV_RINGS}};
+      {"kv_rings", ATTNRT_ROLE_KV_RINGS},
+      {"block_offsets", ATTNRT_ROLE_BLOCK_OFFSETS},
+      {"block_indices", ATTNRT_ROLE_BLOCK_INDICES},
+      {"block_full", ATTNRT_ROLE_BLOCK_FULL},
+      {"k_page_max", ATTNRT_ROLE_K_PAGE_MAX},
+      {"k_page_min", ATTNRT_ROLE_K_PAGE_MIN}};
   return parseName(r, "role", roles);
 }
 
@@ -231,6 +236,30 @@ std::string elementWhere(const std::string &where, const char *what,
   return where + " " + what + "[" + std::to_string(i) + "]";
 }
 
+/// {causal, align | top_left, window, sinks}. The kernel's mask has `align`
+/// (required when `requireAlign`); head masks may give `top_left` instead.
+attnrt_mask_info parseMask(const Reader &mask, bool requireAlign) {
+  attnrt_mask_info m{};
+  m.causal = mask.boolean("causal");
+  m.bottom_right = 1;
+  if (requireAlign || mask.has("align")) {
+    std::string align = mask.str("align");
+    if (align != "bottom_right" && align != "top_left")
+      mask.badField("align",
+                    "is '" + align + "', expected bottom_right or top_left");
+    m.bottom_right = align == "bottom_right";
+  } else if (mask.has("top_left")) {
+    m.bottom_right = !mask.boolean("top_left");
+  }
+  m.window = mask.integer("window");
+  m.sinks = mask.integer("sinks");
+  if (m.window < -1 || m.sinks < 0)
+    mask.bad("has window=" + std::to_string(m.window) +
+             " sinks=" + std::to_string(m.sinks) +
+             "; window must be >= -1 (-1 = none) and sinks >= 0");
+  return m;
+}
+
 void parseAttention(const Reader &kr, KernelDesc &kd,
                     const std::string &where) {
   Reader at(kr.field("attention"), where + " attention");
@@ -262,19 +291,35 @@ void parseAttention(const Reader &kr, KernelDesc &kd,
   if (ai.softcap < 0)
     at.badField("softcap", "must be >= 0 (0 = none)");
   ai.has_lse = at.boolean("has_lse");
-  Reader mask(at.field("mask"), where + " attention.mask");
-  ai.causal = mask.boolean("causal");
-  std::string align = mask.str("align");
-  if (align != "bottom_right" && align != "top_left")
-    mask.badField("align",
-                  "is '" + align + "', expected bottom_right or top_left");
-  ai.bottom_right = align == "bottom_right";
-  ai.window = mask.integer("window");
-  ai.sinks = mask.integer("sinks");
-  if (ai.window < -1 || ai.sinks < 0)
-    mask.bad("has window=" + std::to_string(ai.window) +
-             " sinks=" + std::to_string(ai.sinks) +
-             "; window must be >= -1 (-1 = none) and sinks >= 0");
+  attnrt_mask_info mask =
+      parseMask(Reader(at.field("mask"), where + " attention.mask"), true);
+  ai.causal = mask.causal;
+  ai.bottom_right = mask.bottom_right;
+  ai.window = mask.window;
+  ai.sinks = mask.sinks;
+  // Per-KV-head masks (docs/sparsity.md section 1): next to `mask` in the
+  // attention object; a kernel-level field is accepted too.
+  const Reader *hmOwner = at.has("head_masks")   ? &at
+                          : kr.has("head_masks") ? &kr
+                                                 : nullptr;
+  if (hmOwner) {
+    const json &list = hmOwner->array("head_masks");
+    if (static_cast<int64_t>(list.size()) != ai.num_kv_heads)
+      hmOwner->badField("head_masks", "has " + std::to_string(list.size()) +
+                                          " entries but num_kv_heads is " +
+                                          std::to_string(ai.num_kv_heads) +
+                                          "; give one mask per KV head");
+    for (size_t h = 0; h < list.size(); ++h) {
+      kd.headMasks.push_back(parseMask(
+          Reader(list[h], where + " head_masks[" + std::to_string(h) + "]"),
+          false));
+      if (kd.headMasks.back().bottom_right != kd.headMasks[0].bottom_right)
+        hmOwner->badField("head_masks",
+                          "mixes top_left and bottom_right alignments (entry " +
+                              std::to_string(h) +
+                              "); all heads share one alignment");
+    }
+  }
 
   // Tile info is informational; tolerate its absence.
   if (kr.has("tile")) {
@@ -380,6 +425,137 @@ void checkResidualRoles(const Reader &kr, const KernelDesc &kd) {
     require(ATTNRT_ROLE_KV_RINGS);
 }
 
+/// block_sparse {block_q, block_kv, heads} (kernels with a block-sparse
+/// mask) and select_pages {top_k, sink_pages, recent_pages}.
+void parseSparsity(const Reader &kr, KernelDesc &kd, const std::string &where) {
+  bool attention = kd.kind == "attention" || kd.kind == "paged_attention";
+  kd.hasBlockSparse = kr.has("block_sparse");
+  if (kd.hasBlockSparse) {
+    if (!attention)
+      kr.badField("block_sparse", "is present but a " + kd.kind +
+                                      " kernel takes no block-sparse mask; "
+                                      "remove it or fix 'kind'");
+    Reader bs(kr.field("block_sparse"), where + " block_sparse");
+    attnrt_block_sparse_info &b = kd.blockSparse;
+    b.block_q = bs.integer("block_q");
+    b.block_kv = bs.integer("block_kv");
+    b.heads = bs.integer("heads");
+    if (b.block_q < 1 || b.block_kv < 1)
+      bs.bad("has block_q=" + std::to_string(b.block_q) + " block_kv=" +
+             std::to_string(b.block_kv) + "; block sizes must be >= 1 token");
+    if (b.heads != 1 && b.heads != kd.attention.num_kv_heads)
+      bs.badField("heads", "is " + std::to_string(b.heads) +
+                               ", expected num_kv_heads (" +
+                               std::to_string(kd.attention.num_kv_heads) +
+                               ") or 1 (one pattern for every head)");
+  }
+  kd.hasSelectPages = kd.kind == "select_pages";
+  if (!kd.hasSelectPages) {
+    if (kr.has("select_pages"))
+      kr.badField("select_pages", "is present but the kernel's kind is " +
+                                      kd.kind + "; remove it or fix 'kind'");
+    return;
+  }
+  Reader sp(kr.field("select_pages"), where + " select_pages");
+  attnrt_select_pages_info &p = kd.selectPages;
+  p.top_k = sp.integer("top_k");
+  p.sink_pages = sp.integer("sink_pages");
+  p.recent_pages = sp.integer("recent_pages");
+  if (p.top_k < 1 || p.sink_pages < 0 || p.recent_pages < 0 ||
+      p.top_k < p.sink_pages + p.recent_pages)
+    sp.bad("has top_k=" + std::to_string(p.top_k) +
+           " sink_pages=" + std::to_string(p.sink_pages) +
+           " recent_pages=" + std::to_string(p.recent_pages) +
+           "; top_k must be >= 1 and >= sink_pages + recent_pages (both "
+           ">= 0)");
+}
+
+/// "instrumented": ["tile_stats", ...] (attnc --count-tiles). Unknown
+/// entries are kept (a newer attnc may add counters) but not used.
+void parseInstrumented(const Reader &kr, KernelDesc &kd) {
+  if (!kr.has("instrumented"))
+    return;
+  for (const json &e : kr.array("instrumented")) {
+    if (!e.is_string())
+      kr.badField("instrumented", "has entry " + e.dump() +
+                                      ", expected a string such as "
+                                      "\"tile_stats\"");
+    kd.instrumented.push_back(e.get<std::string>());
+    kd.tileStats |= kd.instrumented.back() == "tile_stats";
+  }
+}
+
+/// Block-sparse operands (docs/sparsity.md section 2) and page summaries
+/// (section 3): ranks and dtypes validation relies on, and which kinds take
+/// them in which direction.
+void checkSparsityRoles(const Reader &kr, const KernelDesc &kd) {
+  bool attention = kd.kind == "attention" || kd.kind == "paged_attention";
+  bool select = kd.kind == "select_pages";
+  struct Rule {
+    attnrt_role role;
+    attnrt_dtype dtype;
+    size_t rank;
+  };
+  const Rule rules[] = {{ATTNRT_ROLE_BLOCK_OFFSETS, ATTNRT_DTYPE_I32, 3},
+                        {ATTNRT_ROLE_BLOCK_INDICES, ATTNRT_DTYPE_I32, 3},
+                        {ATTNRT_ROLE_BLOCK_FULL, ATTNRT_DTYPE_I8, 3},
+                        {ATTNRT_ROLE_K_PAGE_MAX, ATTNRT_DTYPE_F16, 3},
+                        {ATTNRT_ROLE_K_PAGE_MIN, ATTNRT_DTYPE_F16, 3}};
+  for (const ArgDesc &a : kd.args)
+    for (const Rule &r : rules)
+      if (a.role == r.role && (a.dtype != r.dtype || a.shape.size() != r.rank))
+        kr.badField("args", "has argument '" + a.name + "' of role " +
+                                attnrt_role_name(r.role) + "; it must be " +
+                                attnrt_dtype_name(r.dtype) + " of rank " +
+                                std::to_string(r.rank));
+  int offsets = kd.findRole(ATTNRT_ROLE_BLOCK_OFFSETS);
+  int indices = kd.findRole(ATTNRT_ROLE_BLOCK_INDICES);
+  int full = kd.findRole(ATTNRT_ROLE_BLOCK_FULL);
+  bool bsr = offsets >= 0 || indices >= 0 || full >= 0;
+  if (bsr && !attention && !select)
+    kr.badField("args", "has block-sparse arguments but a " + kd.kind +
+                            " kernel takes none");
+  if (bsr && (offsets < 0 || indices < 0))
+    kr.badField("args", std::string("has no argument of role ") +
+                            (offsets < 0 ? "block_offsets" : "block_indices") +
+                            "; block_offsets and block_indices come together");
+  attnrt_dir want = select ? ATTNRT_DIR_OUT : ATTNRT_DIR_IN;
+  for (int i : {offsets, indices, full})
+    if (i >= 0 && kd.args[i].dir != want)
+      kr.badField("args", "has argument '" + kd.args[i].name + "' of role " +
+                              attnrt_role_name(kd.args[i].role) +
+                              "; it must be " +
+                              (select ? "an output (dir out) of select_pages"
+                                      : "an input (dir in)"));
+  if (select && full >= 0)
+    kr.badField("args", "has argument '" + kd.args[full].name +
+                            "' of role block_full; select_pages writes no "
+                            "full flags");
+  if (attention && bsr != kd.hasBlockSparse)
+    kr.bad(bsr ? "has block-sparse arguments but no field 'block_sparse' "
+                 "(block sizes and heads); regenerate the artifact with attnc"
+               : "has field 'block_sparse' but no block_offsets / "
+                 "block_indices arguments; regenerate the artifact with attnc");
+  int kmax = kd.findRole(ATTNRT_ROLE_K_PAGE_MAX);
+  int kmin = kd.findRole(ATTNRT_ROLE_K_PAGE_MIN);
+  if ((kmax >= 0) != (kmin >= 0))
+    kr.badField("args", std::string("has no argument of role ") +
+                            (kmax < 0 ? "k_page_max" : "k_page_min") +
+                            "; a cache with summary = minmax has both");
+  if (!select)
+    return;
+  auto require = [&](attnrt_role role) {
+    if (kd.findRole(role) < 0)
+      kr.badField("args", std::string("has no argument of role ") +
+                              attnrt_role_name(role) +
+                              ", which select_pages needs");
+  };
+  for (attnrt_role role :
+       {ATTNRT_ROLE_QUERY, ATTNRT_ROLE_KV_INDPTR, ATTNRT_ROLE_K_PAGE_MAX,
+        ATTNRT_ROLE_K_PAGE_MIN, ATTNRT_ROLE_BLOCK_OFFSETS})
+    require(role);
+}
+
 /// Structural rules validation relies on: page-table and slot arguments are
 /// rank-1 i32, and come with the arguments and cache they refer to.
 void checkRoles(const Reader &kr, const KernelDesc &kd) {
@@ -425,6 +601,7 @@ void checkRoles(const Reader &kr, const KernelDesc &kd) {
     kr.bad("has a page table or slot_mapping but is missing field 'kv_cache' "
            "(its page_size is needed); regenerate the artifact with attnc");
   checkResidualRoles(kr, kd);
+  checkSparsityRoles(kr, kd);
 }
 
 KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
@@ -435,10 +612,10 @@ KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
   Reader kr(j, where);
   kd.kind = kr.str("kind");
   if (kd.kind != "attention" && kd.kind != "paged_attention" &&
-      kd.kind != "kv_append" && kd.kind != "merge")
+      kd.kind != "kv_append" && kd.kind != "merge" && kd.kind != "select_pages")
     kr.badField("kind", "is '" + kd.kind +
                             "', expected one of attention, paged_attention, "
-                            "kv_append, merge");
+                            "kv_append, merge, select_pages");
   int64_t phases = kr.integer("phases");
   if (phases < 1 || phases > 1024)
     kr.badField("phases",
@@ -458,6 +635,8 @@ KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
   kd.hasKvCache = kr.has("kv_cache");
   if (kd.hasKvCache)
     parseKvCache(kr, kd, where);
+  parseSparsity(kr, kd, where);
+  parseInstrumented(kr, kd);
 
   const json &args = kr.array("args");
   for (size_t i = 0; i < args.size(); ++i)
@@ -572,6 +751,8 @@ void attnrt::linkViews(KernelDesc &k) {
   };
   link(k.args, k.argViews);
   link(k.scratch, k.scratchViews);
+  k.attention.num_head_masks = static_cast<int64_t>(k.headMasks.size());
+  k.attention.head_masks = k.headMasks.empty() ? nullptr : k.headMasks.data();
   k.kvCache.view.name = k.kvCache.name.c_str();
   k.kvCache.view.layout = k.kvCache.layout.c_str();
   k.kvCache.view.storage = k.kvCache.storage.c_str();

@@ -40,14 +40,22 @@ struct KvCacheDesc {
 
 struct KernelDesc {
   std::string name;
-  std::string kind; // attention | paged_attention | kv_append | merge
+  // attention | paged_attention | kv_append | merge | select_pages
+  std::string kind;
   int phases = 1;
   std::string entryRun;
   std::string entryWorkItems;
   bool hasAttention = false;
   attnrt_attention_info attention{};
+  std::vector<attnrt_mask_info> headMasks; // empty: one mask (attention)
   bool hasKvCache = false;
   KvCacheDesc kvCache;
+  bool hasBlockSparse = false;
+  attnrt_block_sparse_info blockSparse{};
+  bool hasSelectPages = false;
+  attnrt_select_pages_info selectPages{};
+  std::vector<std::string> instrumented; // e.g. "tile_stats"
+  bool tileStats = false;                // instrumented holds "tile_stats"
   std::vector<ArgDesc> args;
   std::vector<ArgDesc> scratch;          // allocated by the runtime, after args
   std::vector<attnrt_arg_info> argViews; // C views of args
@@ -77,8 +85,9 @@ Manifest parseManifest(const std::string &text, const std::string &where);
 /// Reads and parses DIR/manifest.json (ATTNRT_ERR_IO if unreadable).
 Manifest loadManifest(const std::string &dir);
 
-/// Builds the C views (attnrt_arg_info, attnrt_dim, attnrt_kv_cache_info)
-/// into `k`; call again whenever `k` has moved.
+/// Builds the C views (attnrt_arg_info, attnrt_dim, attnrt_kv_cache_info,
+/// the head masks of attnrt_attention_info) into `k`; call again whenever
+/// `k` has moved.
 void linkViews(KernelDesc &k);
 
 } // namespace attnrt

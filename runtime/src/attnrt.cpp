@@ -54,6 +54,8 @@ struct attnrt_kernel {
   KernelDesc desc;
   RunFn run = nullptr;
   WorkItemsFn workItems = nullptr;
+  // NAME__tile_stats (attnc --count-tiles), NULL when not instrumented.
+  int64_t *tileStats = nullptr;
 };
 
 struct attnrt_module {
@@ -110,6 +112,14 @@ extern "C" attnrt_status attnrt_open(const char *dir, int numThreads,
           module->library->symbol(kernel->desc.entryRun, what));
       kernel->workItems = reinterpret_cast<WorkItemsFn>(
           module->library->symbol(kernel->desc.entryWorkItems, what));
+      // Required when the manifest says the kernel counts tiles, picked up
+      // when present otherwise (an older manifest of an instrumented build).
+      std::string stats = kernel->desc.name + "__tile_stats";
+      kernel->tileStats = static_cast<int64_t *>(
+          kernel->desc.tileStats
+              ? module->library->symbol(stats, what + " (instrumented: "
+                                                      "tile_stats)")
+              : module->library->find(stats));
       linkViews(kernel->desc);
       module->kernels.push_back(std::move(kernel));
     }
@@ -208,6 +218,58 @@ extern "C" const attnrt_kv_cache_info *
 attnrt_kernel_kv_cache(const attnrt_kernel *kernel) {
   return kernel && kernel->desc.hasKvCache ? &kernel->desc.kvCache.view
                                            : nullptr;
+}
+
+extern "C" const attnrt_block_sparse_info *
+attnrt_kernel_block_sparse(const attnrt_kernel *kernel) {
+  return kernel && kernel->desc.hasBlockSparse ? &kernel->desc.blockSparse
+                                               : nullptr;
+}
+
+extern "C" const attnrt_select_pages_info *
+attnrt_kernel_select_pages(const attnrt_kernel *kernel) {
+  return kernel && kernel->desc.hasSelectPages ? &kernel->desc.selectPages
+                                               : nullptr;
+}
+
+extern "C" int attnrt_kernel_has_tile_stats(const attnrt_kernel *kernel) {
+  return kernel && kernel->tileStats ? 1 : 0;
+}
+
+namespace {
+int64_t *requireTileStats(const attnrt_kernel *kernel, const char *fn) {
+  requireKernel(kernel);
+  if (!kernel->tileStats)
+    fail(ATTNRT_ERR_UNSUPPORTED,
+         std::string(fn) + ": kernel '" + kernel->desc.name +
+             "' has no tile counters (its library does not export '" +
+             kernel->desc.name +
+             "__tile_stats'); compile it with attnc --count-tiles");
+  return kernel->tileStats;
+}
+} // namespace
+
+extern "C" attnrt_status attnrt_kernel_tile_stats(const attnrt_kernel *kernel,
+                                                  int64_t out[3]) {
+  return guard([&] {
+    const char *fn = "attnrt_kernel_tile_stats";
+    int64_t *stats = requireTileStats(kernel, fn);
+    if (!out)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           std::string(fn) + ": out is NULL; pass an int64_t[3]");
+    // The kernel adds atomically, possibly from a run on another thread.
+    for (int i = 0; i < 3; ++i)
+      out[i] = __atomic_load_n(&stats[i], __ATOMIC_RELAXED);
+  });
+}
+
+extern "C" attnrt_status
+attnrt_kernel_reset_tile_stats(const attnrt_kernel *kernel) {
+  return guard([&] {
+    int64_t *stats = requireTileStats(kernel, "attnrt_kernel_reset_tile_stats");
+    for (int i = 0; i < 3; ++i)
+      __atomic_store_n(&stats[i], 0, __ATOMIC_RELAXED);
+  });
 }
 
 extern "C" attnrt_status attnrt_validate(const attnrt_kernel *kernel,

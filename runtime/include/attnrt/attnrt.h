@@ -81,7 +81,19 @@ typedef enum attnrt_role {
   ATTNRT_ROLE_K_RECENT = 22,
   ATTNRT_ROLE_V_RECENT = 23,
   ATTNRT_ROLE_RING_SLOTS = 24,
-  ATTNRT_ROLE_KV_RINGS = 25
+  ATTNRT_ROLE_KV_RINGS = 25,
+  /* Block-sparse mask (docs/sparsity.md), per (batch, H) with H = kv_heads
+   * or 1: CSR row offsets i32 [batch, H, num_q_blocks + 1], KV block indices
+   * i32 [batch, H, max_blocks] and their optional full flags i8 [batch, H,
+   * max_blocks]. Inputs of attention/paged_attention, outputs of
+   * select_pages. */
+  ATTNRT_ROLE_BLOCK_OFFSETS = 26,
+  ATTNRT_ROLE_BLOCK_INDICES = 27,
+  ATTNRT_ROLE_BLOCK_FULL = 28,
+  /* Per-page key summaries of a cache with summary = minmax (cache
+   * components, f16 [num_pages, kv_heads, head_dim]). */
+  ATTNRT_ROLE_K_PAGE_MAX = 29,
+  ATTNRT_ROLE_K_PAGE_MIN = 30
 } attnrt_role;
 
 typedef enum attnrt_dir {
@@ -108,6 +120,14 @@ typedef struct attnrt_arg_info {
   const attnrt_dim *shape; /* rank entries */
 } attnrt_arg_info;
 
+/* One structured mask (docs/semantics.md). */
+typedef struct attnrt_mask_info {
+  int causal;
+  int bottom_right; /* 1 = bottom_right, 0 = top_left */
+  int64_t window;   /* -1 = no sliding window */
+  int64_t sinks;
+} attnrt_mask_info;
+
 /* Attention parameters of kinds "attention" and "paged_attention". */
 typedef struct attnrt_attention_info {
   int ragged; /* layout "ragged" (1) or "dense"/"paged" (0) */
@@ -128,7 +148,28 @@ typedef struct attnrt_attention_info {
   int64_t vector_width;
   int64_t workspace_bytes;
   int paged; /* layout "paged" (kind "paged_attention") */
+  /* Per-KV-head masks (manifest head_masks): num_kv_heads entries that
+   * replace the mask fields above (KV head h uses head_masks[h]), or 0 and
+   * NULL when the kernel has one mask. */
+  int64_t num_head_masks;
+  const attnrt_mask_info *head_masks;
 } attnrt_attention_info;
+
+/* The manifest's block_sparse object (kernels with a block-sparse mask):
+ * query-block and KV-block sizes in tokens, and H, the heads of the BSR
+ * operands (num_kv_heads, or 1 for one pattern shared by every head). */
+typedef struct attnrt_block_sparse_info {
+  int64_t block_q;
+  int64_t block_kv;
+  int64_t heads;
+} attnrt_block_sparse_info;
+
+/* The manifest's select_pages object (kind "select_pages"). */
+typedef struct attnrt_select_pages_info {
+  int64_t top_k;
+  int64_t sink_pages;
+  int64_t recent_pages;
+} attnrt_select_pages_info;
 
 /* The manifest's kv_cache object: the cache a kernel reads or appends to.
  * Its components are arguments named NAME_k_pages, NAME_v_pages, ... */
@@ -179,7 +220,7 @@ ATTNRT_API attnrt_status attnrt_find_kernel(const attnrt_module *module,
                                             const attnrt_kernel **out);
 
 ATTNRT_API const char *attnrt_kernel_name(const attnrt_kernel *kernel);
-/* "attention", "paged_attention", "kv_append" or "merge". */
+/* "attention", "paged_attention", "kv_append", "merge" or "select_pages". */
 ATTNRT_API const char *attnrt_kernel_kind(const attnrt_kernel *kernel);
 /* Number of phases (>= 1); attnrt_run runs them in order with a barrier
  * between consecutive phases. */
@@ -192,12 +233,37 @@ ATTNRT_API const attnrt_arg_info *attnrt_kernel_arg(const attnrt_kernel *kernel,
 ATTNRT_API int attnrt_kernel_num_scratch(const attnrt_kernel *kernel);
 ATTNRT_API const attnrt_arg_info *
 attnrt_kernel_scratch(const attnrt_kernel *kernel, int index);
-/* NULL for kinds without attention parameters (kv_append, merge). */
+/* NULL for kinds without attention parameters (kv_append, merge,
+ * select_pages). */
 ATTNRT_API const attnrt_attention_info *
 attnrt_kernel_attention(const attnrt_kernel *kernel);
 /* NULL for kernels without a KV cache. */
 ATTNRT_API const attnrt_kv_cache_info *
 attnrt_kernel_kv_cache(const attnrt_kernel *kernel);
+/* NULL for kernels without a block-sparse mask. */
+ATTNRT_API const attnrt_block_sparse_info *
+attnrt_kernel_block_sparse(const attnrt_kernel *kernel);
+/* NULL for kinds other than "select_pages". */
+ATTNRT_API const attnrt_select_pages_info *
+attnrt_kernel_select_pages(const attnrt_kernel *kernel);
+
+/* Tile counters of a kernel compiled with attnc --count-tiles (manifest
+ * "instrumented": ["tile_stats"]; the library exports int64_t
+ * NAME__tile_stats[3], which the kernel increments atomically). 1 if the
+ * kernel has them, else 0. */
+ATTNRT_API int attnrt_kernel_has_tile_stats(const attnrt_kernel *kernel);
+/* out[0] = KV tiles run, out[1] = tiles that applied the element predicate,
+ * out[2] = work items, summed over every run since the library was loaded
+ * or last reset. ATTNRT_ERR_UNSUPPORTED for a kernel without counters.
+ * The counters live in the library, which every module opened on the same
+ * artifact path shares (dlopen). */
+ATTNRT_API attnrt_status attnrt_kernel_tile_stats(const attnrt_kernel *kernel,
+                                                  int64_t out[3]);
+/* Zeroes the counters (not while a run of the kernel is in flight). The
+ * kernel handle stays const: the counters are the library's, not the
+ * handle's. ATTNRT_ERR_UNSUPPORTED for a kernel without counters. */
+ATTNRT_API attnrt_status
+attnrt_kernel_reset_tile_stats(const attnrt_kernel *kernel);
 
 /* Checks args against the manifest exactly as attnrt_run does, runs nothing. */
 ATTNRT_API attnrt_status attnrt_validate(const attnrt_kernel *kernel,
