@@ -10,6 +10,7 @@
 #include "CachePool.h"
 #include "Error.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -305,8 +306,9 @@ int64_t CachePool::fork(int64_t src) {
   // Insert first: if it throws (out of memory), no count has changed.
   Sequence &s = sequences.emplace(id, std::move(copy)).first->second;
   ++nextId;
-  for (int32_t page : s.pages)
-    ++refcounts[page];
+  for (int32_t page : s.pages) // Trimmed entries stay trimmed in the copy.
+    if (page != kTrimmed)
+      ++refcounts[page];
   if (hasRings()) {
     s.ring = freeRings.back();
     freeRings.pop_back();
@@ -318,10 +320,38 @@ int64_t CachePool::fork(int64_t src) {
 void CachePool::free(int64_t seq) {
   Sequence &s = lookup(seq, "attnrt_cache_seq_free");
   for (int32_t page : s.pages)
-    releasePage(page);
+    if (page != kTrimmed)
+      releasePage(page);
   if (s.ring >= 0)
     freeRings.push_back(s.ring); // Within the reserved capacity.
   sequences.erase(seq);
+}
+
+void CachePool::trim(int64_t seq, int64_t sinkTokens, int64_t windowTokens) {
+  const char *fn = "attnrt_cache_seq_trim";
+  Sequence &s = lookup(seq, fn);
+  if (sinkTokens < 0 || windowTokens < 0)
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(fn) + ": sink_tokens is " + str(sinkTokens) +
+             " and window_tokens is " + str(windowTokens) + " for sequence " +
+             str(seq) +
+             "; pass the mask's sinks and window (both >= 0; a mask without "
+             "a window sees every key, so nothing can be trimmed)");
+  // The last query (position length - 1) sees keys >= keepFrom, and later
+  // queries only later ones: pages wholly in [sinks, keepFrom) are never
+  // read again. The last page holds length - 1, so it always stays, and
+  // appends never need a trimmed page.
+  int64_t keepFrom = s.length - 1 - windowTokens;
+  if (keepFrom <= 0)
+    return;
+  int64_t end = std::min<int64_t>(keepFrom / pageSize,
+                                  static_cast<int64_t>(s.pages.size()));
+  for (int64_t p = ceilDiv(sinkTokens, pageSize); p < end; ++p) {
+    if (s.pages[p] == kTrimmed)
+      continue; // Idempotent.
+    releasePage(s.pages[p]);
+    s.pages[p] = kTrimmed;
+  }
 }
 
 void CachePool::requireRings(const char *fn) const {
@@ -501,8 +531,12 @@ void CachePool::check() const {
         static_cast<int64_t>(s.pages.size()) != ceilDiv(s.length, pageSize))
       broken("sequence " + str(id) + " has " + str(s.length) + " tokens but " +
              str(static_cast<int64_t>(s.pages.size())) + " pages");
+    if (!s.pages.empty() && s.pages.back() == kTrimmed)
+      broken("sequence " + str(id) + " has its last page trimmed");
     std::set<int32_t> own;
     for (int32_t page : s.pages) {
+      if (page == kTrimmed)
+        continue;
       if (page < 0 || page >= numPages)
         broken("sequence " + str(id) + " references page " + str(page) +
                ", out of range");
@@ -714,6 +748,15 @@ extern "C" attnrt_status attnrt_cache_seq_free(attnrt_cache_pool *pool,
                                                int64_t seq) {
   return guard(
       [&] { requirePool(pool, "attnrt_cache_seq_free")->impl->free(seq); });
+}
+
+extern "C" attnrt_status attnrt_cache_seq_trim(attnrt_cache_pool *pool,
+                                               int64_t seq, int64_t sinkTokens,
+                                               int64_t windowTokens) {
+  return guard([&] {
+    requirePool(pool, "attnrt_cache_seq_trim")
+        ->impl->trim(seq, sinkTokens, windowTokens);
+  });
 }
 
 extern "C" attnrt_status attnrt_cache_seq_length(const attnrt_cache_pool *pool,

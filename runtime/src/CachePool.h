@@ -52,6 +52,9 @@ public:
   int64_t createSequence();
   int64_t fork(int64_t src);
   void free(int64_t seq);
+  /// Releases the pages of seq wholly outside [0, sinkTokens) and
+  /// [length - 1 - windowTokens, length); their entries become kTrimmed.
+  void trim(int64_t seq, int64_t sinkTokens, int64_t windowTokens);
   int64_t length(int64_t seq) const;
   /// Reserves numTokens positions and writes their slots (and, withRings,
   /// their ring slots: a pool with rings only); all or nothing.
@@ -80,8 +83,12 @@ private:
     int64_t bytes; ///< Per page, per ring or in total.
     std::unique_ptr<unsigned char[], AlignedFree> data;
   };
+  /// A page-table entry whose page trim() returned to the pool (the
+  /// sequence keeps its logical length; the page table reads -1).
+  static constexpr int32_t kTrimmed = -1;
+
   struct Sequence {
-    std::vector<int32_t> pages; ///< In token order.
+    std::vector<int32_t> pages; ///< In token order; kTrimmed when trimmed.
     int64_t length = 0;         ///< Tokens.
     int32_t ring = -1;          ///< Its ring; -1 in a pool without rings.
   };

@@ -112,6 +112,23 @@ ATTNRT_API attnrt_status attnrt_cache_seq_free(attnrt_cache_pool *pool,
 ATTNRT_API attnrt_status attnrt_cache_seq_length(const attnrt_cache_pool *pool,
                                                  int64_t seq, int64_t *len);
 
+/* Returns to the pool the pages of seq that a paged_attention with a
+ * sliding window (window = window_tokens, sinks = sink_tokens, bottom-right
+ * aligned) can never read again: those wholly outside positions
+ * [0, sink_tokens) and [len - 1 - window_tokens, len), len = seq's length
+ * (the last query sees keys >= len - 1 - window_tokens; later queries only
+ * later keys). Each such page's reference count drops by one (the page is
+ * free at 0; a fork keeps its own reference) and seq's page-table entry for
+ * it becomes -1: attnrt_cache_page_table writes -1 there, and attnrt accepts
+ * such entries only for kernels whose masks cannot see them
+ * (docs/runtime.md). The sequence keeps its length; appends go on as
+ * before, fork copies the -1 entries, free skips them. Idempotent; call it
+ * again after appends to trim the pages that fell out of the window since.
+ * sink_tokens, window_tokens >= 0. */
+ATTNRT_API attnrt_status attnrt_cache_seq_trim(attnrt_cache_pool *pool,
+                                               int64_t seq, int64_t sink_tokens,
+                                               int64_t window_tokens);
+
 /* Reserves the next num_tokens (>= 0) positions of seq and writes their slots
  * (slot = page * page_size + offset) to slots_out[0 .. num_tokens), which may
  * be NULL only when num_tokens is 0. Allocates pages as needed; if the last
@@ -141,14 +158,16 @@ ATTNRT_API attnrt_status attnrt_cache_rings(const attnrt_cache_pool *pool,
                                             const int64_t *seqs, int num_seqs,
                                             int32_t *rings_out);
 
-/* Number of kv_indices entries attnrt_cache_page_table needs for seqs. */
+/* Number of kv_indices entries attnrt_cache_page_table needs for seqs
+ * (trimmed entries included). */
 ATTNRT_API attnrt_status
 attnrt_cache_page_table_size(const attnrt_cache_pool *pool, const int64_t *seqs,
                              int num_seqs, int64_t *num_refs);
 /* FlashInfer CSR page table of the batch seqs[0 .. num_seqs) (a sequence may
  * appear more than once): kv_indptr [num_seqs + 1], kv_indices
  * [indices_capacity], kv_last_page_len [num_seqs]. A sequence with no token
- * has no page and last_page_len 0. Nothing is written on failure. */
+ * has no page and last_page_len 0; a trimmed page (attnrt_cache_seq_trim)
+ * keeps its entry, written as -1. Nothing is written on failure. */
 ATTNRT_API attnrt_status
 attnrt_cache_page_table(const attnrt_cache_pool *pool, const int64_t *seqs,
                         int num_seqs, int32_t *kv_indptr, int32_t *kv_indices,
