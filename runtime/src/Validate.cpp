@@ -13,6 +13,10 @@ using namespace attnrt;
 
 namespace {
 
+int64_t ceilDiv(int64_t a, int64_t b) { return a / b + (a % b != 0); }
+
+std::string str(int64_t v) { return std::to_string(v); }
+
 std::string shapeText(const int64_t *sizes, int rank) {
   std::string s = "[";
   for (int i = 0; i < rank; ++i)
@@ -61,6 +65,9 @@ public:
     checkSlots();
     checkRingSlots();
     checkKvRings();
+    checkBlockSparse();
+    checkSelectPagesOutputs();
+    checkTrimmedPages();
     checkWritesDoNotOverlap();
   }
 
@@ -262,15 +269,29 @@ private:
       bad(lp, "has " + std::to_string(length(lp)) + " entries but " + name(ip) +
                   " has " + std::to_string(n) +
                   " (batch+1); pass one entry per sequence");
+    // -1 marks a page attnrt_cache_seq_trim returned to the pool; whether
+    // a query could see it is decided in checkTrimmedPages, once every
+    // length is known.
+    std::string refusal = trimRefusal();
     for (int64_t r = 0; r < refs; ++r) {
       if (indices[r] >= 0 && indices[r] < numPages)
         continue;
+      if (indices[r] == -1 && refusal.empty()) {
+        trimmed.push_back(r);
+        continue;
+      }
       int64_t b = std::upper_bound(indptr, indptr + n, r) - indptr - 1;
-      bad(ix, "entry " + std::to_string(r) + " (sequence " + std::to_string(b) +
-                  ") is page " + std::to_string(indices[r]) + " but the pool " +
-                  name(kp) + " has " + std::to_string(numPages) +
-                  " pages; page numbers must be in [0, " +
-                  std::to_string(numPages) + ")");
+      bad(ix,
+          "entry " + std::to_string(r) + " (sequence " + std::to_string(b) +
+              ") is page " + std::to_string(indices[r]) + " but the pool " +
+              name(kp) + " has " + std::to_string(numPages) +
+              " pages; page numbers must be in [0, " +
+              std::to_string(numPages) + ")" +
+              (indices[r] == -1
+                   ? " (-1 marks a page trimmed by attnrt_cache_seq_trim, "
+                     "which this kernel does not accept: " +
+                         refusal + "; do not trim sequences this kernel reads)"
+                   : ""));
     }
     for (int64_t b = 0; b < batch; ++b) {
       int64_t pages = indptr[b + 1] - indptr[b], len = last[b];
@@ -379,10 +400,276 @@ private:
                     ") (take them from attnrt_cache_rings)");
   }
 
+  /// Query and key length of every sequence of the batch (dense: the dims of
+  /// q and k; ragged: cu_seqlens; paged: the page table, with one query per
+  /// sequence for decode, qo_indptr otherwise). Call after the index
+  /// arguments are validated.
+  void sequenceLengths() {
+    if (lengthsKnown)
+      return;
+    lengthsKnown = true;
+    int ip = findRole(ATTNRT_ROLE_KV_INDPTR);
+    int cuQ = findRole(ATTNRT_ROLE_CU_SEQLENS_Q);
+    int cuK = findRole(ATTNRT_ROLE_CU_SEQLENS_K);
+    int qo = findRole(ATTNRT_ROLE_QO_INDPTR);
+    if (ip >= 0) {
+      const int32_t *indptr = ints(ip);
+      const int32_t *last = ints(findRole(ATTNRT_ROLE_KV_LAST_PAGE_LEN));
+      int64_t pageSize = kernel.kvCache.view.page_size;
+      for (int64_t b = 0; b + 1 < length(ip); ++b) {
+        int64_t pages = indptr[b + 1] - indptr[b];
+        seqK.push_back(pages ? (pages - 1) * pageSize + last[b] : 0);
+        seqQ.push_back(qo >= 0 ? ints(qo)[b + 1] - ints(qo)[b] : 1);
+      }
+    } else if (cuQ >= 0 && cuK >= 0) {
+      for (int64_t b = 0; b + 1 < length(cuQ); ++b) {
+        seqQ.push_back(ints(cuQ)[b + 1] - ints(cuQ)[b]);
+        seqK.push_back(ints(cuK)[b + 1] - ints(cuK)[b]);
+      }
+    } else {
+      // Dense: q [B, Lq, Hq, D], k [B, Lk, Hkv, D] (docs/semantics.md).
+      const attnrt_tensor &q = args[findRole(ATTNRT_ROLE_QUERY)];
+      int key = findRole(ATTNRT_ROLE_KEY);
+      if (q.rank < 2 || key < 0 || args[key].rank < 2)
+        fail(ATTNRT_ERR_VALIDATION,
+             "kernel '" + kernel.name +
+                 "': cannot tell its sequence lengths (no page table, no "
+                 "cu_seqlens, and q/k are not [B, L, H, D]); regenerate the "
+                 "artifact with attnc");
+      seqQ.assign(static_cast<size_t>(q.sizes[0]), q.sizes[1]);
+      seqK.assign(static_cast<size_t>(q.sizes[0]), args[key].sizes[1]);
+    }
+  }
+
+  /// The block-sparse mask (docs/sparsity.md section 2): offsets [B, H,
+  /// nqb + 1] and indices / full [B, H, max_blocks], H = block_sparse.heads;
+  /// per (b, h) offsets start >= 0, never decrease and end <= max_blocks;
+  /// every listed block is a block of the sequence's keys, listed at most
+  /// once per row; nqb covers every sequence's query blocks.
+  void checkBlockSparse() {
+    if (!kernel.hasBlockSparse)
+      return;
+    int ofs = findRole(ATTNRT_ROLE_BLOCK_OFFSETS);
+    int idx = findRole(ATTNRT_ROLE_BLOCK_INDICES);
+    int full = findRole(ATTNRT_ROLE_BLOCK_FULL);
+    const attnrt_block_sparse_info &bs = kernel.blockSparse;
+    sequenceLengths();
+    const int64_t *os = args[ofs].sizes, *is = args[idx].sizes;
+    int64_t batch = static_cast<int64_t>(seqQ.size());
+    if (os[0] != batch)
+      bad(ofs, "dim 0 is " + str(os[0]) + " but the batch has " + str(batch) +
+                   " sequences; pass one block pattern per sequence");
+    if (os[1] != bs.heads)
+      bad(ofs, "dim 1 is " + str(os[1]) +
+                   " but the kernel's block_sparse has " + str(bs.heads) +
+                   " head(s) (" +
+                   (bs.heads == 1 ? std::string("one pattern for every head")
+                                  : "num_kv_heads") +
+                   ")");
+    if (os[2] < 1)
+      bad(ofs, "dim 2 is 0; it holds num_q_blocks + 1 >= 1 row offsets");
+    if (is[0] != os[0] || is[1] != os[1])
+      bad(idx, "shape is " + shapeText(is, 3) + " but " + name(ofs) + " is " +
+                   shapeText(os, 3) +
+                   "; dims 0 and 1 (batch, heads) must "
+                   "match");
+    if (full >= 0 && !std::equal(is, is + 3, args[full].sizes))
+      bad(full, "shape is " + shapeText(args[full].sizes, 3) + " but " +
+                    name(idx) + " is " + shapeText(is, 3) +
+                    "; block_full has one flag per block index");
+    int64_t heads = os[1], rows = os[2] - 1, maxBlocks = is[2];
+    const int32_t *offsets = ints(ofs), *indices = ints(idx);
+    // stamp[c] == row id: block c is already listed in this row.
+    int64_t maxKvBlocks = 0;
+    for (int64_t b = 0; b < batch; ++b)
+      maxKvBlocks = std::max(maxKvBlocks, ceilDiv(seqK[b], bs.block_kv));
+    std::vector<int64_t> stamp(static_cast<size_t>(maxKvBlocks), -1);
+    int64_t rowId = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t qBlocks = ceilDiv(seqQ[b], bs.block_q);
+      if (rows < qBlocks)
+        bad(ofs, "has num_q_blocks = " + str(rows) + " (dim 2 - 1) but batch " +
+                     str(b) + " has " + str(seqQ[b]) +
+                     " queries = " + str(qBlocks) +
+                     " query blocks of block_q = " + str(bs.block_q) +
+                     "; num_q_blocks must be at least ceil(Lq / block_q) of "
+                     "every sequence");
+      int64_t kvBlocks = ceilDiv(seqK[b], bs.block_kv);
+      for (int64_t h = 0; h < heads; ++h) {
+        const int32_t *o = offsets + (b * heads + h) * (rows + 1);
+        const int32_t *ix = indices + (b * heads + h) * maxBlocks;
+        std::string at = "batch " + str(b) + " head " + str(h) + ": ";
+        if (o[0] < 0)
+          bad(ofs, at + "offsets[0] = " + str(o[0]) +
+                       " is negative; row offsets index block_indices from 0");
+        for (int64_t r = 1; r <= rows; ++r)
+          if (o[r] < o[r - 1])
+            bad(ofs, at + "offsets decrease at row " + str(r) + " (" +
+                         str(o[r - 1]) + " -> " + str(o[r]) +
+                         "); query block r lists block_indices[offsets[r] : "
+                         "offsets[r + 1]], so offsets must not decrease");
+        if (o[rows] > maxBlocks)
+          bad(ofs, at + "offsets[" + str(rows) + "] = " + str(o[rows]) +
+                       " exceeds max_blocks = " + str(maxBlocks) +
+                       " (dim 2 of " + name(idx) +
+                       "); make block_indices wider or fix the "
+                       "offsets");
+        for (int64_t r = 0; r < rows; ++r, ++rowId)
+          for (int64_t n = o[r]; n < o[r + 1]; ++n) {
+            int64_t c = ix[n];
+            std::string entry = at + "row " + str(r) + " entry " + str(n) +
+                                " is KV block " + str(c);
+            if (c < 0 || c >= kvBlocks)
+              bad(idx, entry + " but sequence " + str(b) + " has " +
+                           str(seqK[b]) + " keys = " + str(kvBlocks) +
+                           " blocks of block_kv = " + str(bs.block_kv) +
+                           "; listed blocks must be in [0, " + str(kvBlocks) +
+                           ")");
+            if (stamp[c] == rowId)
+              bad(idx, entry + ", listed twice in row " + str(r) +
+                           "; a block may appear once per row (twice would "
+                           "count its keys twice)");
+            stamp[c] = rowId;
+          }
+      }
+    }
+  }
+
+  /// select_pages writes offsets [B, Hkv, 2] and indices [B, Hkv, top_k]:
+  /// their sizes bound its stores, so they are checked like inputs.
+  void checkSelectPagesOutputs() {
+    if (!kernel.hasSelectPages)
+      return;
+    int ofs = findRole(ATTNRT_ROLE_BLOCK_OFFSETS);
+    int idx = findRole(ATTNRT_ROLE_BLOCK_INDICES);
+    int64_t batch = length(findRole(ATTNRT_ROLE_KV_INDPTR)) - 1;
+    int64_t heads = kernel.kvCache.view.num_kv_heads;
+    int64_t expect[2][3] = {{batch, heads, 2},
+                            {batch, heads, kernel.selectPages.top_k}};
+    for (int k = 0; k < 2; ++k) {
+      int i = k == 0 ? ofs : idx;
+      if (i >= 0 && !std::equal(expect[k], expect[k] + 3, args[i].sizes))
+        bad(i, "shape is " + shapeText(args[i].sizes, args[i].rank) +
+                   " but select_pages writes " + shapeText(expect[k], 3) +
+                   " ([batch, num_kv_heads, " + (k == 0 ? "2" : "top_k") +
+                   "]) for this page table");
+    }
+  }
+
+  /// The kernel's mask, or its head masks.
+  std::vector<attnrt_mask_info> masks() const {
+    if (!kernel.headMasks.empty())
+      return kernel.headMasks;
+    const attnrt_attention_info &ai = kernel.attention;
+    return {{ai.causal, ai.bottom_right, ai.window, ai.sinks}};
+  }
+
+  /// Why the kernel cannot take trimmed pages at all, or "" if it can (a
+  /// paged_attention whose every mask has a window, bottom-right aligned).
+  std::string trimRefusal() const {
+    if (kernel.kind != "paged_attention")
+      return "only paged_attention kernels whose masks have a sliding window "
+             "accept it";
+    std::vector<attnrt_mask_info> all = masks();
+    for (size_t h = 0; h < all.size(); ++h) {
+      std::string whose = kernel.headMasks.empty()
+                              ? std::string("the kernel's mask")
+                              : "head_masks[" + str(int64_t(h)) + "]";
+      if (all[h].window < 0)
+        return whose + " has no sliding window, so every key is visible";
+      if (!all[h].bottom_right)
+        return whose + " is top_left aligned (only bottom_right masks, whose "
+                       "queries are the last tokens, accept it)";
+    }
+    return "";
+  }
+
+  /// kv_indices entries of -1 (pages attnrt_cache_seq_trim returned to the
+  /// pool; trimRefusal() accepted the kernel) are accepted only where no
+  /// query of the sequence can see a key of the page: outside [0, sinks)
+  /// and [Lk - Lq - window, Lk) for every head's mask, and outside every
+  /// listed full block of the block-sparse mask (a full block skips the
+  /// mask).
+  void checkTrimmedPages() {
+    if (trimmed.empty())
+      return;
+    int ip = findRole(ATTNRT_ROLE_KV_INDPTR),
+        ix = findRole(ATTNRT_ROLE_KV_INDICES);
+    const int32_t *indptr = ints(ip);
+    int64_t n = length(ip), pageSize = kernel.kvCache.view.page_size;
+    auto where = [&](int64_t r, int64_t *b, int64_t *page) {
+      *b = std::upper_bound(indptr, indptr + n, r) - indptr - 1;
+      *page = r - indptr[*b];
+      return "entry " + str(r) + " (sequence " + str(*b) + ", its page " +
+             str(*page) + ") is -1, a page trimmed by attnrt_cache_seq_trim, ";
+    };
+    // The union of the heads' visible ranges: the largest sinks and window
+    // (trimRefusal() made sure every mask has a window).
+    int64_t sinks = 0, window = 0;
+    for (const attnrt_mask_info &m : masks()) {
+      sinks = std::max(sinks, m.sinks);
+      window = std::max(window, m.window);
+    }
+    sequenceLengths();
+    for (int64_t r : trimmed) {
+      int64_t b, page;
+      std::string entry = where(r, &b, &page);
+      int64_t begin = page * pageSize;
+      int64_t end = std::min(begin + pageSize, seqK[b]);
+      int64_t from = seqK[b] - seqQ[b] - window; // lowest visible past sinks
+      if (begin < sinks || end > from)
+        bad(ix, entry + "but it holds keys [" + str(begin) + ", " + str(end) +
+                    ") and the sequence's " + str(seqQ[b]) +
+                    " query(s) see keys [0, " + str(sinks) + ") and [" +
+                    str(std::max<int64_t>(from, 0)) + ", " + str(seqK[b]) +
+                    ") (sinks " + str(sinks) + ", window " + str(window) +
+                    "); trim with sink_tokens >= the mask's sinks and "
+                    "window_tokens >= its window, after the queries' tokens "
+                    "are appended");
+      checkTrimmedAgainstFullBlocks(b, begin, end, entry);
+    }
+  }
+
+  /// A listed full block is visible whatever the mask says: none may cover
+  /// keys [begin, end) of sequence b (rows of the sequence's queries only).
+  void checkTrimmedAgainstFullBlocks(int64_t b, int64_t begin, int64_t end,
+                                     const std::string &entry) {
+    int full = findRole(ATTNRT_ROLE_BLOCK_FULL);
+    if (!kernel.hasBlockSparse || full < 0)
+      return;
+    const attnrt_block_sparse_info &bs = kernel.blockSparse;
+    int ofs = findRole(ATTNRT_ROLE_BLOCK_OFFSETS);
+    int idx = findRole(ATTNRT_ROLE_BLOCK_INDICES);
+    int64_t heads = args[ofs].sizes[1], rows = args[ofs].sizes[2] - 1;
+    int64_t maxBlocks = args[idx].sizes[2];
+    int64_t used = std::min(rows, ceilDiv(seqQ[b], bs.block_q));
+    const int8_t *flags = static_cast<const int8_t *>(args[full].data);
+    for (int64_t h = 0; h < heads; ++h) {
+      const int32_t *o = ints(ofs) + (b * heads + h) * (rows + 1);
+      int64_t base = (b * heads + h) * maxBlocks;
+      for (int64_t n = o[0]; n < o[used]; ++n) {
+        int64_t c = ints(idx)[base + n];
+        if (flags[base + n] && c * bs.block_kv < end &&
+            (c + 1) * bs.block_kv > begin)
+          bad(findRole(ATTNRT_ROLE_KV_INDICES),
+              entry + "but block_full marks KV block " + str(c) + " (keys [" +
+                  str(c * bs.block_kv) + ", " + str((c + 1) * bs.block_kv) +
+                  ")) of batch " + str(b) + " head " + str(h) + " entry " +
+                  str(n) + " full, which makes the page's keys [" + str(begin) +
+                  ", " + str(end) +
+                  ") visible whatever the mask; do not trim it or list "
+                  "the block as partial");
+      }
+    }
+  }
+
   const KernelDesc &kernel;
   const attnrt_tensor *args;
   int numArgs;
   std::map<std::string, Binding> symbols;
+  std::vector<int64_t> trimmed; ///< kv_indices entries that are -1.
+  bool lengthsKnown = false;
+  std::vector<int64_t> seqQ, seqK; ///< Per sequence (sequenceLengths).
 };
 
 } // namespace
