@@ -586,6 +586,147 @@ TEST(CachePool, FreedIdsAreRejectedEverywhere) {
 }
 
 //===----------------------------------------------------------------------===//
+// Trimming (streaming heads: sinks + window)
+//===----------------------------------------------------------------------===//
+
+using Pages = std::vector<int32_t>;
+
+TEST(CachePoolTrim, FreesPagesOutsideSinksAndWindow) {
+  Pool pool(4, oneComponent(64), 16);
+  int64_t a = pool.seq();
+  pool.append(a, 23); // pages 0..5, 3 tokens in the last
+  // Keeps [0, 4) and [22 - 6, 23) = [16, 23): pages 1, 2, 3 go.
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 4, 6), ATTNRT_OK) << lastError();
+  int32_t last = -1;
+  EXPECT_EQ(pool.pages(a, &last), (Pages{0, -1, -1, -1, 4, 5}));
+  EXPECT_EQ(last, 3);
+  attnrt_cache_stats s = pool.stats();
+  EXPECT_EQ(s.used_pages, 3);
+  EXPECT_EQ(s.free_pages, 13);
+  EXPECT_EQ(s.bytes_in_use, 3 * 64);
+  EXPECT_EQ(pool.refs(1), 0);
+  EXPECT_EQ(pool.refs(4), 1);
+  int64_t len = -1;
+  ASSERT_EQ(attnrt_cache_seq_length(pool, a, &len), ATTNRT_OK);
+  EXPECT_EQ(len, 23); // the logical length stays
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+  // Idempotent.
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 4, 6), ATTNRT_OK);
+  EXPECT_TRUE(statsEqual(pool.stats(), s));
+  // Appends go on (the trimmed pages are handed out again, last freed
+  // first); trimming again frees what left the window since.
+  std::vector<int32_t> slots = pool.append(a, 9); // 23..31
+  EXPECT_EQ(slots[0], 5 * 4 + 3);
+  EXPECT_EQ(slots[1], 3 * 4);
+  EXPECT_EQ(slots[5], 2 * 4);
+  EXPECT_EQ(pool.pages(a), (Pages{0, -1, -1, -1, 4, 5, 3, 2}));
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 4, 6), ATTNRT_OK); // keeps >= 25
+  EXPECT_EQ(pool.pages(a), (Pages{0, -1, -1, -1, -1, -1, 3, 2}));
+  EXPECT_EQ(pool.stats().used_pages, 3);
+  // Without sinks page 0 goes too; the last page always stays.
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 0, 0), ATTNRT_OK); // keeps 31
+  EXPECT_EQ(pool.pages(a), (Pages{-1, -1, -1, -1, -1, -1, -1, 2}));
+  EXPECT_EQ(pool.stats().used_pages, 1);
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+  // Free skips the trimmed entries.
+  ASSERT_EQ(attnrt_cache_seq_free(pool, a), ATTNRT_OK);
+  EXPECT_EQ(pool.stats().free_pages, 16);
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+}
+
+TEST(CachePoolTrim, NothingToTrim) {
+  Pool pool(4, oneComponent(16), 8);
+  int64_t empty = pool.seq(), a = pool.seq();
+  pool.append(a, 10);
+  attnrt_cache_stats before = pool.stats();
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, empty, 0, 0), ATTNRT_OK);
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 0, 100), ATTNRT_OK); // wide window
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 8, 1), ATTNRT_OK);   // sinks cover
+  // A page holding any kept position stays: keeps [0, 1) and [5, 10).
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 1, 4), ATTNRT_OK);
+  EXPECT_TRUE(statsEqual(pool.stats(), before));
+  EXPECT_EQ(pool.pages(a), (Pages{0, 1, 2}));
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 0, 4), ATTNRT_OK); // keeps >= 5
+  EXPECT_EQ(pool.pages(a), (Pages{-1, 1, 2}));
+}
+
+TEST(CachePoolTrim, SharedPagesForkAndCopyOnWrite) {
+  Pool pool(4, oneComponent(16), 16);
+  int64_t a = pool.seq();
+  pool.append(a, 14); // pages 0..3, 2 tokens in the last
+  int64_t b = pool.fork(a);
+  // a drops its references to pages 0, 1; b still holds them.
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 0, 2), ATTNRT_OK); // keeps >= 11
+  EXPECT_EQ(pool.pages(a), (Pages{-1, -1, 2, 3}));
+  EXPECT_EQ(pool.pages(b), (Pages{0, 1, 2, 3}));
+  EXPECT_EQ(pool.refs(0), 1);
+  EXPECT_EQ(pool.refs(2), 2);
+  EXPECT_EQ(pool.stats().used_pages, 4);
+  // A fork copies the trimmed marks.
+  int64_t c = pool.fork(a);
+  EXPECT_EQ(pool.pages(c), (Pages{-1, -1, 2, 3}));
+  EXPECT_EQ(pool.refs(3), 3);
+  EXPECT_EQ(pool.refs(1), 1);
+  // Append into the shared partial last page copies it as usual.
+  pool.append(c, 3);
+  EXPECT_EQ(pool.pages(c), (Pages{-1, -1, 2, 4, 5}));
+  EXPECT_EQ(pool.refs(3), 2);
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+  ASSERT_EQ(attnrt_cache_seq_free(pool, b), ATTNRT_OK);
+  EXPECT_EQ(pool.refs(0), 0);            // b held the last reference
+  EXPECT_EQ(pool.stats().used_pages, 4); // 2, 3, 4, 5
+  ASSERT_EQ(attnrt_cache_seq_free(pool, a), ATTNRT_OK);
+  ASSERT_EQ(attnrt_cache_seq_free(pool, c), ATTNRT_OK);
+  EXPECT_EQ(pool.stats().free_pages, 16);
+  EXPECT_EQ(attnrt_cache_pool_check(pool), ATTNRT_OK) << lastError();
+}
+
+TEST(CachePoolTrim, PageTableOfABatchWritesMinusOne) {
+  Pool pool(2, oneComponent(16), 16);
+  int64_t a = pool.seq(), b = pool.seq();
+  pool.append(a, 7);                                          // pages 0..3
+  pool.append(b, 3);                                          // pages 4, 5
+  ASSERT_EQ(attnrt_cache_seq_trim(pool, a, 2, 1), ATTNRT_OK); // keeps 0,1,5,6
+  int64_t batch[] = {b, a}, n = -1;
+  ASSERT_EQ(attnrt_cache_page_table_size(pool, batch, 2, &n), ATTNRT_OK);
+  EXPECT_EQ(n, 6); // trimmed entries keep their place
+  std::vector<int32_t> indptr(3), indices(6), last(2);
+  ASSERT_EQ(attnrt_cache_page_table(pool, batch, 2, indptr.data(),
+                                    indices.data(), n, last.data()),
+            ATTNRT_OK);
+  EXPECT_EQ(indptr, (Pages{0, 2, 6}));
+  EXPECT_EQ(indices, (Pages{4, 5, 0, -1, 2, 3}));
+  EXPECT_EQ(last, (Pages{1, 1}));
+}
+
+TEST(CachePoolTrim, Errors) {
+  Pool pool(4, oneComponent(16), 8);
+  int64_t a = pool.seq();
+  pool.append(a, 12);
+  attnrt_cache_stats before = pool.stats();
+  EXPECT_ERROR(attnrt_cache_seq_trim(pool, a, -1, 4),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_seq_trim: sink_tokens is -1 and window_tokens "
+               "is 4 for sequence 0; pass the mask's sinks and window (both "
+               ">= 0; a mask without a window sees every key, so nothing can "
+               "be trimmed)");
+  EXPECT_ERROR(attnrt_cache_seq_trim(pool, a, 0, -1),
+               ATTNRT_ERR_INVALID_ARGUMENT, "window_tokens is -1");
+  EXPECT_ERROR(attnrt_cache_seq_trim(nullptr, a, 0, 1),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_seq_trim: pool is "
+               "NULL");
+  EXPECT_ERROR(attnrt_cache_seq_trim(pool, 5, 0, 1),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_seq_trim: sequence 5 was never created");
+  EXPECT_TRUE(statsEqual(pool.stats(), before));
+  ASSERT_EQ(attnrt_cache_seq_free(pool, a), ATTNRT_OK);
+  EXPECT_ERROR(attnrt_cache_seq_trim(pool, a, 0, 1),
+               ATTNRT_ERR_INVALID_ARGUMENT,
+               "attnrt_cache_seq_trim: sequence 0 has been freed");
+}
+
+//===----------------------------------------------------------------------===//
 // Page tables
 //===----------------------------------------------------------------------===//
 
@@ -1021,7 +1162,9 @@ uint64_t fuzzSeed(uint64_t fallback) {
 /// With rings (numRings > 0, R = ringTokens), each token's id is also
 /// written to its ring slot of a per-ring component (8 bytes per token), and
 /// every sequence's ring must hold the ids of its last R tokens (fork copies
-/// the ring; fewer rings than maxLive makes create and fork run out).
+/// the ring; fewer rings than maxLive makes create and fork run out). Trims
+/// with random sinks and windows drop pages from the model's sequences: their
+/// entries must read -1, the rest must still read back.
 class Fuzzer {
 public:
   static constexpr int64_t kBytes = 8, vBytes = 4, scaleBytes = 24,
@@ -1094,7 +1237,9 @@ public:
               << counts["cow"] << " copy-on-write, " << counts["full"]
               << " refused by a full pool), " << counts["create"]
               << " creates, " << counts["fork"] << " forks, " << counts["free"]
-              << " frees, " << counts["bad id"] << " freed-id calls";
+              << " frees, " << counts["bad id"] << " freed-id calls, "
+              << counts["trim"] << " trims (" << counts["trimmed"]
+              << " entries, " << counts["trim freed"] << " pages freed)";
     if (numRings)
       std::cout << "; rings=" << numRings << " R=" << R << ": "
                 << counts["no ring"] << " creates/forks refused for want of a "
@@ -1106,6 +1251,7 @@ public:
     }
     EXPECT_GT(counts["full"], 0);
     EXPECT_GT(counts["fork"], 0);
+    EXPECT_GT(counts["trimmed"], 0);
     if (numRings) {
       EXPECT_GT(counts["no ring"], 0);
     }
@@ -1143,7 +1289,34 @@ private:
       return freeSeq(pickLive());
     if (r < 33 && !dead.empty())
       return badId();
+    if (r >= 33 && r < 36)
+      return trim();
     return append();
+  }
+
+  /// Trims a random live sequence and checks exactly the pages wholly
+  /// outside [0, sinks) and [len - 1 - window, len) became -1, each
+  /// freed when this sequence held its last reference.
+  void trim() {
+    int64_t id = pickLive();
+    int64_t sinks = rand(0, 2 * P), window = rand(0, 3 * P);
+    int64_t len = static_cast<int64_t>(model[id].size());
+    std::vector<int32_t> before = pool.pages(id);
+    std::set<int64_t> &cut = trimmedPages[id];
+    int64_t keepFrom = len - 1 - window, freed = 0;
+    std::set<int64_t> expect = cut;
+    for (int64_t p = (sinks + P - 1) / P; keepFrom > 0 && p < keepFrom / P; ++p)
+      if (expect.insert(p).second)
+        freed += pool.refs(before[p]) == 1;
+    int64_t usedBefore = pool.stats().used_pages;
+    ASSERT_EQ(attnrt_cache_seq_trim(pool, id, sinks, window), ATTNRT_OK)
+        << lastError() << where();
+    ASSERT_EQ(pool.stats().used_pages, usedBefore - freed) << where();
+    counts["trimmed"] += static_cast<int64_t>(expect.size() - cut.size());
+    counts["trim freed"] += freed;
+    ++counts["trim"];
+    cut = expect;
+    checkSequence(id, pool.pages(id));
   }
 
   /// With rings, create and fork fail when every ring is owned; true if
@@ -1173,6 +1346,7 @@ private:
     ASSERT_EQ(st, ATTNRT_OK) << where();
     ASSERT_EQ(model.count(id), 0u) << "id " << id << " reused" << where();
     model[id];
+    trimmedPages[id];
     live.push_back(id);
     ++counts["create"];
   }
@@ -1182,7 +1356,7 @@ private:
     std::vector<int32_t> srcPages = pool.pages(src);
     std::vector<int64_t> refsBefore;
     for (int32_t p : srcPages)
-      refsBefore.push_back(pool.refs(p));
+      refsBefore.push_back(p < 0 ? 0 : pool.refs(p));
     attnrt_cache_stats before = pool.stats();
     int64_t usedBefore = before.used_pages;
     int64_t id = -1;
@@ -1192,11 +1366,14 @@ private:
     ASSERT_EQ(st, ATTNRT_OK) << where();
     ASSERT_EQ(model.count(id), 0u) << "id " << id << " reused" << where();
     model[id] = model[src];
+    trimmedPages[id] = trimmedPages[src];
     live.push_back(id);
     ASSERT_EQ(pool.pages(id), srcPages) << where();
     ASSERT_EQ(pool.stats().used_pages, usedBefore) << where();
     for (size_t i = 0; i < srcPages.size(); ++i)
-      ASSERT_EQ(pool.refs(srcPages[i]), refsBefore[i] + 1) << where();
+      if (srcPages[i] >= 0) {
+        ASSERT_EQ(pool.refs(srcPages[i]), refsBefore[i] + 1) << where();
+      }
     if (numRings) {
       ASSERT_NE(pool.ring(id), pool.ring(src)) << where();
       checkRing(id); // The copy holds the source's last R tokens.
@@ -1207,12 +1384,13 @@ private:
   void freeSeq(int64_t id) {
     int64_t freed = 0;
     for (int32_t p : pool.pages(id))
-      freed += pool.refs(p) == 1;
+      freed += p >= 0 && pool.refs(p) == 1; // trimmed entries hold none
     int64_t usedBefore = pool.stats().used_pages;
     ASSERT_EQ(attnrt_cache_seq_free(pool, id), ATTNRT_OK)
         << lastError() << where();
     ASSERT_EQ(pool.stats().used_pages, usedBefore - freed) << where();
     model.erase(id);
+    trimmedPages.erase(id);
     live.erase(std::find(live.begin(), live.end(), id));
     dead.push_back(id);
     ++counts["free"];
@@ -1349,7 +1527,14 @@ private:
                     : len - (static_cast<int64_t>(pages.size()) - 1) * P)
           << "sequence " << id << where();
     }
+    const std::set<int64_t> &cut = trimmedPages[id];
+    for (int64_t p = 0; p < static_cast<int64_t>(pages.size()); ++p)
+      ASSERT_EQ(pages[p] == -1, cut.count(p) == 1)
+          << "sequence " << id << " page " << p << " is " << pages[p]
+          << where();
     for (int64_t pos = 0; pos < len; ++pos) {
+      if (cut.count(pos / P))
+        continue; // trimmed: its page belongs to the pool again
       int64_t slot = int64_t(pages[pos / P]) * P + pos % P;
       uint64_t kk;
       uint32_t vv;
@@ -1387,10 +1572,14 @@ private:
       checkSequence(batch[b], pages, last[b]);
       if (::testing::Test::HasFatalFailure())
         return;
-      std::set<int32_t> distinct(pages.begin(), pages.end());
-      ASSERT_EQ(distinct.size(), pages.size())
+      std::vector<int32_t> held;
+      for (int32_t p : pages)
+        if (p != -1) // trimmed
+          held.push_back(p);
+      std::set<int32_t> distinct(held.begin(), held.end());
+      ASSERT_EQ(distinct.size(), held.size())
           << "sequence " << batch[b] << " holds a page twice" << where();
-      for (int32_t p : pages) {
+      for (int32_t p : held) {
         ASSERT_TRUE(p >= 0 && p < numPages) << where();
         ++refs[p];
       }
@@ -1433,6 +1622,7 @@ private:
   Pool pool;
   unsigned char *k = nullptr, *v = nullptr, *scale = nullptr, *ring = nullptr;
   std::map<int64_t, std::vector<uint64_t>> model;
+  std::map<int64_t, std::set<int64_t>> trimmedPages; ///< Per live sequence.
   std::vector<int64_t> live, dead;
   uint64_t nextToken = 1;
   int64_t op = 0;
