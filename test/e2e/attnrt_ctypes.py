@@ -8,6 +8,7 @@ so the caller allocates them.
     with Module("out/decode") as m:
         info = m.info("decode")            # kind, phases, args, scratch, kv_cache, attention
         m.run("decode", {"q": q, "cache_k_pages": kp, ..., "o": o})
+        m.tile_stats("decode")             # (run, partial, items): attnc --count-tiles kernels
 
 The library is $ATTNRT_LIB, else <repo>/build/runtime/libattnrt.so or <repo>/build/lib/libattnrt.so.
 """
@@ -33,8 +34,19 @@ NP_DTYPES = {
     "f8e5m2": np.dtype(ml_dtypes.float8_e5m2),
 }
 DIRS = ["in", "out", "inout"]
+# attnrt_role names, in enum order (attnrt_role_name gives the same).
+ROLES = ["query", "key", "value", "cu_seqlens_q", "cu_seqlens_k", "output", "lse", "k_pages",
+         "v_pages", "k_scale", "v_scale", "k_min", "v_min", "kv_indptr", "kv_indices",
+         "kv_last_page_len", "qo_indptr", "k_new", "v_new", "slot_mapping", "partial_o",
+         "partial_lse", "k_recent", "v_recent", "ring_slots", "kv_rings", "block_offsets",
+         "block_indices", "block_full", "k_page_max", "k_page_min"]
+# Block-sparse operands (docs/sparsity.md): inputs of attention/paged_attention, outputs of
+# select_pages. The page summaries k_page_max/k_page_min are per-page cache components.
+BSR_ROLES = ("block_offsets", "block_indices", "block_full")
+SUMMARY_ROLES = ("k_page_max", "k_page_min")
 
 ATTNRT_ERR_INVALID_ARGUMENT = 1
+ATTNRT_ERR_UNSUPPORTED = 4
 ATTNRT_ERR_VALIDATION = 7
 
 
@@ -58,6 +70,11 @@ class _ArgInfo(ctypes.Structure):
                 ("shape", ctypes.POINTER(_Dim))]
 
 
+class _MaskInfo(ctypes.Structure):
+    _fields_ = [("causal", ctypes.c_int), ("bottom_right", ctypes.c_int),
+                ("window", ctypes.c_int64), ("sinks", ctypes.c_int64)]
+
+
 class _AttentionInfo(ctypes.Structure):
     _fields_ = [("ragged", ctypes.c_int), ("num_q_heads", ctypes.c_int64),
                 ("num_kv_heads", ctypes.c_int64), ("head_dim", ctypes.c_int64),
@@ -67,7 +84,18 @@ class _AttentionInfo(ctypes.Structure):
                 ("sinks", ctypes.c_int64), ("has_lse", ctypes.c_int),
                 ("block_q", ctypes.c_int64), ("block_kv", ctypes.c_int64),
                 ("vector_width", ctypes.c_int64), ("workspace_bytes", ctypes.c_int64),
-                ("paged", ctypes.c_int)]
+                ("paged", ctypes.c_int), ("num_head_masks", ctypes.c_int64),
+                ("head_masks", ctypes.POINTER(_MaskInfo))]
+
+
+class _BlockSparseInfo(ctypes.Structure):
+    _fields_ = [("block_q", ctypes.c_int64), ("block_kv", ctypes.c_int64),
+                ("heads", ctypes.c_int64)]
+
+
+class _SelectPagesInfo(ctypes.Structure):
+    _fields_ = [("top_k", ctypes.c_int64), ("sink_pages", ctypes.c_int64),
+                ("recent_pages", ctypes.c_int64)]
 
 
 class _KvCacheInfo(ctypes.Structure):
@@ -139,6 +167,11 @@ def _load() -> ctypes.CDLL:
         "attnrt_kernel_scratch": (ctypes.POINTER(_ArgInfo), [P, c_int]),
         "attnrt_kernel_attention": (ctypes.POINTER(_AttentionInfo), [P]),
         "attnrt_kernel_kv_cache": (ctypes.POINTER(_KvCacheInfo), [P]),
+        "attnrt_kernel_block_sparse": (ctypes.POINTER(_BlockSparseInfo), [P]),
+        "attnrt_kernel_select_pages": (ctypes.POINTER(_SelectPagesInfo), [P]),
+        "attnrt_kernel_has_tile_stats": (c_int, [P]),
+        "attnrt_kernel_tile_stats": (c_int, [P, ctypes.POINTER(ctypes.c_int64)]),
+        "attnrt_kernel_reset_tile_stats": (c_int, [P]),
         "attnrt_role_name": (c_char_p, [c_int]),
         "attnrt_run": (c_int, [P, P, ctypes.POINTER(_Tensor), c_int, c_int]),
         # KV-cache page pool (attnrt_cache.h)
@@ -156,6 +189,7 @@ def _load() -> ctypes.CDLL:
         "attnrt_cache_seq_create": (c_int, [P, ctypes.POINTER(ctypes.c_int64)]),
         "attnrt_cache_seq_fork": (c_int, [P, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]),
         "attnrt_cache_seq_free": (c_int, [P, ctypes.c_int64]),
+        "attnrt_cache_seq_trim": (c_int, [P, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]),
         "attnrt_cache_seq_append": (c_int, [P, ctypes.c_int64, ctypes.c_int64,
                                             ctypes.POINTER(ctypes.c_int32)]),
         "attnrt_cache_seq_append_with_rings": (c_int, [P, ctypes.c_int64, ctypes.c_int64,
@@ -234,7 +268,10 @@ class Module:
     def info(self, name: str) -> dict:
         """kind, phases, args/scratch ({name, role, dir, dtype, shape}), kv_cache and attention
         (dicts of the C structs' fields, or None). kv_cache["residual"] (R) is present only for
-        a cache with a residual window: use kv_cache.get("residual", 0)."""
+        a cache with a residual window: use kv_cache.get("residual", 0). attention["head_masks"]
+        lists the per-KV-head masks ({causal, align, window, sinks}; [] with one mask);
+        block_sparse ({block_q, block_kv, heads}) and select_pages ({top_k, sink_pages,
+        recent_pages}) are dicts or None; tile_stats says whether the kernel counts tiles."""
         lib, k = self._lib, self._kernel(name)
         args = [_arg_dict(lib.attnrt_kernel_arg(k, i).contents, lib)
                 for i in range(lib.attnrt_kernel_num_args(k))]
@@ -250,6 +287,12 @@ class Module:
             attention["dtype"] = DTYPES[a.dtype]
             attention["layout"] = "paged" if a.paged else "ragged" if a.ragged else "dense"
             attention["align"] = "bottom_right" if a.bottom_right else "top_left"
+            del attention["num_head_masks"]
+            attention["head_masks"] = [
+                {"causal": bool(hm.causal),
+                 "align": "bottom_right" if hm.bottom_right else "top_left",
+                 "window": hm.window, "sinks": hm.sinks}
+                for hm in (a.head_masks[i] for i in range(a.num_head_masks))]
         kv = lib.attnrt_kernel_kv_cache(k)
         kv_cache = None
         if kv:
@@ -259,9 +302,29 @@ class Module:
                 kv_cache[f] = kv_cache[f].decode()
             if not kv_cache["residual"]:
                 del kv_cache["residual"]  # only caches with a residual window have one
+        bs, sp = lib.attnrt_kernel_block_sparse(k), lib.attnrt_kernel_select_pages(k)
+        block_sparse = {f: getattr(bs.contents, f) for f, _ in _BlockSparseInfo._fields_} \
+            if bs else None
+        select_pages = {f: getattr(sp.contents, f) for f, _ in _SelectPagesInfo._fields_} \
+            if sp else None
         return {"name": name, "kind": lib.attnrt_kernel_kind(k).decode(),
                 "phases": lib.attnrt_kernel_num_phases(k), "args": args, "scratch": scratch,
-                "kv_cache": kv_cache, "attention": attention}
+                "kv_cache": kv_cache, "attention": attention, "block_sparse": block_sparse,
+                "select_pages": select_pages,
+                "tile_stats": bool(lib.attnrt_kernel_has_tile_stats(k))}
+
+    def tile_stats(self, name: str) -> tuple:
+        """(tiles run, tiles that applied the element predicate, work items) of a kernel built
+        with attnc --count-tiles, summed since the library was loaded or last reset (the
+        counters live in the library, shared by every Module of the same artifact path).
+        AttnrtError (status ATTNRT_ERR_UNSUPPORTED) for a kernel without counters."""
+        out = (ctypes.c_int64 * 3)()
+        _check(self._lib.attnrt_kernel_tile_stats(self._kernel(name), out))
+        return tuple(out)
+
+    def reset_tile_stats(self, name: str) -> None:
+        """Zeroes the tile counters of kernel `name` (see tile_stats)."""
+        _check(self._lib.attnrt_kernel_reset_tile_stats(self._kernel(name)))
 
     def run(self, name: str, args, num_threads: int = 0) -> None:
         """Runs kernel `name` on `args`: a dict {argument name: array} or a list in manifest
@@ -324,7 +387,11 @@ class CachePool:
     rings: every live sequence owns one (so at most num_rings sequences live at once), the ring
     components `<cache>_k_recent`/`<cache>_v_recent` are buffers [num_rings, R, H, D],
     `append_with_rings` gives the ring slots of kv_append and `rings` the kv_rings of
-    paged_attention. `num_rings` is ignored for caches without a residual."""
+    paged_attention. `num_rings` is ignored for caches without a residual.
+
+    A cache with summary = minmax has the per-page components `<cache>_k_page_max` /
+    `<cache>_k_page_min` ([num_pages, H, D] f16) like any other; copy-on-write copies them.
+    `trim` returns the pages a windowed paged_attention can no longer read (streaming heads)."""
 
     def __init__(self, module: Module, kernel: str, num_pages: int, num_rings: int = 64):
         lib = _load()
@@ -403,6 +470,13 @@ class CachePool:
 
     def free(self, seq: int) -> None:
         _check(self._lib.attnrt_cache_seq_free(self._handle, seq))
+
+    def trim(self, seq: int, sink_tokens: int, window_tokens: int) -> None:
+        """Returns the pages of seq wholly outside [0, sink_tokens) and
+        [len - 1 - window_tokens, len) to the pool (attnrt_cache_seq_trim): their page-table
+        entries read -1 from then on, which only a paged_attention whose masks have a window
+        that cannot reach them accepts. Idempotent; call again after appends."""
+        _check(self._lib.attnrt_cache_seq_trim(self._handle, seq, sink_tokens, window_tokens))
 
     def append(self, seq: int, num_tokens: int) -> np.ndarray:
         """Reserves num_tokens positions of seq; returns their slots (int32)."""

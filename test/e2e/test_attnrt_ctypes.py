@@ -202,3 +202,76 @@ def test_bf16_and_dense(module):
     np.testing.assert_allclose(lse, ref_lse, atol=1e-5)
     with pytest.raises(AttnrtError, match="dtype is bf16 but the kernel expects f32"):
         module.run("dense_f32", [q.astype(ml_dtypes.bfloat16), k, v, o, lse])
+
+
+def test_trim_and_minus_one_entries(module):
+    # paged_f8's cache: page_size 4. 23 tokens, trimmed to sinks 4 + window 6: pages 1..3 go.
+    from attnrt_ctypes import CachePool
+    pool = CachePool(module, "paged_f8", num_pages=8)
+    s = pool.create()
+    pool.append(s, 23)
+    pool.trim(s, 4, 6)
+    stats = pool.stats()
+    assert (stats["used_pages"], stats["free_pages"]) == (3, 5)
+    indptr, indices, last = pool.page_table([s])
+    assert indices.tolist() == [0, -1, -1, -1, 4, 5] and last.tolist() == [3]
+    pool.trim(s, 4, 6)  # idempotent
+    assert pool.stats()["used_pages"] == 3
+    pool.check()
+    # paged_f8's mask has no window: the trimmed entries could be read.
+    a = paged_args(indptr, indices, last, [0, 1], pages=8)
+    for name in ("cache_k_pages", "cache_v_pages"):
+        a[name] = pool.buffers[name]
+    with pytest.raises(AttnrtError, match=r"entry 1 \(sequence 0\) is page -1 .* which this "
+                                          r"kernel does not accept: the kernel's mask has no "
+                                          r"sliding window"):
+        module.run("paged_f8", a)
+    with pytest.raises(AttnrtError, match="window_tokens is -1"):
+        pool.trim(s, 0, -1)
+    pool.free(s)
+    assert pool.stats()["free_pages"] == 8
+    pool.close()
+
+
+def tiles_artifact(fixture_dir, tmp_path):
+    """An artifact of the fixture library with its instrumented kernel `tiles` (docs/sparsity.md)
+    and an uninstrumented one."""
+    import json
+    import shutil
+    out = {"name": "x", "role": "output", "dir": "out", "dtype": "f32", "shape": ["n"]}
+    manifest = {"format_version": 2, "target": "host", "library": "libtestkernels.so",
+                "kernels": [
+                    {"name": "tiles", "kind": "merge", "phases": 1, "entry_run": "tiles__run",
+                     "entry_work_items": "tiles__work_items", "instrumented": ["tile_stats"],
+                     "args": [out]},
+                    {"name": "plain", "kind": "merge", "phases": 1, "entry_run": "stub__run",
+                     "entry_work_items": "stub__work_items", "args": [out]}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(fixture_dir / "libtestkernels.so", tmp_path / "libtestkernels.so")
+    return tmp_path
+
+
+def test_tile_stats(fixture_dir, tmp_path):
+    with Module(tiles_artifact(fixture_dir, tmp_path), num_threads=2) as m:
+        assert m.info("tiles")["tile_stats"] and not m.info("plain")["tile_stats"]
+        assert m.tile_stats("tiles") == (0, 0, 0)
+        x = np.zeros(10, np.float32)
+        m.run("tiles", [x])
+        m.run("tiles", [x])
+        # Item i counts i % 3 + 1 tiles (19 for 10 items), partial when even.
+        assert m.tile_stats("tiles") == (38, 10, 20)
+        m.reset_tile_stats("tiles")
+        assert m.tile_stats("tiles") == (0, 0, 0)
+        with pytest.raises(AttnrtError, match="kernel 'plain' has no tile counters .* compile "
+                                              "it with attnc --count-tiles") as e:
+            m.tile_stats("plain")
+        assert e.value.status == 4
+
+
+def test_sparsity_info_of_plain_kernels(module):
+    paged = module.info("paged_f8")
+    assert paged["attention"]["head_masks"] == []
+    assert paged["block_sparse"] is None and paged["select_pages"] is None
+    assert not paged["tile_stats"]
+    from attnrt_ctypes import ROLES, _load
+    assert [_load().attnrt_role_name(i).decode() for i in range(len(ROLES))] == ROLES
