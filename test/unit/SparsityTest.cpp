@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -338,6 +339,7 @@ TEST_F(Sparsity, FieldsAndAccessors) {
   EXPECT_EQ(bs->block_q, 2);
   EXPECT_EQ(bs->block_kv, 4);
   EXPECT_EQ(bs->heads, 2);
+  EXPECT_EQ(dense.blockSparse(), bs);
   EXPECT_EQ(dense.arg(3).role, ATTNRT_ROLE_BLOCK_OFFSETS);
   EXPECT_EQ(dense.arg(4).role, ATTNRT_ROLE_BLOCK_INDICES);
   EXPECT_EQ(dense.arg(5).role, ATTNRT_ROLE_BLOCK_FULL);
@@ -365,6 +367,8 @@ TEST_F(Sparsity, FieldsAndAccessors) {
   EXPECT_EQ(sp->top_k, 4);
   EXPECT_EQ(sp->sink_pages, 1);
   EXPECT_EQ(sp->recent_pages, 1);
+  EXPECT_EQ(select.selectPages(), sp);
+  EXPECT_EQ(select.blockSparse(), nullptr);
   EXPECT_EQ(select.arg(3).role, ATTNRT_ROLE_K_PAGE_MAX);
   EXPECT_EQ(select.arg(4).role, ATTNRT_ROLE_K_PAGE_MIN);
   EXPECT_EQ(select.arg(8).dir, ATTNRT_DIR_OUT);
@@ -913,6 +917,8 @@ TEST(TileStats, CountsAccumulateAndReset) {
     EXPECT_EQ(stats[2], 100 * run);
   }
   EXPECT_EQ(x[99], 99.0f);
+  EXPECT_TRUE(tiles.hasTileStats());
+  EXPECT_EQ(tiles.tileStats(), (std::array<int64_t, 3>{398, 100, 200}));
   ASSERT_EQ(attnrt_kernel_reset_tile_stats(tiles.get()), ATTNRT_OK);
   ASSERT_EQ(attnrt_kernel_tile_stats(tiles.get(), stats), ATTNRT_OK);
   EXPECT_EQ(stats[0], 0);
@@ -942,6 +948,8 @@ TEST(TileStats, UninstrumentedKernel) {
   EXPECT_EQ(attnrt_kernel_tile_stats(nullptr, stats),
             ATTNRT_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(attnrt_kernel_has_tile_stats(nullptr), 0);
+  EXPECT_FALSE(plain.hasTileStats());
+  EXPECT_THROW(plain.tileStats(), attnrt::Error);
   // The fixture's kernels are not instrumented.
   attnrt::Module fixture(ATTNRT_FIXTURE_DIR, 1);
   EXPECT_EQ(attnrt_kernel_has_tile_stats(fixture.kernel("count").get()), 0);

@@ -10,6 +10,8 @@
 
 #include "attnrt/attnrt.h"
 
+#include <array>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -37,7 +39,7 @@ public:
   explicit Kernel(const attnrt_kernel *k = nullptr) : k_(k) {}
   const attnrt_kernel *get() const { return k_; }
   std::string name() const { return attnrt_kernel_name(k_); }
-  /// "attention", "paged_attention", "kv_append" or "merge".
+  /// "attention", "paged_attention", "kv_append", "merge" or "select_pages".
   std::string kind() const { return attnrt_kernel_kind(k_); }
   int numPhases() const { return attnrt_kernel_num_phases(k_); }
   int numArgs() const { return attnrt_kernel_num_args(k_); }
@@ -73,6 +75,24 @@ public:
   const attnrt_kv_cache_info *kvCache() const {
     return attnrt_kernel_kv_cache(k_);
   }
+  /// NULL for kernels without a block-sparse mask.
+  const attnrt_block_sparse_info *blockSparse() const {
+    return attnrt_kernel_block_sparse(k_);
+  }
+  /// NULL for kinds other than select_pages.
+  const attnrt_select_pages_info *selectPages() const {
+    return attnrt_kernel_select_pages(k_);
+  }
+  /// Whether the kernel was compiled with attnc --count-tiles.
+  bool hasTileStats() const { return attnrt_kernel_has_tile_stats(k_) != 0; }
+  /// {KV tiles run, tiles that applied the element predicate, work items};
+  /// throws for a kernel without counters.
+  std::array<int64_t, 3> tileStats() const {
+    std::array<int64_t, 3> out{};
+    check(attnrt_kernel_tile_stats(k_, out.data()));
+    return out;
+  }
+  void resetTileStats() const { check(attnrt_kernel_reset_tile_stats(k_)); }
   void validate(const std::vector<attnrt_tensor> &args) const {
     check(attnrt_validate(k_, args.data(), static_cast<int>(args.size())));
   }
