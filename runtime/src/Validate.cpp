@@ -588,8 +588,7 @@ private:
   /// pool; trimRefusal() accepted the kernel) are accepted only where no
   /// query of the sequence can see a key of the page: outside [0, sinks)
   /// and [Lk - Lq - window, Lk) for every head's mask, and outside every
-  /// listed full block of the block-sparse mask (a full block skips the
-  /// mask).
+  /// block the block-sparse mask lists.
   void checkTrimmedPages() {
     if (trimmed.empty())
       return;
@@ -626,41 +625,73 @@ private:
                     "); trim with sink_tokens >= the mask's sinks and "
                     "window_tokens >= its window, after the queries' tokens "
                     "are appended");
-      checkTrimmedAgainstFullBlocks(b, begin, end, entry);
+    }
+    checkTrimmedAgainstBlocks();
+  }
+
+  /// The kernel loads every block its query blocks list (and a full one
+  /// is visible whatever the mask): no row of a sequence's queries may list
+  /// a block covering one of its trimmed pages.
+  void checkTrimmedAgainstBlocks() {
+    if (!kernel.hasBlockSparse)
+      return;
+    const attnrt_block_sparse_info &bs = kernel.blockSparse;
+    int ix = findRole(ATTNRT_ROLE_KV_INDICES);
+    int ofs = findRole(ATTNRT_ROLE_BLOCK_OFFSETS);
+    int idx = findRole(ATTNRT_ROLE_BLOCK_INDICES);
+    int full = findRole(ATTNRT_ROLE_BLOCK_FULL);
+    const int32_t *indptr = ints(findRole(ATTNRT_ROLE_KV_INDPTR));
+    const int32_t *pageOf = ints(ix);
+    int64_t pageSize = kernel.kvCache.view.page_size;
+    int64_t heads = args[ofs].sizes[1], rows = args[ofs].sizes[2] - 1;
+    int64_t maxBlocks = args[idx].sizes[2];
+    std::vector<int64_t> count; // trimmed pages among the sequence's first p
+    for (size_t t = 0; t < trimmed.size();) {
+      int64_t b = seqOfEntry(trimmed[t]);
+      while (t < trimmed.size() && trimmed[t] < indptr[b + 1])
+        ++t;
+      int64_t pages = indptr[b + 1] - indptr[b];
+      count.assign(static_cast<size_t>(pages + 1), 0);
+      for (int64_t p = 0; p < pages; ++p)
+        count[p + 1] = count[p] + (pageOf[indptr[b] + p] == -1);
+      int64_t used = std::min(rows, ceilDiv(seqQ[b], bs.block_q));
+      for (int64_t h = 0; h < heads; ++h) {
+        const int32_t *o = ints(ofs) + (b * heads + h) * (rows + 1);
+        int64_t base = (b * heads + h) * maxBlocks;
+        for (int64_t r = 0; r < used; ++r)
+          for (int64_t n = o[r]; n < o[r + 1]; ++n) {
+            int64_t c = ints(idx)[base + n];
+            int64_t first = c * bs.block_kv / pageSize;
+            int64_t last =
+                std::min(ceilDiv((c + 1) * bs.block_kv, pageSize), pages);
+            if (count[last] == count[first])
+              continue;
+            int64_t p = first;
+            while (pageOf[indptr[b] + p] != -1)
+              ++p;
+            bool isFull = full >= 0 && static_cast<const int8_t *>(
+                                           args[full].data)[base + n] != 0;
+            bad(ix, "entry " + str(indptr[b] + p) + " (sequence " + str(b) +
+                        ", its page " + str(p) +
+                        ") is -1, a page trimmed by attnrt_cache_seq_trim, "
+                        "but KV block " +
+                        str(c) + " (keys [" + str(c * bs.block_kv) + ", " +
+                        str((c + 1) * bs.block_kv) + ")) is listed" +
+                        (isFull ? " as full" : "") + " for batch " + str(b) +
+                        " head " + str(h) + " row " + str(r) + " (entry " +
+                        str(n) +
+                        "), and the kernel loads every listed block; do not "
+                        "list blocks over trimmed pages, or do not trim");
+          }
+      }
     }
   }
 
-  /// A listed full block is visible whatever the mask says: none may cover
-  /// keys [begin, end) of sequence b (rows of the sequence's queries only).
-  void checkTrimmedAgainstFullBlocks(int64_t b, int64_t begin, int64_t end,
-                                     const std::string &entry) {
-    int full = findRole(ATTNRT_ROLE_BLOCK_FULL);
-    if (!kernel.hasBlockSparse || full < 0)
-      return;
-    const attnrt_block_sparse_info &bs = kernel.blockSparse;
-    int ofs = findRole(ATTNRT_ROLE_BLOCK_OFFSETS);
-    int idx = findRole(ATTNRT_ROLE_BLOCK_INDICES);
-    int64_t heads = args[ofs].sizes[1], rows = args[ofs].sizes[2] - 1;
-    int64_t maxBlocks = args[idx].sizes[2];
-    int64_t used = std::min(rows, ceilDiv(seqQ[b], bs.block_q));
-    const int8_t *flags = static_cast<const int8_t *>(args[full].data);
-    for (int64_t h = 0; h < heads; ++h) {
-      const int32_t *o = ints(ofs) + (b * heads + h) * (rows + 1);
-      int64_t base = (b * heads + h) * maxBlocks;
-      for (int64_t n = o[0]; n < o[used]; ++n) {
-        int64_t c = ints(idx)[base + n];
-        if (flags[base + n] && c * bs.block_kv < end &&
-            (c + 1) * bs.block_kv > begin)
-          bad(findRole(ATTNRT_ROLE_KV_INDICES),
-              entry + "but block_full marks KV block " + str(c) + " (keys [" +
-                  str(c * bs.block_kv) + ", " + str((c + 1) * bs.block_kv) +
-                  ")) of batch " + str(b) + " head " + str(h) + " entry " +
-                  str(n) + " full, which makes the page's keys [" + str(begin) +
-                  ", " + str(end) +
-                  ") visible whatever the mask; do not trim it or list "
-                  "the block as partial");
-      }
-    }
+  /// The sequence whose pages kv_indices entry r belongs to.
+  int64_t seqOfEntry(int64_t r) const {
+    int ip = findRole(ATTNRT_ROLE_KV_INDPTR);
+    const int32_t *indptr = ints(ip);
+    return std::upper_bound(indptr, indptr + length(ip), r) - indptr - 1;
   }
 
   const KernelDesc &kernel;

@@ -867,19 +867,34 @@ TEST_F(Trimmed, OtherNegativeEntriesStayErrors) {
               "attnrt_cache_seq_trim, but it holds keys [20, 23)");
 }
 
-TEST_F(Trimmed, FullBlocksMustNotCoverThem) {
+TEST_F(Trimmed, ListedBlocksMustNotCoverThem) {
   // decode_bsr_win: BQ 1, BK 4 (one page per block), H 1, max_blocks 3.
+  // Sequence 1 (pages {p, -1, -1, -1, p, p}) lists blocks 0 and 5.
   Call c = call("decode_bsr_win");
-  c.set("block_offsets", {0, 2, 0, 3});
-  c.set("block_indices", {0, 1, 0, 0, 2, 5});
+  c.set("block_offsets", {0, 2, 0, 2});
+  c.set("block_indices", {0, 1, 0, 0, 5, 2}); // entry 2 is past offsets
   c.set("block_full", {1, 1, 0, 1, 0, 1});
-  EXPECT_VALID(c); // block 2 of sequence 1 is trimmed but partial
-  c.set("block_full", {1, 1, 0, 1, 1, 1});
+  EXPECT_VALID(c);
+  std::vector<attnrt_tensor> t = c.tensors();
+  EXPECT_EQ(attnrt_run(m.get(), c.k.get(), t.data(), (int)t.size(), 1),
+            ATTNRT_OK)
+      << lastError();
+  // A listed block over a trimmed page: the kernel would load it, even
+  // though the mask hides it (partial) ...
+  c.set("block_offsets", {0, 2, 0, 3});
+  c.set("block_full", {1, 1, 0, 1, 0, 0});
   expectError(c, "kv_indices",
               "entry 4 (sequence 1, its page 2) is -1, a page trimmed by "
-              "attnrt_cache_seq_trim, but block_full marks KV block 2 (keys "
-              "[8, 12)) of batch 1 head 0 entry 1 full, which makes the "
-              "page's keys [8, 12) visible whatever the mask");
+              "attnrt_cache_seq_trim, but KV block 2 (keys [8, 12)) is "
+              "listed for batch 1 head 0 row 0 (entry 2), and the kernel "
+              "loads every listed block");
+  // ... and a full one would even be visible.
+  c.set("block_full", {1, 1, 0, 1, 0, 1});
+  c.set("block_indices", {0, 1, 0, 2, 0, 5});
+  expectError(c, "kv_indices",
+              "entry 4 (sequence 1, its page 2) is -1, a page trimmed by "
+              "attnrt_cache_seq_trim, but KV block 2 (keys [8, 12)) is "
+              "listed as full for batch 1 head 0 row 0 (entry 0)");
 }
 
 //===----------------------------------------------------------------------===//
