@@ -14,14 +14,15 @@ LogicalResult buildAttnToTilesPipeline(OpPassManager &pm,
                                        const TileOptions &o) {
   // The pass manager is anchored on the module: the text omits it. Cache
   // arguments become their component buffers first (the kernel ABI).
-  std::string text =
-      "func.func(attn-expand-kv-cache,attn-lower-to-tiles{block-q=" +
-      std::to_string(o.blockQ) + " block-kv=" + std::to_string(o.blockKV) +
-      " vector-width=" + std::to_string(o.vectorWidth) +
-      " qk-form=" + o.qkForm +
-      " max-kv-splits=" + std::to_string(o.maxKVSplits) +
-      " num-kv-splits=" + std::to_string(o.numKVSplits) +
-      " num-threads=" + std::to_string(o.numThreads) + "},canonicalize,cse)";
+  std::string text = o.countTiles ? "attn-count-tiles," : "";
+  text += "func.func(attn-expand-kv-cache,attn-lower-to-tiles{block-q=" +
+          std::to_string(o.blockQ) + " block-kv=" + std::to_string(o.blockKV) +
+          " vector-width=" + std::to_string(o.vectorWidth) +
+          " qk-form=" + o.qkForm +
+          " max-kv-splits=" + std::to_string(o.maxKVSplits) +
+          " num-kv-splits=" + std::to_string(o.numKVSplits) +
+          " num-threads=" + std::to_string(o.numThreads) +
+          "},canonicalize,cse)";
   return parsePassPipeline(text, pm);
 }
 

@@ -88,6 +88,12 @@ cl::opt<int64_t> numThreads(
     cl::desc("Threads the kernels will run on, for the split-KV choice (0: "
              "this machine's cores)"),
     cl::init(0), cl::cat(category));
+cl::opt<bool> countTiles(
+    "count-tiles",
+    cl::desc("Instrument attention kernels with tile counters (KV tiles run, "
+             "tiles with the element predicate, work items; attn-run "
+             "--stats); costs an atomic add per tile"),
+    cl::init(false), cl::cat(category));
 cl::opt<int64_t>
     vectorWidth("vector-width",
                 cl::desc("f32 lanes per vector (0: the host's widest unit)"),
@@ -205,8 +211,8 @@ int main(int argc, char **argv) {
     return kOk;
   }
 
-  attnc::TileOptions tiles{blockQ,      blockKV,     lanes,     qkForm,
-                           maxKVSplits, numKVSplits, numThreads};
+  attnc::TileOptions tiles{blockQ,      blockKV,     lanes,      qkForm,
+                           maxKVSplits, numKVSplits, numThreads, countTiles};
   if (int rc = runPipeline(*module, counter, [&](OpPassManager &pm) {
         return attnc::buildAttnToTilesPipeline(pm, tiles);
       }))

@@ -19,6 +19,20 @@ def AttnExpandKVCache : Pass<"attn-expand-kv-cache", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::memref::MemRefDialect"];
 }
 
+def AttnCountTiles : Pass<"attn-count-tiles", "mlir::ModuleOp"> {
+  let summary = "Instrument attention kernels with tile counters";
+  let description = [{
+    For every function holding an `attn.attention` or `attn.paged_attention`
+    adds a public global `NAME__tile_stats : memref<3xi64>` and marks the
+    function with `attn.tile_stats` (the symbol) and `attn.instrumented =
+    ["tile_stats"]` (for the manifest). `attn-lower-to-tiles` then counts,
+    with atomic adds: [0] KV tiles run, [1] tiles that applied the element
+    predicate, [2] work items with rows. attnrt reads the counters after a
+    run (docs/sparsity.md section 4); run this before the tile lowering.
+  }];
+  let dependentDialects = ["mlir::memref::MemRefDialect"];
+}
+
 def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
   let summary = "Lower attention ops to the tiled online-softmax algorithm";
   let description = [{
@@ -51,6 +65,15 @@ def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
     (phase 2) with the `attn.merge` arithmetic; the function gets
     `attn.phases` and `attn.scratch`. `attn.merge` itself lowers to that
     combine loop.
+
+    Sparsity (docs/sparsity.md): per-head masks (`head_masks`) become
+    run-time mask parameters selected by the work item's KV head; a
+    block-sparse mask makes the KV loop walk the item's block list (BQ and
+    BK must be multiples of the kernel tile: the tile sizes become their
+    gcd), skipping listed tiles that the structured mask hides entirely or
+    that lie past the sequence's end, and applying the element predicate
+    only to tiles that are not wholly visible (full-flagged blocks skip
+    it). `attn.select_pages` lowers to the page scoring and top-k loop.
 
     Operands are taken as buffers (`bufferization.to_buffer`) and results
     are fresh buffers; one-shot bufferization finishes the function.

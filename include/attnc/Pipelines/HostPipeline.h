@@ -18,6 +18,7 @@ struct TileOptions {
   int64_t maxKVSplits = 8; // split-KV of paged decode; sizes the scratch
   int64_t numKVSplits = 0; // 0: chosen per call
   int64_t numThreads = 0;  // threads the kernels run on (0: this machine's)
+  bool countTiles = false; // instrument with tile counters (attn-count-tiles)
 };
 
 /// attn -> tile level (target-neutral).

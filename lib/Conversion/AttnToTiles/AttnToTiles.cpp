@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <thread>
 
 namespace attnc {
@@ -36,6 +37,9 @@ namespace {
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 constexpr double kInf = std::numeric_limits<double>::infinity();
+/// The window of a head without one, in the mixed per-head case: wider than
+/// any sequence, small enough that position - window stays in i32.
+constexpr int64_t kNoWindow = int64_t(1) << 30;
 
 /// One attention computation, from attn.attention or attn.paged_attention.
 struct AttentionProblem {
@@ -47,7 +51,12 @@ struct AttentionProblem {
   bool ragged = false;                 // Q and O are [tokens, heads, head_dim]
   bool paged = false;
   bool decode = false; // paged with one query per sequence: Q [batch, ...]
-  MaskAttr mask;
+  SmallVector<MaskAttr> headMasks; // per KV head
+  // Block-sparse mask (docs/sparsity.md section 2); offsets null without.
+  Value blockOffsets, blockIndices, blockFull; // tensors
+  int64_t blockRows = 0, blockCols = 0;        // BQ, BK in tokens
+  // Instrumented kernels: the global of the tile counters (attn-count-tiles).
+  FlatSymbolRefAttr tileStats;
   int64_t groupSize = 1, headDim = 0, numKVHeads = 0;
   double scale = 1;
   std::optional<double> softcap;
@@ -92,13 +101,37 @@ struct WorkItem {
   // Positions (DESIGN.md section 4) of the tile's first and last query, and
   // the offset from query index to position (bottom-right: Lk - Lq).
   Value posOffset, firstPos, lastPos;
+  // The KV head's mask where heads differ (docs/sparsity.md section 1):
+  // `upper` (i1) null when every head agrees; `window`, `sinks` (index)
+  // null when no head has one.
+  Value upper, window, sinks;
+  Value blockHead; // block-sparse: the head of the block lists
 };
 
 /// The KV tiles a work item visits: `numSink` tiles from 0, then the tiles
 /// from `mainBegin` on, `numTiles` in all (the block predicate).
 struct KVRange {
-  Value numSink, mainBegin, numTiles;
+  Value numSink, mainBegin, mainEnd, numTiles;
   Value stepBegin, stepEnd; // the steps [0, numTiles) this item runs
+  // Block-sparse: step s runs kernel tile s % tilesPerBlock of the block
+  // listed at entry listBegin + s / tilesPerBlock; null without.
+  Value listBegin;
+};
+
+/// What the per-head masks have in common: code for a rule is emitted only
+/// when some head uses it.
+struct MaskSummary {
+  bool anyUpper = false, allUpper = true, anyWindow = false, anySinks = false;
+  bool topLeft = false;
+  explicit MaskSummary(ArrayRef<MaskAttr> masks) {
+    for (MaskAttr m : masks) {
+      anyUpper |= m.hasUpperBound();
+      allUpper &= m.hasUpperBound();
+      anyWindow |= m.hasWindow();
+      anySinks |= m.hasWindow() && m.getSinks() > 0;
+      topLeft = m.getTopLeft();
+    }
+  }
 };
 
 /// The attn.merge combine as a parallel loop over (token, head):
@@ -203,9 +236,10 @@ class AttentionTiler {
 public:
   AttentionTiler(const AttentionProblem &p, TileConfig cfg,
                  ImplicitLocOpBuilder &b)
-      : p(p), cfg(cfg), b(b), ragged(p.ragged), mask(p.mask),
-        groupSize(p.groupSize), headDim(p.headDim), numKVHeads(p.numKVHeads),
-        rows(cfg.blockQ * groupSize), f32(b.getF32Type()) {
+      : p(p), cfg(cfg), b(b), ragged(p.ragged), masks(p.headMasks),
+        rules(p.headMasks), groupSize(p.groupSize), headDim(p.headDim),
+        numKVHeads(p.numKVHeads), rows(cfg.blockQ * groupSize),
+        f32(b.getF32Type()) {
     // Scores are computed in the log2 domain: fold scale * log2(e) into Q
     // (or scale / softcap when soft-capping, applied after tanh).
     softcap = p.softcap;
@@ -311,6 +345,8 @@ private:
     SmallVector<std::pair<Value, Value>> keyScale; // per chunk, or empty
   };
   PagedTile emitPagedTile(const WorkItem &w, Value tileStart);
+  /// The physical page of a logical page of the item's sequence.
+  Value emitPageLookup(const WorkItem &w, Value logicalPage);
   void emitPagedKeyLoad(const WorkItem &w, const PagedTile &tile,
                         Value position, Value j);
   /// The per-channel K scale (and minimum, for i4) chunk of one group.
@@ -322,28 +358,41 @@ private:
   void emitWorkspace();
   /// Q rows, pre-scaled, and a zeroed accumulator.
   void emitQueryTile(const WorkItem &w);
+  /// The mask parameters of the work item's KV head.
+  void emitHeadMask(WorkItem &w);
   /// Fills the positions of `w`; returns the KV tiles any row can see.
   KVRange emitBlockPredicate(WorkItem &w);
+  /// Block-sparse: the steps become the entries of the item's block row.
+  void emitBlockList(WorkItem &w, KVRange &range);
+  /// One KV tile: load, scores, online softmax over the rows.
+  SmallVector<Value> emitTileStep(const WorkItem &w, Value tile,
+                                  Value listedFull, ValueRange state);
+  /// Adds one to tile counter `counter` (instrumented kernels only).
+  void emitCount(int64_t counter);
   /// The KV-tile loop carrying (row max, row sum), in one score form.
   ValueRange emitKVLoop(const WorkItem &w, const KVRange &range,
                         bool transposedForm);
   /// K and V of one tile to f32 in the workspace (dequantization fuses here).
   void emitTileLoad(const WorkItem &w, Value tileStart, Value numKeys);
   /// Whether every row sees every key of the tile (no element predicate).
-  Value emitFullTileTest(const WorkItem &w, Value tileStart, Value numKeys);
+  /// `listedFull`: a block-sparse entry flagged full (null: none).
+  Value emitFullTileTest(const WorkItem &w, Value tileStart, Value numKeys,
+                         Value listedFull);
   /// One row's online-softmax step over one tile; returns the new state.
   SmallVector<Value> emitRowUpdate(const WorkItem &w, Value r, ValueRange state,
-                                   Value tileStart, Value numKeys, Value full);
+                                   Value tileStart, Value numKeys, Value full,
+                                   Value listedFull);
   /// O = acc / l (zero for rows that saw no key), LSE in nats.
   void emitEpilogue(const WorkItem &w, Value rowMax, Value rowSum);
-  Value emitElementPredicate(Value scores, Value tileStart, Value kLen,
-                             Value queryPos);
+  Value emitElementPredicate(const WorkItem &w, Value scores, Value tileStart,
+                             Value queryPos, Value listedFull);
 
   const AttentionProblem &p;
   TileConfig cfg;
   ImplicitLocOpBuilder &b;
   bool ragged;
-  MaskAttr mask;
+  ArrayRef<MaskAttr> masks;
+  MaskSummary rules;
   int64_t groupSize, headDim, numKVHeads, rows;
   Type f32;
   std::optional<double> softcap;
@@ -351,6 +400,7 @@ private:
 
   Value query, key, value, cuQ, cuK, output, lse;
   Value kvIndptr, kvIndices, kvLastPageLen, kvRings;
+  Value blockOffsets, blockIndices, blockFull, tileStats;
   Value numSplits, partialO, partialLse;
   // Per work item, fixed-size f32 workspace.
   Value qTile, kTile, vTile, scoreTile, probRow, accTile;
@@ -381,6 +431,12 @@ SmallVector<Value> AttentionTiler::build() {
   kvIndices = toBuffer(p.kvIndices);
   kvLastPageLen = toBuffer(p.kvLastPageLen);
   kvRings = toBuffer(p.kvRings);
+  blockOffsets = toBuffer(p.blockOffsets);
+  blockIndices = toBuffer(p.blockIndices);
+  blockFull = toBuffer(p.blockFull);
+  if (p.tileStats)
+    tileStats = memref::GetGlobalOp::create(
+        b, MemRefType::get({3}, b.getI64Type()), p.tileStats.getValue());
 
   // Results are fresh buffers; their dynamic sizes come from the query.
   auto allocLike = [&](Type type,
@@ -587,8 +643,9 @@ Value AttentionTiler::emitScores(Value r) {
   return vector::LoadOp::create(b, vec(bk), scoreTile, ValueRange{r, idx(0)});
 }
 
-Value AttentionTiler::emitElementPredicate(Value scores, Value tileStart,
-                                           Value kLen, Value queryPos) {
+Value AttentionTiler::emitElementPredicate(const WorkItem &w, Value scores,
+                                           Value tileStart, Value queryPos,
+                                           Value listedFull) {
   int64_t bk = cfg.blockKV;
   Type i32 = b.getI32Type();
   VectorType vi32 = vec(bk, i32);
@@ -598,28 +655,46 @@ Value AttentionTiler::emitElementPredicate(Value scores, Value tileStart,
   Value keyPos = arith::AddIOp::create(
       b, vector::BroadcastOp::create(b, vi32, castIndex(tileStart, i32)),
       arith::ConstantOp::create(b, DenseIntElementsAttr::get(vi32, lanes)));
-  auto bcast = [&](Value scalarI32) {
-    return vector::BroadcastOp::create(b, vi32, scalarI32);
+  auto bcast = [&](Value scalar) {
+    return vector::BroadcastOp::create(
+        b, VectorType::get({bk}, scalar.getType()), scalar);
   };
   auto vcmp = [&](arith::CmpIPredicate p, Value x, Value y) -> Value {
     return arith::CmpIOp::create(b, p, x, y);
   };
+  auto vor = [&](Value x, Value y) -> Value {
+    return arith::OrIOp::create(b, x, y);
+  };
   Value posI32 = castIndex(queryPos, i32);
+  // The structured mask of the item's head.
+  Value allowed;
+  auto require = [&](Value rule) {
+    allowed = allowed ? arith::AndIOp::create(b, allowed, rule) : rule;
+  };
+  if (rules.anyUpper) {
+    Value below = vcmp(arith::CmpIPredicate::sle, keyPos, bcast(posI32));
+    if (w.upper)
+      below =
+          vor(below, bcast(arith::XOrIOp::create(
+                         b, w.upper, arith::ConstantIntOp::create(b, 1, 1))));
+    require(below);
+  }
+  if (rules.anyWindow) {
+    Value lowest = arith::SubIOp::create(b, posI32, castIndex(w.window, i32));
+    Value inWindow = vcmp(arith::CmpIPredicate::sge, keyPos, bcast(lowest));
+    if (rules.anySinks)
+      inWindow = vor(inWindow, vcmp(arith::CmpIPredicate::slt, keyPos,
+                                    bcast(castIndex(w.sinks, i32))));
+    require(inWindow);
+  }
+  // A block-sparse entry flagged full skips the structured mask.
+  if (allowed && listedFull)
+    allowed = vor(allowed, bcast(listedFull));
   // Keys past the end of the sequence (the tail tile) are never visible.
   Value visible =
-      vcmp(arith::CmpIPredicate::slt, keyPos, bcast(castIndex(kLen, i32)));
-  if (mask.hasUpperBound())
-    visible = arith::AndIOp::create(
-        b, visible, vcmp(arith::CmpIPredicate::sle, keyPos, bcast(posI32)));
-  if (mask.hasWindow()) {
-    Value lowest = arith::SubIOp::create(b, posI32, i32c(mask.getWindow()));
-    Value inWindow = vcmp(arith::CmpIPredicate::sge, keyPos, bcast(lowest));
-    if (mask.getSinks() > 0)
-      inWindow = arith::OrIOp::create(b, inWindow,
-                                      vcmp(arith::CmpIPredicate::slt, keyPos,
-                                           bcast(i32c(mask.getSinks()))));
-    visible = arith::AndIOp::create(b, visible, inWindow);
-  }
+      vcmp(arith::CmpIPredicate::slt, keyPos, bcast(castIndex(w.kLen, i32)));
+  if (allowed)
+    visible = arith::AndIOp::create(b, visible, allowed);
   return arith::SelectOp::create(b, visible, scores, splat(bk, -kInf));
 }
 
@@ -661,28 +736,73 @@ void AttentionTiler::emitQueryTile(const WorkItem &w) {
   });
 }
 
+void AttentionTiler::emitHeadMask(WorkItem &w) {
+  // A constant when every head agrees, else a select over the KV head.
+  auto perHead = [&](function_ref<int64_t(MaskAttr)> field) -> Value {
+    Value v = idx(field(masks[0]));
+    for (auto [h, m] : llvm::enumerate(masks))
+      if (field(m) != field(masks[0]))
+        v = arith::SelectOp::create(
+            b,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::eq, w.kvHead,
+                                  idx(h)),
+            idx(field(m)), v);
+    return v;
+  };
+  if (rules.anyUpper && !rules.allUpper)
+    w.upper = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne,
+        perHead([](MaskAttr m) -> int64_t { return m.hasUpperBound(); }),
+        idx(0));
+  if (rules.anyWindow)
+    w.window = perHead(
+        [](MaskAttr m) { return m.hasWindow() ? m.getWindow() : kNoWindow; });
+  if (rules.anySinks)
+    w.sinks = perHead(
+        [](MaskAttr m) -> int64_t { return m.hasWindow() ? m.getSinks() : 0; });
+}
+
 KVRange AttentionTiler::emitBlockPredicate(WorkItem &w) {
   const int64_t bk = cfg.blockKV;
-  w.posOffset = mask.getTopLeft() ? idx(0) : sub(w.kLen, w.qLen);
+  emitHeadMask(w);
+  w.posOffset = rules.topLeft ? idx(0) : sub(w.kLen, w.qLen);
   w.firstPos = add(w.firstQuery, w.posOffset);
   w.lastPos = add(w.firstPos, sub(w.numQueries, idx(1)));
   Value endKey = w.kLen;
-  if (mask.hasUpperBound())
+  if (rules.anyUpper) {
     endKey = minS(w.kLen, maxS(idx(0), add(w.lastPos, idx(1))));
+    if (w.upper)
+      endKey = arith::SelectOp::create(b, w.upper, endKey, w.kLen);
+  }
   Value beginKey = idx(0);
-  if (mask.hasWindow())
-    beginKey =
-        minS(endKey, maxS(idx(0), sub(w.firstPos, idx(mask.getWindow()))));
+  if (rules.anyWindow)
+    beginKey = minS(endKey, maxS(idx(0), sub(w.firstPos, w.window)));
   KVRange range;
   range.mainBegin = arith::DivSIOp::create(b, beginKey, idx(bk));
-  Value numMain = maxS(idx(0), sub(ceilDiv(endKey, bk), range.mainBegin));
+  range.mainEnd = maxS(range.mainBegin, ceilDiv(endKey, bk));
   // Sink tiles below the window run first, then the contiguous main range.
   range.numSink = idx(0);
-  if (mask.hasWindow() && mask.getSinks() > 0)
-    range.numSink =
-        minS(ceilDiv(minS(idx(mask.getSinks()), w.kLen), bk), range.mainBegin);
-  range.numTiles = add(range.numSink, numMain);
+  if (rules.anySinks)
+    range.numSink = minS(ceilDiv(minS(w.sinks, w.kLen), bk), range.mainBegin);
+  range.numTiles = add(range.numSink, sub(range.mainEnd, range.mainBegin));
   return range;
+}
+
+void AttentionTiler::emitBlockList(WorkItem &w, KVRange &range) {
+  // The item's query block; block_q divides BQ, so the tile lies in it.
+  w.blockHead = cast<MemRefType>(blockOffsets.getType()).getDimSize(1) == 1
+                    ? idx(0)
+                    : w.kvHead;
+  Value row = arith::DivUIOp::create(b, w.firstQuery, idx(p.blockRows));
+  auto offset = [&](Value at) {
+    return castIndex(memref::LoadOp::create(
+                         b, blockOffsets, ValueRange{w.batch, w.blockHead, at}),
+                     b.getIndexType());
+  };
+  range.listBegin = offset(row);
+  Value listEnd = offset(add(row, idx(1)));
+  range.numTiles = mul(maxS(idx(0), sub(listEnd, range.listBegin)),
+                       idx(p.blockCols / cfg.blockKV));
 }
 
 void AttentionTiler::emitTileLoad(const WorkItem &w, Value tileStart,
@@ -740,6 +860,16 @@ void AttentionTiler::emitDenseKeyLoad(const WorkItem &w, Value token, Value j) {
   }
 }
 
+Value AttentionTiler::emitPageLookup(const WorkItem &w, Value logicalPage) {
+  Value page =
+      castIndex(memref::LoadOp::create(
+                    b, kvIndices, ValueRange{add(w.pageBegin, logicalPage)}),
+                b.getIndexType());
+  // A trimmed page (-1, docs/sparsity.md section 1) is never visible; page 0
+  // keeps its masked keys' loads in bounds.
+  return maxS(page, idx(0));
+}
+
 AttentionTiler::PagedTile AttentionTiler::emitPagedTile(const WorkItem &w,
                                                         Value tileStart) {
   const int64_t pageSize = p.cache.getPageSize(), bk = cfg.blockKV;
@@ -749,9 +879,7 @@ AttentionTiler::PagedTile AttentionTiler::emitPagedTile(const WorkItem &w,
   if (pageSize % bk != 0)
     return tile;
   Value slot = arith::DivUIOp::create(b, tileStart, idx(pageSize));
-  tile.page = castIndex(
-      memref::LoadOp::create(b, kvIndices, ValueRange{add(w.pageBegin, slot)}),
-      b.getIndexType());
+  tile.page = emitPageLookup(w, slot);
   tile.firstOffset = arith::RemUIOp::create(b, tileStart, idx(pageSize));
   if ((p.cache.isInt8() || p.cache.isInt4()) && p.cache.getKGroup() % bk == 0) {
     Value group =
@@ -770,10 +898,8 @@ void AttentionTiler::emitPagedKeyLoad(const WorkItem &w, const PagedTile &tile,
     if (page) {
       offset = add(tile.firstOffset, j);
     } else {
-      Value slot = arith::DivUIOp::create(b, position, idx(pageSize));
-      page = castIndex(memref::LoadOp::create(
-                           b, kvIndices, ValueRange{add(w.pageBegin, slot)}),
-                       b.getIndexType());
+      page =
+          emitPageLookup(w, arith::DivUIOp::create(b, position, idx(pageSize)));
       offset = arith::RemUIOp::create(b, position, idx(pageSize));
     }
     for (auto [i, at] :
@@ -817,12 +943,8 @@ void AttentionTiler::emitPagedKeyLoad(const WorkItem &w, const PagedTile &tile,
   // The same key one tile ahead, as for dense K/V: consecutive tokens of a
   // head are a page row apart, too far for the hardware prefetcher.
   Value ahead = minS(add(position, idx(cfg.blockKV)), sub(w.kLen, idx(1)));
-  Value aheadPage = castIndex(
-      memref::LoadOp::create(
-          b, kvIndices,
-          ValueRange{add(w.pageBegin,
-                         arith::DivUIOp::create(b, ahead, idx(pageSize)))}),
-      b.getIndexType());
+  Value aheadPage =
+      emitPageLookup(w, arith::DivUIOp::create(b, ahead, idx(pageSize)));
   Value aheadOffset = arith::RemUIOp::create(b, ahead, idx(pageSize));
   for (StringRef role : {"k_pages", "v_pages"}) {
     Value pages = p.cacheBuffers.lookup(role);
@@ -939,27 +1061,41 @@ Value AttentionTiler::loadCachedChunk(bool isKey, Value page, Value offset,
 }
 
 Value AttentionTiler::emitFullTileTest(const WorkItem &w, Value tileStart,
-                                       Value numKeys) {
+                                       Value numKeys, Value listedFull) {
   const int64_t bk = cfg.blockKV;
-  Value full =
+  Value inSequence =
       arith::CmpIOp::create(b, arith::CmpIPredicate::eq, numKeys, idx(bk));
   Value tileLast = add(tileStart, idx(bk - 1));
-  if (mask.hasUpperBound())
-    full = arith::AndIOp::create(b, full, le(tileLast, w.firstPos));
-  if (mask.hasWindow()) {
-    Value aboveWindow = le(sub(w.lastPos, idx(mask.getWindow())), tileStart);
-    if (mask.getSinks() > 0)
-      aboveWindow = arith::OrIOp::create(b, aboveWindow,
-                                         lt(tileLast, idx(mask.getSinks())));
-    full = arith::AndIOp::create(b, full, aboveWindow);
+  Value interior;
+  auto require = [&](Value rule) {
+    interior = interior ? arith::AndIOp::create(b, interior, rule) : rule;
+  };
+  if (rules.anyUpper) {
+    Value below = le(tileLast, w.firstPos);
+    if (w.upper)
+      below = arith::OrIOp::create(
+          b, below,
+          arith::XOrIOp::create(b, w.upper,
+                                arith::ConstantIntOp::create(b, 1, 1)));
+    require(below);
   }
-  return full;
+  if (rules.anyWindow) {
+    Value aboveWindow = le(sub(w.lastPos, w.window), tileStart);
+    if (rules.anySinks)
+      aboveWindow = arith::OrIOp::create(b, aboveWindow, lt(tileLast, w.sinks));
+    require(aboveWindow);
+  }
+  if (!interior)
+    return inSequence;
+  if (listedFull)
+    interior = arith::OrIOp::create(b, interior, listedFull);
+  return arith::AndIOp::create(b, inSequence, interior);
 }
 
 SmallVector<Value> AttentionTiler::emitRowUpdate(const WorkItem &w, Value r,
                                                  ValueRange state,
                                                  Value tileStart, Value numKeys,
-                                                 Value full) {
+                                                 Value full, Value listedFull) {
   const int64_t bk = cfg.blockKV, chunk = cfg.chunk;
   Value scores = emitScores(r);
   if (softcap)
@@ -975,8 +1111,8 @@ SmallVector<Value> AttentionTiler::emitRowUpdate(const WorkItem &w, Value r,
     b.setInsertionPointToStart(partial.thenBlock());
     scf::YieldOp::create(b, scores);
     b.setInsertionPointToStart(partial.elseBlock());
-    scf::YieldOp::create(b,
-                         emitElementPredicate(scores, tileStart, w.kLen, pos));
+    scf::YieldOp::create(
+        b, emitElementPredicate(w, scores, tileStart, pos, listedFull));
   }
   scores = partial.getResult(0);
 
@@ -1023,6 +1159,41 @@ SmallVector<Value> AttentionTiler::emitRowUpdate(const WorkItem &w, Value r,
           vector::InsertOp::create(b, newSum, state[1], r)};
 }
 
+void AttentionTiler::emitCount(int64_t counter) {
+  if (!tileStats)
+    return;
+  memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
+                              arith::ConstantIntOp::create(b, 1, 64), tileStats,
+                              ValueRange{idx(counter)});
+}
+
+SmallVector<Value> AttentionTiler::emitTileStep(const WorkItem &w, Value tile,
+                                                Value listedFull,
+                                                ValueRange state) {
+  Value tileStart = mul(tile, idx(cfg.blockKV));
+  Value numKeys = minS(idx(cfg.blockKV), sub(w.kLen, tileStart));
+  emitCount(0);
+  emitTileLoad(w, tileStart, numKeys);
+  Value full = emitFullTileTest(w, tileStart, numKeys, listedFull);
+  if (tileStats) {
+    auto partial = scf::IfOp::create(
+        b,
+        arith::XOrIOp::create(b, full, arith::ConstantIntOp::create(b, 1, 1)));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(partial.thenBlock());
+    emitCount(1);
+  }
+  auto rowLoop = scf::ForOp::create(
+      b, idx(0), w.numRows, idx(1), state,
+      [&](OpBuilder &rb, Location rloc, Value r, ValueRange rowState) {
+        OpBuilder::InsertionGuard rowGuard(b);
+        b.setInsertionPoint(rb.getInsertionBlock(), rb.getInsertionPoint());
+        scf::YieldOp::create(b, emitRowUpdate(w, r, rowState, tileStart,
+                                              numKeys, full, listedFull));
+      });
+  return rowLoop.getResults();
+}
+
 ValueRange AttentionTiler::emitKVLoop(const WorkItem &w, const KVRange &range,
                                       bool transposedForm) {
   transposed = transposedForm;
@@ -1033,23 +1204,49 @@ ValueRange AttentionTiler::emitKVLoop(const WorkItem &w, const KVRange &range,
       [&](OpBuilder &nb, Location loc, Value step, ValueRange carried) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-        Value tile = arith::SelectOp::create(
-            b, lt(step, range.numSink), step,
-            add(sub(step, range.numSink), range.mainBegin));
-        Value tileStart = mul(tile, idx(cfg.blockKV));
-        Value numKeys = minS(idx(cfg.blockKV), sub(w.kLen, tileStart));
-        emitTileLoad(w, tileStart, numKeys);
-        Value full = emitFullTileTest(w, tileStart, numKeys);
-        auto rowLoop = scf::ForOp::create(
-            b, idx(0), w.numRows, idx(1), carried,
-            [&](OpBuilder &rb, Location rloc, Value r, ValueRange state) {
-              OpBuilder::InsertionGuard rowGuard(b);
-              b.setInsertionPoint(rb.getInsertionBlock(),
-                                  rb.getInsertionPoint());
-              scf::YieldOp::create(
-                  b, emitRowUpdate(w, r, state, tileStart, numKeys, full));
-            });
-        scf::YieldOp::create(b, rowLoop.getResults());
+        if (!range.listBegin) {
+          // The block predicate is the loop's bounds: every step runs.
+          Value tile = arith::SelectOp::create(
+              b, lt(step, range.numSink), step,
+              add(sub(step, range.numSink), range.mainBegin));
+          scf::YieldOp::create(b, emitTileStep(w, tile, Value(), carried));
+          return;
+        }
+        // Block-sparse: the listed block's tile, skipped when the
+        // structured mask hides all of it (unless flagged full) or it lies
+        // past the sequence's end.
+        int64_t perBlock = p.blockCols / cfg.blockKV;
+        Value entry = add(range.listBegin,
+                          arith::DivUIOp::create(b, step, idx(perBlock)));
+        SmallVector<Value> at{w.batch, w.blockHead, entry};
+        Value block = castIndex(memref::LoadOp::create(b, blockIndices, at),
+                                b.getIndexType());
+        Value tile = add(mul(block, idx(perBlock)),
+                         arith::RemUIOp::create(b, step, idx(perBlock)));
+        Value listedFull;
+        if (blockFull)
+          listedFull =
+              arith::CmpIOp::create(b, arith::CmpIPredicate::ne,
+                                    memref::LoadOp::create(b, blockFull, at),
+                                    arith::ConstantIntOp::create(b, 0, 8));
+        Value inRange = arith::OrIOp::create(
+            b, lt(tile, range.numSink),
+            arith::AndIOp::create(b, le(range.mainBegin, tile),
+                                  lt(tile, range.mainEnd)));
+        if (listedFull)
+          inRange = arith::OrIOp::create(b, inRange, listedFull);
+        Value runs = arith::AndIOp::create(
+            b, inRange, lt(mul(tile, idx(cfg.blockKV)), w.kLen));
+        auto ifRuns = scf::IfOp::create(b, carried.getTypes(), runs,
+                                        /*withElseRegion=*/true);
+        {
+          OpBuilder::InsertionGuard ifGuard(b);
+          b.setInsertionPointToStart(ifRuns.thenBlock());
+          scf::YieldOp::create(b, emitTileStep(w, tile, listedFull, carried));
+          b.setInsertionPointToStart(ifRuns.elseBlock());
+          scf::YieldOp::create(b, carried);
+        }
+        scf::YieldOp::create(b, ifRuns.getResults());
       });
   return kvLoop.getResults();
 }
@@ -1126,8 +1323,11 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx,
   w.numRows = mul(w.numQueries, idx(groupSize));
   w.firstHead = mul(kvHead, idx(groupSize));
 
+  emitCount(2);
   emitQueryTile(w);
   KVRange range = emitBlockPredicate(w);
+  if (blockOffsets)
+    emitBlockList(w, range);
   range.stepBegin = idx(0);
   range.stepEnd = range.numTiles;
   if (split) {
@@ -1157,7 +1357,17 @@ void AttentionTiler::emitWorkItem(Value batch, Value kvHead, Value qTileIdx,
 template <typename OpTy> static AttentionProblem describeScores(OpTy op) {
   AttentionProblem p;
   p.query = op.getQuery();
-  p.mask = op.getMaskOrNone();
+  p.headMasks = op.getKVHeadMasks();
+  if (op.isBlockSparse()) {
+    p.blockOffsets = op.getBlockOffsets();
+    p.blockIndices = op.getBlockIndices();
+    p.blockFull = op.getBlockFull();
+    p.blockRows = op.getBlockSize()->front();
+    p.blockCols = op.getBlockSize()->back();
+  }
+  if (auto func = op->template getParentOfType<func::FuncOp>())
+    p.tileStats =
+        func->template getAttrOfType<FlatSymbolRefAttr>("attn.tile_stats");
   p.groupSize = op.getGroupSize();
   p.headDim = op.getHeadDim();
   p.numKVHeads = op.getNumKVHeads();
@@ -1239,6 +1449,11 @@ struct AttnLowerToTilesPass
       cfg.blockQ = 1;
     else if (!p.ragged && !qType.isDynamicDim(1) && qType.getDimSize(1) > 0)
       cfg.blockQ = std::min(cfg.blockQ, qType.getDimSize(1));
+    // A kernel tile must lie inside one block of a block-sparse mask.
+    if (p.blockOffsets && cfg.blockKV > 0 && cfg.blockQ > 0) {
+      cfg.blockKV = std::gcd(cfg.blockKV, p.blockCols);
+      cfg.blockQ = std::gcd(cfg.blockQ, p.blockRows);
+    }
     int64_t rowsPerTile = cfg.blockQ * p.groupSize;
     cfg.chooseAtRunTime = false;
     if (qkForm == "auto") {

@@ -25,7 +25,9 @@
 // CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<2xf32>, vector<2xf32>)
 // CHECK: scf.for %[[J:.*]] = %c0 to %c32
 // CHECK: %[[PAGE_I32:.*]] = tensor.extract %{{.*}}[%{{.*}}] : tensor<?xi32>
-// CHECK: %[[PAGE:.*]] = arith.index_cast %[[PAGE_I32]]
+// CHECK: %[[PAGE_IDX:.*]] = arith.index_cast %[[PAGE_I32]]
+// A trimmed page (-1) reads page 0, in bounds and masked.
+// CHECK: %[[PAGE:.*]] = arith.maxsi %[[PAGE_IDX]], %c0
 // Per-channel K scales of the token's group, the int8 K, the product.
 // CHECK: %[[KSC:.*]] = vector.load %[[KS]][%[[PAGE]], %{{.*}}, %[[HEAD]], %c0] : memref<?x2x2x64xf16>, vector<64xf16>
 // CHECK: %[[KSF:.*]] = arith.extf %[[KSC]]
