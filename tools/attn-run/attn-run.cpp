@@ -12,11 +12,13 @@
 #include "attnrt/attnrt.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <thread>
@@ -29,8 +31,8 @@ const char *usageText =
     "usage: attn-run DIR [--kernel NAME] [--in ARG=FILE.npy ...]\n"
     "                [--out ARG=FILE.npy ...] [--random SEED]\n"
     "                [--size SYM=N ...] [--seqlens-q L0,L1,..]\n"
-    "                [--seqlens-k L0,L1,..] [--check] [--bench N]\n"
-    "                [--threads T] [--list]\n"
+    "                [--seqlens-k L0,L1,..] [--block-density D]\n"
+    "                [--check] [--stats] [--bench N] [--threads T] [--list]\n"
     "  DIR           artifact directory written by attnc --target=host\n"
     "  --kernel      kernel to run (optional when DIR has one kernel)\n"
     "  --in/--out    .npy file per argument (bf16 as <u2 bits or "
@@ -38,8 +40,13 @@ const char *usageText =
     "  --random      random inputs (uniform [-1,1)) for inputs without --in\n"
     "  --size        value of a shape symbol, e.g. --size seqlen_q=7\n"
     "  --seqlens-*   ragged kernels: per-sequence lengths; build cu_seqlens\n"
+    "  --block-density  block-sparse kernels with --random: fraction of the\n"
+    "                KV blocks each query block lists (default 0.5)\n"
     "  --check       compare outputs with the float64 reference (exit 3 on "
     "FAIL)\n"
+    "  --stats       kernels compiled with attnc --count-tiles: tiles run vs\n"
+    "                the visible and dense tiles (exit 3 when run != "
+    "visible)\n"
     "  --bench       2 warm-up runs, then N timed runs\n"
     "  --threads     worker threads (default: hardware threads)\n"
     "  --list        print every kernel (kind, phases, arguments, scratch,\n"
@@ -54,7 +61,9 @@ struct Options {
   std::optional<uint64_t> seed;
   std::map<std::string, int64_t> sizes;
   std::optional<std::vector<int64_t>> seqlensQ, seqlensK;
+  double blockDensity = 0.5;
   bool check = false;
+  bool stats = false;
   bool list = false;
   int bench = 0;
   int threads = 0;
@@ -114,8 +123,19 @@ Options parseOptions(int argc, char **argv) {
       o.seqlensQ = parseList(value(), a);
     else if (a == "--seqlens-k")
       o.seqlensK = parseList(value(), a);
-    else if (a == "--check")
+    else if (a == "--block-density") {
+      std::string text = value();
+      char *end = nullptr;
+      errno = 0;
+      o.blockDensity = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end || errno || !(o.blockDensity >= 0) ||
+          !(o.blockDensity <= 1))
+        throw UsageError("--block-density: '" + text +
+                         "' is not a number in [0, 1]");
+    } else if (a == "--check")
       o.check = true;
+    else if (a == "--stats")
+      o.stats = true;
     else if (a == "--list")
       o.list = true;
     else if (a == "--bench") {
@@ -177,6 +197,23 @@ void listKernels(const attnrt::Module &m) {
                   at->scale, at->softcap, at->causal,
                   at->bottom_right ? "bottom_right" : "top_left",
                   (long long)at->window, (long long)at->sinks, at->has_lse);
+    if (const attnrt_attention_info *at = k.attentionOrNull();
+        at && at->num_head_masks > 0) {
+      std::printf("  head_masks:");
+      for (int64_t h = 0; h < at->num_head_masks; ++h) {
+        const attnrt_mask_info &m = at->head_masks[h];
+        std::printf(" [causal=%d window=%lld sinks=%lld]", m.causal,
+                    (long long)m.window, (long long)m.sinks);
+      }
+      std::printf("\n");
+    }
+    if (const attnrt_block_sparse_info *bs =
+            attnrt_kernel_block_sparse(k.get()))
+      std::printf("  block_sparse: block_q=%lld block_kv=%lld heads=%lld\n",
+                  (long long)bs->block_q, (long long)bs->block_kv,
+                  (long long)bs->heads);
+    if (attnrt_kernel_has_tile_stats(k.get()))
+      std::printf("  instrumented: tile_stats\n");
     if (const attnrt_kv_cache_info *kv = k.kvCache()) {
       std::printf("  kv_cache: %s page_size=%lld Hkv=%lld D=%lld layout=%s "
                   "storage=%s k_group=%lld bytes_per_token=%g",
@@ -202,6 +239,54 @@ void listKernels(const attnrt::Module &m) {
   }
 }
 
+/// The sequences of a call: dense [B, L, ...] shapes of the query and key,
+/// or the ragged cu_seqlens (validated by attnrt before any run; the block-
+/// sparse generator reads them before, so they are checked here too).
+std::vector<Sequence> sequencesOf(const attnrt::Kernel &k,
+                                  const std::vector<HostTensor> &tensors) {
+  const attnrt_attention_info &at = k.attention();
+  auto find = [&](attnrt_role role) -> const HostTensor * {
+    for (int i = 0; i < k.numArgs(); ++i)
+      if (k.arg(i).role == role)
+        return &tensors[i];
+    return nullptr;
+  };
+  const HostTensor *q = find(ATTNRT_ROLE_QUERY), *key = find(ATTNRT_ROLE_KEY);
+  if (!q || !key)
+    throw UsageError("kernel '" + k.name() +
+                     "' lacks a query or key argument; the manifest is not "
+                     "an attention kernel");
+  if (!at.ragged) {
+    if (q->shape.size() != 4 || key->shape.size() != 4)
+      throw UsageError("kernel '" + k.name() +
+                       "': dense query and key must be of rank 4");
+    return denseSequences(q->shape[0], q->shape[1], key->shape[1]);
+  }
+  const HostTensor *cq = find(ATTNRT_ROLE_CU_SEQLENS_Q),
+                   *ck = find(ATTNRT_ROLE_CU_SEQLENS_K);
+  if (!cq || !ck)
+    throw UsageError("ragged kernel '" + k.name() +
+                     "' lacks cu_seqlens_q/cu_seqlens_k arguments");
+  std::vector<int64_t> cuQ, cuK;
+  for (int64_t i = 0; i < cq->numel(); ++i)
+    cuQ.push_back(static_cast<int64_t>(cq->get(i)));
+  for (int64_t i = 0; i < ck->numel(); ++i)
+    cuK.push_back(static_cast<int64_t>(ck->get(i)));
+  auto valid = [](const std::vector<int64_t> &cu) {
+    if (cu.empty() || cu[0] != 0)
+      return false;
+    for (size_t i = 1; i < cu.size(); ++i)
+      if (cu[i] < cu[i - 1])
+        return false;
+    return true;
+  };
+  if (!valid(cuQ) || !valid(cuK) || cuQ.size() != cuK.size())
+    throw UsageError("kernel '" + k.name() +
+                     "': cu_seqlens must start at 0, be non-decreasing and "
+                     "have the same length");
+  return raggedSequences(cuQ, cuK);
+}
+
 /// Builds every argument tensor: loads --in files, binds shape symbols, makes
 /// random inputs and NaN-poisoned outputs.
 class ArgumentBuilder {
@@ -223,10 +308,13 @@ public:
     }
     bindSeqlens();
     // cu_seqlens first: their absence explains any unknown total_q/total_k.
+    // The block-sparse operands last: their sizes follow the sequences.
     for (int pass = 0; pass < 2; ++pass)
       for (int i = 0; i < kernel.numArgs(); ++i)
-        if (!given[i] && isCuSeqlens(kernel.arg(i).role) == (pass == 0))
+        if (!given[i] && !isBlockSparse(kernel.arg(i).role) &&
+            isCuSeqlens(kernel.arg(i).role) == (pass == 0))
           makeTensor(i);
+    makeBlockSparse();
     return std::move(tensors);
   }
 
@@ -291,6 +379,159 @@ private:
 
   static bool isCuSeqlens(attnrt_role role) {
     return role == ATTNRT_ROLE_CU_SEQLENS_Q || role == ATTNRT_ROLE_CU_SEQLENS_K;
+  }
+
+  static bool isBlockSparse(attnrt_role role) {
+    return role == ATTNRT_ROLE_BLOCK_OFFSETS ||
+           role == ATTNRT_ROLE_BLOCK_INDICES || role == ATTNRT_ROLE_BLOCK_FULL;
+  }
+
+  /// The size of dim d of argument i when it is static or its symbol is
+  /// bound.
+  std::optional<int64_t> knownSize(int i, int d) const {
+    const attnrt_dim &dim = kernel.arg(i).shape[d];
+    if (!dim.symbol)
+      return dim.value;
+    auto it = symbols.find(dim.symbol_name);
+    if (it == symbols.end())
+      return std::nullopt;
+    return it->second.value + dim.value;
+  }
+
+  /// A random valid BSR (docs/sparsity.md section 2) for the sequences of
+  /// the other arguments: each query block of a sequence lists each KV block
+  /// with probability --block-density (in random order), about one row in
+  /// seven lists none, the last query block lists the sequence's last
+  /// (possibly partial) KV block half of the time, and listed blocks are full
+  /// with probability 1/2 when the kernel has block_full. Rows past a
+  /// sequence's query blocks list nothing. Sizes: num_q_blocks = the largest
+  /// ceil(Lq / BQ) and max_blocks = the entries needed, unless --size/--in
+  /// give them (a smaller max_blocks drops the blocks that do not fit).
+  void makeBlockSparse() {
+    int iOff = roleIndex(ATTNRT_ROLE_BLOCK_OFFSETS),
+        iIdx = roleIndex(ATTNRT_ROLE_BLOCK_INDICES),
+        iFull = roleIndex(ATTNRT_ROLE_BLOCK_FULL);
+    if (iOff < 0 || iIdx < 0)
+      return;
+    std::vector<int> roles = {iOff, iIdx};
+    if (iFull >= 0)
+      roles.push_back(iFull);
+    std::string names;
+    int numGiven = 0;
+    for (int i : roles) {
+      numGiven += given[i];
+      names += (names.empty() ? "" : ", ") + std::string(kernel.arg(i).name);
+    }
+    if (numGiven == static_cast<int>(roles.size()))
+      return;
+    if (numGiven)
+      throw UsageError("pass all of the block-sparse operands (" + names +
+                       ") with --in, or none of them (--random makes them)");
+    if (!opts.seed)
+      throw UsageError("argument '" + std::string(kernel.arg(iOff).name) +
+                       "' has no data; pass --in " + names +
+                       " or --random SEED");
+    const attnrt_block_sparse_info *info =
+        attnrt_kernel_block_sparse(kernel.get());
+    if (!info)
+      throw UsageError("kernel '" + kernel.name() +
+                       "' has block-sparse operands but no block_sparse "
+                       "field in its manifest; regenerate the artifact");
+    for (int i : roles)
+      if (kernel.arg(i).rank != 3)
+        throw UsageError("argument '" + std::string(kernel.arg(i).name) +
+                         "' is not of rank 3 [batch, heads, n]");
+    std::vector<Sequence> seqs = sequencesOf(kernel, tensors);
+    const int64_t bq = info->block_q, bk = info->block_kv;
+    const int64_t batch = static_cast<int64_t>(seqs.size());
+    const int64_t heads = info->heads;
+    int64_t needQBlocks = 1;
+    for (const Sequence &s : seqs)
+      needQBlocks = std::max(needQBlocks, (s.qLen + bq - 1) / bq);
+    std::optional<int64_t> rows = knownSize(iOff, 2);
+    int64_t numQBlocks = rows ? *rows - 1 : needQBlocks;
+    if (numQBlocks < needQBlocks)
+      throw UsageError(
+          "argument '" + std::string(kernel.arg(iOff).name) + "' has " +
+          std::to_string(numQBlocks) + " query blocks but the sequences need " +
+          std::to_string(needQBlocks) + " (block_q " + std::to_string(bq) +
+          "); drop its --size or make it larger");
+    std::optional<int64_t> capacity = knownSize(iIdx, 2);
+    if (iFull >= 0 && !capacity)
+      capacity = knownSize(iFull, 2);
+
+    std::mt19937_64 rng(*opts.seed * 1000003u + iOff);
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    // entries[b * heads + h]: (block, full) in CSR order; ends: row ends.
+    std::vector<std::vector<std::pair<int64_t, bool>>> entries(batch * heads);
+    std::vector<std::vector<int64_t>> rowEnds(batch * heads);
+    int64_t needed = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t qBlocks = (seqs[b].qLen + bq - 1) / bq;
+      int64_t kvBlocks = (seqs[b].kLen + bk - 1) / bk;
+      for (int64_t h = 0; h < heads; ++h) {
+        auto &list = entries[b * heads + h];
+        for (int64_t r = 0; r < numQBlocks; ++r) {
+          if (r < qBlocks && kvBlocks > 0 && unit(rng) >= 1.0 / 7) {
+            std::vector<int64_t> row;
+            for (int64_t c = 0; c < kvBlocks; ++c)
+              if (unit(rng) < opts.blockDensity ||
+                  (c == kvBlocks - 1 && r == qBlocks - 1 && unit(rng) < 0.5))
+                row.push_back(c);
+            std::shuffle(row.begin(), row.end(), rng);
+            for (int64_t c : row) {
+              if (capacity && static_cast<int64_t>(list.size()) >= *capacity)
+                break;
+              list.push_back({c, iFull >= 0 && unit(rng) < 0.5});
+            }
+          }
+          rowEnds[b * heads + h].push_back(list.size());
+        }
+        needed = std::max<int64_t>(needed, list.size());
+      }
+    }
+    int64_t maxBlocks = capacity ? *capacity : needed;
+
+    auto make = [&](int i, attnrt_dtype dtype, int64_t n) {
+      HostTensor t;
+      t.dtype = dtype;
+      t.shape = {batch, heads, n};
+      const attnrt_arg_info &a = kernel.arg(i);
+      if (a.dtype != dtype)
+        throw UsageError("argument '" + std::string(a.name) + "' is " +
+                         attnrt_dtype_name(a.dtype) + ", expected " +
+                         attnrt_dtype_name(dtype));
+      for (int d = 0; d < 3; ++d) {
+        const attnrt_dim &dim = a.shape[d];
+        if (!dim.symbol && dim.value != t.shape[d])
+          throw UsageError("argument '" + std::string(a.name) + "' " +
+                           shapeText(a) + " dim " + std::to_string(d) +
+                           " cannot hold " + std::to_string(t.shape[d]) +
+                           " (the block-sparse mask made by --random)");
+        bindDim(i, d, t.shape[d], "the block-sparse mask made by --random");
+      }
+      t.allocate();
+      tensors[i] = std::move(t);
+      given[i] = true;
+      return &tensors[i];
+    };
+    HostTensor *off = make(iOff, ATTNRT_DTYPE_I32, numQBlocks + 1);
+    HostTensor *idx = make(iIdx, ATTNRT_DTYPE_I32, maxBlocks);
+    HostTensor *full =
+        iFull >= 0 ? make(iFull, ATTNRT_DTYPE_I8, maxBlocks) : nullptr;
+    for (int64_t bh = 0; bh < batch * heads; ++bh) {
+      off->set(bh * (numQBlocks + 1), 0);
+      for (int64_t r = 0; r < numQBlocks; ++r)
+        off->set(bh * (numQBlocks + 1) + r + 1,
+                 static_cast<double>(rowEnds[bh][r]));
+      for (int64_t n = 0; n < maxBlocks; ++n) {
+        bool listed = n < static_cast<int64_t>(entries[bh].size());
+        idx->set(bh * maxBlocks + n,
+                 listed ? static_cast<double>(entries[bh][n].first) : -1.0);
+        if (full)
+          full->set(bh * maxBlocks + n, listed && entries[bh][n].second);
+      }
+    }
   }
 
   int roleIndex(attnrt_role role) const {
@@ -430,6 +671,17 @@ Problem describe(const attnrt::Kernel &k,
   p.spec.scale = at.scale;
   p.spec.softcap = at.softcap;
   p.spec.mask = {at.causal != 0, at.bottom_right != 0, at.window, at.sinks};
+  for (int64_t h = 0; h < at.num_head_masks; ++h) {
+    const attnrt_mask_info &m = at.head_masks[h];
+    p.spec.headMasks.push_back(
+        {m.causal != 0, m.bottom_right != 0, m.window, m.sinks});
+  }
+  if (!p.spec.headMasks.empty() &&
+      static_cast<int64_t>(p.spec.headMasks.size()) != at.num_kv_heads)
+    throw UsageError("kernel '" + k.name() + "' has " +
+                     std::to_string(p.spec.headMasks.size()) +
+                     " head_masks for " + std::to_string(at.num_kv_heads) +
+                     " KV heads; regenerate the artifact");
   auto find = [&](attnrt_role role) -> const HostTensor * {
     for (int i = 0; i < k.numArgs(); ++i)
       if (k.arg(i).role == role)
@@ -451,20 +703,38 @@ Problem describe(const attnrt::Kernel &k,
   };
   checkHeads(*q, at.num_q_heads, "query");
   checkHeads(*key, at.num_kv_heads, "key");
-  if (at.ragged) {
-    const HostTensor *cq = find(ATTNRT_ROLE_CU_SEQLENS_Q),
-                     *ck = find(ATTNRT_ROLE_CU_SEQLENS_K);
-    if (!cq || !ck)
-      throw UsageError("ragged kernel '" + k.name() +
-                       "' lacks cu_seqlens_q/cu_seqlens_k arguments");
-    std::vector<int64_t> cuQ, cuK;
-    for (int64_t i = 0; i < cq->numel(); ++i)
-      cuQ.push_back(static_cast<int64_t>(cq->get(i)));
-    for (int64_t i = 0; i < ck->numel(); ++i)
-      cuK.push_back(static_cast<int64_t>(ck->get(i)));
-    p.seqs = raggedSequences(cuQ, cuK);
-  } else {
-    p.seqs = denseSequences(q->shape[0], q->shape[1], key->shape[1]);
+  p.seqs = sequencesOf(k, tensors);
+  const HostTensor *off = find(ATTNRT_ROLE_BLOCK_OFFSETS),
+                   *idx = find(ATTNRT_ROLE_BLOCK_INDICES),
+                   *full = find(ATTNRT_ROLE_BLOCK_FULL);
+  if (off && idx) {
+    const attnrt_block_sparse_info *info = attnrt_kernel_block_sparse(k.get());
+    if (!info)
+      throw UsageError("kernel '" + k.name() +
+                       "' has block-sparse operands but no block_sparse "
+                       "field in its manifest; regenerate the artifact");
+    auto bs = std::make_shared<BlockSparse>();
+    bs->blockQ = info->block_q;
+    bs->blockKv = info->block_kv;
+    bs->batch = off->shape[0];
+    bs->heads = off->shape[1];
+    bs->numQBlocks = off->shape[2] - 1;
+    bs->maxBlocks = idx->shape[2];
+    if (bs->batch != static_cast<int64_t>(p.seqs.size()) ||
+        (bs->heads != 1 && bs->heads != at.num_kv_heads) ||
+        idx->shape[0] != bs->batch || idx->shape[1] != bs->heads ||
+        bs->numQBlocks < 0)
+      throw UsageError("kernel '" + k.name() +
+                       "': the block-sparse operands' shapes do not match "
+                       "the batch and heads");
+    for (int64_t i = 0; i < off->numel(); ++i)
+      bs->offsets.push_back(static_cast<int64_t>(off->get(i)));
+    for (int64_t i = 0; i < idx->numel(); ++i)
+      bs->indices.push_back(static_cast<int64_t>(idx->get(i)));
+    if (full)
+      for (int64_t i = 0; i < full->numel(); ++i)
+        bs->full.push_back(full->get(i) != 0);
+    p.spec.blockSparse = std::move(bs);
   }
   return p;
 }
@@ -561,8 +831,8 @@ void bench(attnrt::Module &m, const attnrt::Kernel &k,
                       ? ms[ms.size() / 2]
                       : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
   Problem p = describe(k, tensors);
-  double flops = 4.0 * p.spec.headDim * p.spec.numQHeads *
-                 static_cast<double>(countVisiblePairs(p.spec.mask, p.seqs));
+  double flops = 4.0 * p.spec.headDim *
+                 static_cast<double>(countVisiblePairs(p.spec, p.seqs));
   double bytes = 0;
   for (const HostTensor &t : tensors)
     bytes += static_cast<double>(t.numel() * t.itemSize());
@@ -579,6 +849,34 @@ void bench(attnrt::Module &m, const attnrt::Kernel &k,
   std::printf("BENCH kernel=%s median_ms=%.6f min_ms=%.6f gflops=%.4f "
               "gbs=%.4f threads=%d\n",
               k.name().c_str(), median, ms.front(), gflops, gbs, effective);
+}
+
+/// --stats: the kernel's tile counters after one run next to the visible
+/// and dense tiles of its tiling; returns false when run != visible.
+bool reportStats(const attnrt::Kernel &k,
+                 const std::vector<HostTensor> &tensors,
+                 const int64_t counters[3]) {
+  const attnrt_attention_info &at = k.attention();
+  if (at.block_q < 1 || at.block_kv < 1)
+    throw UsageError("kernel '" + k.name() +
+                     "': the manifest gives no tile sizes (tile.block_q, "
+                     "tile.block_kv); regenerate the artifact");
+  Problem p = describe(k, tensors);
+  TileCounts tc = countTiles(p.spec, p.seqs, at.block_q, at.block_kv);
+  bool pass = counters[0] == tc.visible;
+  std::printf(
+      "tiles: run=%lld predicated=%lld work_items=%lld visible=%lld "
+      "dense=%lld (tile %lldx%lld, visible/dense %.1f%%) %s\n",
+      (long long)counters[0], (long long)counters[1], (long long)counters[2],
+      (long long)tc.visible, (long long)tc.dense, (long long)at.block_q,
+      (long long)at.block_kv, tc.dense ? 100.0 * tc.visible / tc.dense : 100.0,
+      pass ? "PASS" : "FAIL");
+  std::printf("STATS kernel=%s tiles_run=%lld tiles_predicated=%lld "
+              "work_items=%lld visible_tiles=%lld dense_tiles=%lld\n",
+              k.name().c_str(), (long long)counters[0], (long long)counters[1],
+              (long long)counters[2], (long long)tc.visible,
+              (long long)tc.dense);
+  return pass;
 }
 
 int run(int argc, char **argv) {
@@ -606,13 +904,24 @@ int run(int argc, char **argv) {
     throw UsageError("kernel " + kernel.name() + " is a " + kernel.kind() +
                      " kernel; attn-run runs attention kernels; use the "
                      "Python wrapper test/e2e/attnrt_ctypes.py");
+  if (opts.stats && !attnrt_kernel_has_tile_stats(kernel.get()))
+    throw UsageError("kernel '" + kernel.name() +
+                     "' has no tile counters; compile it with attnc "
+                     "--count-tiles for --stats");
   std::vector<HostTensor> tensors = ArgumentBuilder(kernel, opts).build();
+  int64_t counters[3] = {0, 0, 0};
+  if (opts.stats)
+    attnrt::check(attnrt_kernel_reset_tile_stats(kernel.get()));
   module.run(kernel, tensorViews(tensors), opts.threads);
+  if (opts.stats)
+    attnrt::check(attnrt_kernel_tile_stats(kernel.get(), counters));
   for (const auto &[name, file] : opts.outputs)
     for (int i = 0; i < kernel.numArgs(); ++i)
       if (name == kernel.arg(i).name)
         saveNpy(file, tensors[i], name);
   bool pass = !opts.check || check(kernel, tensors);
+  if (opts.stats)
+    pass &= reportStats(kernel, tensors, counters);
   if (opts.bench)
     bench(module, kernel, tensors, opts.bench, opts.threads);
   return pass ? 0 : 3;
