@@ -405,6 +405,46 @@ def count_tiles(lens_q, lens_k, tile_q: int, tile_kv: int, hkv: int, mask: Mask 
     return TileCount(visible, dense)
 
 
+class TileClasses(NamedTuple):
+    """Tile classes of a tiling (see tile_classes)."""
+    visible: int     # tiles with at least one visible pair: the tiles a kernel must run
+    dense: int       # every tile of [0, Lk) for every query tile
+    masked: int      # visible tiles with an invisible (query, key < Lk) pair: need the predicate
+    not_whole: int   # visible tiles not wholly visible, keys past Lk counting as invisible
+
+
+def tile_classes(lens_q, lens_k, tile_q: int, tile_kv: int, hkv: int, mask: Mask | None = None,
+                 head_masks=None, bsr: BSR | None = None) -> TileClasses:
+    """Tile classes from the element visibility matrices (O(Lq * Lk) per sequence and head; an
+    independent check of count_tiles). A kernel applying the element predicate exactly where
+    docs/sparsity.md says (mask edges, partial blocks, a sequence's last tile, only when the tile
+    is not wholly visible) applies it on between `masked` and `not_whole` tiles."""
+    masks = kv_head_masks(hkv, mask, head_masks)
+    vis_n = dense = masked = not_whole = 0
+    for b, (lq, lk) in enumerate(zip(lens_q, lens_k)):
+        lq, lk = int(lq), int(lk)
+        nqt, nkt = -(-lq // tile_q), -(-lk // tile_kv)
+        dense += hkv * nqt * nkt
+        if nqt == 0 or nkt == 0:
+            continue
+        for h in range(hkv):
+            vis = visible_matrix(lq, lk, masks[h], bsr, b, h)
+
+            def tiles(pad_q: bool, pad_k: bool):
+                a = np.full((nqt * tile_q, nkt * tile_kv), pad_q, bool)
+                a[:, lk:] = pad_k
+                a[:lq, :lk] = vis
+                return a.reshape(nqt, tile_q, nkt, tile_kv).transpose(0, 2, 1, 3).reshape(
+                    nqt, nkt, -1)
+            anyv = tiles(False, False).any(axis=-1)
+            whole_in = tiles(True, True).all(axis=-1)
+            whole_pad = tiles(True, False).all(axis=-1)
+            vis_n += int(anyv.sum())
+            masked += int((anyv & ~whole_in).sum())
+            not_whole += int((anyv & ~whole_pad).sum())
+    return TileClasses(vis_n, dense, masked, not_whole)
+
+
 def count_visible_pairs(lens_q, lens_k, hkv: int, mask: Mask | None = None, head_masks=None,
                         bsr: BSR | None = None) -> int:
     """Visible (query, key) pairs summed over sequences and KV heads (one query head each)."""

@@ -13,7 +13,8 @@ import pytest
 from reference import Mask, attention
 from sparse_reference import (BSR, bsr_from_masks, count_tiles, count_visible_pairs,
                               kv_head_masks, mask_intervals, random_bsr, sparse_attention,
-                              sparse_paged_reference, visible_intervals, visible_matrix)
+                              sparse_paged_reference, tile_classes, visible_intervals,
+                              visible_matrix)
 
 MASKS = [
     Mask(),
@@ -444,3 +445,27 @@ def test_random_bsr_shapes_and_features(rng):
     assert random_bsr(rng, [5], [5], 2, 2, 1, 0.5).full is None
     b0 = random_bsr(rng, [5], [9], 2, 2, 1, 1.0, lead=2, empty_row_prob=0)
     assert b0.offsets[0, 0, 0] == 2 and b0.indices[0, 0, 0] == -1
+
+
+def test_tile_classes_agree_with_count_tiles(rng, rng_seed):
+    for trial in range(30):
+        batch, hkv = int(rng.integers(1, 4)), int(rng.choice([1, 2]))
+        lens_q = rng.integers(0, 20, batch).tolist()
+        lens_k = rng.integers(0, 30, batch).tolist()
+        masks = [random_mask(rng) for _ in range(hkv)]
+        masks = [Mask(x.causal, x.window, x.sinks, masks[0].align) for x in masks]
+        bsr = None if trial % 3 == 0 else random_bsr(
+            rng, lens_q, lens_k, int(rng.integers(1, 6)), int(rng.integers(1, 6)),
+            int(rng.choice([1, hkv])), float(rng.random()), full_prob=0.5)
+        for tq, tk in [(1, 1), (2, 4), (3, 5)]:
+            tc = tile_classes(lens_q, lens_k, tq, tk, hkv, head_masks=masks, bsr=bsr)
+            assert tc[:2] == count_tiles(lens_q, lens_k, tq, tk, hkv, head_masks=masks, bsr=bsr), \
+                seed_msg(rng_seed)
+            assert tc.masked <= tc.not_whole <= tc.visible <= tc.dense
+
+
+def test_tile_classes_examples():
+    # causal 8x8 in 4x4 tiles: two diagonal tiles are masked, the lower-left one is whole
+    assert tile_classes([8], [8], 4, 4, 1, Mask(causal=True)) == (3, 4, 2, 2)
+    # no mask, Lk = 6 in tiles of 4: the second KV tile runs past Lk
+    assert tile_classes([4], [6], 4, 4, 1) == (2, 2, 0, 1)
