@@ -35,6 +35,15 @@ every later step reads the stored value):
   [num_rings, R, H, D]); a ring slot of -1 skips that write only (the page write follows `slots`
   independently), the last write of a ring slot wins. Attention reads key/value `j` of a sequence
   of length `L` from its ring (`kv_rings[b]`) when `j >= L - R`, else dequantized from its page.
+- Page summaries (`summary = minmax`, any storage; docs/sparsity.md section 3): `k_page_max`,
+  `k_page_min` f16 [P, H, D]. Each written token (slot -1 skipped), in call order, with
+  `x = f16(K)` (the input converted to f32, then rounded to f16, half to even; not the stored
+  codes): at offset 0 `max = min = x`, at a later offset `max = maximum(max, x)`,
+  `min = minimum(min, x)` (NaN propagates). A token written again at offset 0 resets the page.
+
+`select_pages` is the Quest selection of docs/sparsity.md section 3 over these summaries, with the
+scores in float64 (the kernel sums in f32 in its own order; `select_pages` also returns the
+scores so that a test can tell a near-tie from a wrong selection).
 
 Per-element error bounds that follow (checked by test_kv_reference.py): i8 V and a K token that
 never saw its group grow: |x - x'| <= s/2 (s the stored scale). Every requantization of a token
@@ -80,7 +89,8 @@ def f16r(x) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Component:
-    name: str          # k_pages, v_pages, k_scale, v_scale, k_min, v_min, k_recent, v_recent
+    name: str          # k_pages, v_pages, k_scale, v_scale, k_min, v_min, k_recent, v_recent,
+                       # k_page_max, k_page_min
     dtype: np.dtype
     shape: tuple       # with the number of pages P (rings: the number of rings) substituted
     paged: bool        # first dimension is the page pool
@@ -101,6 +111,7 @@ class CacheFormat:
     storage: str = "f16"
     k_group: int | None = None   # i8/i4 only; default page_size
     residual: int | None = None  # R latest tokens also kept in f16 (quantized storage only)
+    summary: str | None = None   # "minmax": per-page key minima and maxima (select_pages)
 
     def __post_init__(self):
         st = _ALIASES.get(str(self.storage).lower())
@@ -129,6 +140,8 @@ class CacheFormat:
             if not 1 <= r <= 4096:
                 raise ValueError(f"residual {r} not in 1..4096")
             object.__setattr__(self, "residual", r)
+        if self.summary not in (None, "minmax"):
+            raise ValueError(f"summary must be None or 'minmax', not {self.summary!r}")
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -152,6 +165,8 @@ class CacheFormat:
             n.append(f"g{self.k_group}")
         if self.residual:
             n.append(f"r{self.residual}")
+        if self.summary:
+            n.append("mm")
         return "_".join(n)
 
     def mlir_type(self) -> str:
@@ -161,6 +176,8 @@ class CacheFormat:
             s += f", k_group = {self.k_group}"
         if self.residual:
             s += f", residual = {self.residual}"
+        if self.summary:
+            s += f", summary = {self.summary}"
         return s + ">"
 
     def page_shape(self, num_pages: int) -> tuple:
@@ -173,7 +190,8 @@ class CacheFormat:
 
     def components(self, num_pages: int, num_rings: int = 1) -> list[Component]:
         """Component buffers in ABI order (docs/kv-cache.md table); with a residual the rings
-        k_recent, v_recent [num_rings, R, H, D] f16 come last."""
+        k_recent, v_recent [num_rings, R, H, D] f16 follow, then with a summary the per-page
+        k_page_max, k_page_min [P, H, D] f16."""
         p, s, h, d, g = num_pages, self.page_size, self.kv_heads, self.head_dim, self.groups
         pd = PAGE_DTYPE[self.storage]
         f16 = np.dtype(np.float16)
@@ -193,6 +211,9 @@ class CacheFormat:
         if self.residual:
             out += [Component("k_recent", f16, self.ring_shape(num_rings), False, True),
                     Component("v_recent", f16, self.ring_shape(num_rings), False, True)]
+        if self.summary:
+            out += [Component("k_page_max", f16, (p, h, d), True),
+                    Component("k_page_min", f16, (p, h, d), True)]
         return out
 
     @property
@@ -226,7 +247,13 @@ class CacheFormat:
     def without_residual(self) -> "CacheFormat":
         """The same format with no residual window (the pages are written identically)."""
         return CacheFormat(self.page_size, self.kv_heads, self.head_dim, self.layout,
-                           self.storage, self.k_group)
+                           self.storage, self.k_group, summary=self.summary)
+
+    def without_summary(self) -> "CacheFormat":
+        """The same format without page summaries (the other components are written
+        identically)."""
+        return CacheFormat(self.page_size, self.kv_heads, self.head_dim, self.layout,
+                           self.storage, self.k_group, self.residual)
 
 
 def fp8_scales(x, storage: str) -> np.ndarray:
@@ -315,6 +342,7 @@ def append(pool: dict, fmt: CacheFormat, k_new, v_new, slots, ring_slots=None) -
     k_new, v_new: [N, H, D] f32/f16/bf16; slots: [N] (slot = page * page_size + offset, -1 skips).
     ring_slots: [N] (ring * R + position % R, -1 skips), exactly when the format has a residual:
     each token is also written as f16 to k_recent / v_recent (independently of its page slot).
+    With a summary, k_page_max / k_page_min of the written pages are updated (append_summaries).
     """
     k, v = _as_f32(k_new, fmt, "k_new"), _as_f32(v_new, fmt, "v_new")
     slots = np.asarray(slots).astype(np.int64).reshape(-1)
@@ -332,6 +360,8 @@ def append(pool: dict, fmt: CacheFormat, k_new, v_new, slots, ring_slots=None) -
     k, v, slots = k[keep], v[keep], slots[keep]
     if slots.size == 0:
         return pool
+    if fmt.summary:
+        append_summaries(pool, fmt, k, slots)
     kv_, vv_ = _token_view(pool["k_pages"], fmt), _token_view(pool["v_pages"], fmt)
     # per-token components: the last write of a slot wins
     last = _last_writes(slots)
@@ -378,6 +408,36 @@ def append_rings(pool: dict, fmt: CacheFormat, k_new, v_new, ring_slots) -> dict
     ring, off = np.divmod(rs[last], R)
     pool["k_recent"][ring, off] = k[last].astype(np.float16)
     pool["v_recent"][ring, off] = v[last].astype(np.float16)
+    return pool
+
+
+def append_summaries(pool: dict, fmt: CacheFormat, k, slots) -> dict:
+    """The page-summary part of `append` (in place; also returned): k [N, H, D] f32 of the
+    written tokens in call order, slots [N] without -1. Sequentially, token by token, offset 0
+    sets the page's max/min to f16(k) and a later offset widens them; vectorized: a page's new
+    summary is the max/min over its tokens from its last offset-0 write on, widened by the stored
+    one when the call has no offset-0 write for it."""
+    S = fmt.page_size
+    k = np.asarray(k, dtype=F32)
+    slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+    if slots.size == 0:
+        return pool
+    x = f16r(k)                                                  # [N, H, D]
+    page, off = np.divmod(slots, S)
+    n = np.arange(slots.size)
+    last_reset = np.full(fmt.num_pages(pool), -1, dtype=np.int64)
+    np.maximum.at(last_reset, page[off == 0], n[off == 0])
+    used = np.unique(page)
+    reset = last_reset[used] >= 0
+    hi = pool["k_page_max"][used].astype(F32)
+    lo = pool["k_page_min"][used].astype(F32)
+    hi[reset], lo[reset] = -np.inf, np.inf
+    live = n >= last_reset[page]                 # tokens after (and at) their page's last reset
+    at = np.searchsorted(used, page[live])
+    np.maximum.at(hi, at, x[live])
+    np.minimum.at(lo, at, x[live])
+    pool["k_page_max"][used] = hi.astype(np.float16)
+    pool["k_page_min"][used] = lo.astype(np.float16)
     return pool
 
 
@@ -694,6 +754,62 @@ def paged_reference(q, k_list, v_list, qo_lens=None, mask: Mask = Mask(), scale=
     v = np.concatenate([np.asarray(x, np.float64) for x in v_list] + [empty])
     return attention(q, k, v, scale=scale, softcap=softcap, mask=mask,
                      cu_seqlens_q=cq, cu_seqlens_k=ck)
+
+
+def page_scores(q, pool: dict, fmt: CacheFormat, kv_indptr, kv_indices) -> list:
+    """Quest page scores (docs/sparsity.md section 3) in float64: per sequence b an [Hkv, n_b]
+    array, score[h, p] = max over the query heads g of KV head h of
+    sum_d max(q[b,g,d] * kmax[page,h,d], q[b,g,d] * kmin[page,h,d]) with page = the sequence's
+    p-th entry of kv_indices; -inf for a negative entry (a trimmed page)."""
+    q = np.asarray(q).astype(np.float64)
+    kv_indptr = np.asarray(kv_indptr, dtype=np.int64)
+    kv_indices = np.asarray(kv_indices, dtype=np.int64)
+    H = fmt.kv_heads
+    G = q.shape[1] // H
+    kmax = pool["k_page_max"].astype(np.float64)
+    kmin = pool["k_page_min"].astype(np.float64)
+    out = []
+    for b in range(kv_indptr.size - 1):
+        pages = kv_indices[kv_indptr[b]:kv_indptr[b + 1]]
+        ok = pages >= 0
+        sc = np.full((H, pages.size), -np.inf)
+        if ok.any():
+            qb = q[b].reshape(H, G, 1, -1)                       # [H, G, 1, D]
+            hi = kmax[pages[ok]].transpose(1, 0, 2)[:, None]     # [H, 1, n, D]
+            lo = kmin[pages[ok]].transpose(1, 0, 2)[:, None]
+            sc[:, ok] = np.maximum(qb * hi, qb * lo).sum(-1).max(1)
+        out.append(sc)
+    return out
+
+
+def select_pages(q, pool: dict, fmt: CacheFormat, kv_indptr, kv_indices, top_k: int,
+                 sink_pages: int = 0, recent_pages: int = 0):
+    """attn.select_pages (docs/sparsity.md section 3): (offsets [B, Hkv, 2], indices
+    [B, Hkv, top_k], scores) with int32 offsets [0, n] and indices the selected logical pages in
+    ascending order followed by -1; scores as page_scores. A sequence with at most top_k pages
+    keeps all; otherwise the first sink_pages and last recent_pages pages, then the best scores
+    of the others (ties: lower page first)."""
+    if not (top_k >= 1 and sink_pages >= 0 and recent_pages >= 0
+            and sink_pages + recent_pages <= top_k):
+        raise ValueError(f"top_k {top_k}, sink_pages {sink_pages}, recent_pages {recent_pages}")
+    scores = page_scores(q, pool, fmt, kv_indptr, kv_indices)
+    B, H = len(scores), fmt.kv_heads
+    offsets = np.zeros((B, H, 2), dtype=np.int32)
+    indices = np.full((B, H, top_k), -1, dtype=np.int32)
+    for b, sc in enumerate(scores):
+        n = sc.shape[1]
+        for h in range(H):
+            if n <= top_k:
+                sel = np.arange(n)
+            else:
+                mid = np.arange(sink_pages, n - recent_pages)
+                m = top_k - sink_pages - recent_pages
+                best = mid[np.lexsort((mid, -sc[h, mid]))[:m]]
+                sel = np.concatenate([np.arange(sink_pages), np.sort(best),
+                                      np.arange(n - recent_pages, n)])
+            offsets[b, h, 1] = sel.size
+            indices[b, h, :sel.size] = sel
+    return offsets, indices, scores
 
 
 def merge_reference(partial_o, partial_lse):

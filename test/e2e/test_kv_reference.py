@@ -9,8 +9,8 @@ import pytest
 from kv_reference import (CacheFormat, KVDistribution, KV_LSE_TOL, KV_O_TOL, PageTable,
                           append, build_page_table, dequant_pages, f16r, fp8_scales, gather,
                           kv_tolerance, merge_reference, pack_i4, page_table_from_block_tables,
-                          paged_reference, realistic_queries, ring_slots_for, sequence_slots,
-                          slots_for, tol_key, unpack_i4)
+                          page_scores, paged_reference, realistic_queries, ring_slots_for,
+                          select_pages, sequence_slots, slots_for, tol_key, unpack_i4)
 from reference import Mask, attention
 
 ALL = [("f16", None), ("bf16", None), ("f8E4M3FN", None), ("f8E5M2", None), ("i8", 4),
@@ -662,3 +662,168 @@ def _interleaving(rng, sid):
         live = [q for q in queues if q]
         perm.append(live[rng.integers(len(live))].pop(0))
     return np.array(perm, dtype=np.int64)
+
+
+# -- page summaries and select_pages (docs/sparsity.md section 3) --------------------------------
+
+def test_summary_format_components_and_bytes():
+    f = CacheFormat(16, 4, 64, "hnd", "i4", 8, residual=32, summary="minmax")
+    assert f.mlir_type() == (
+        "!attn.kv_cache<page_size = 16, kv_heads = 4, head_dim = 64, layout = hnd, storage = i4, "
+        "k_group = 8, residual = 32, summary = minmax>")
+    comps = f.components(5, num_rings=3)
+    assert [c.name for c in comps] == ["k_pages", "v_pages", "k_scale", "k_min", "v_scale",
+                                       "v_min", "k_recent", "v_recent", "k_page_max",
+                                       "k_page_min"]
+    for c in comps[-2:]:
+        assert c.shape == (5, 4, 64) and c.manifest_dtype == "f16" and c.paged and not c.ring
+    # per page 2 x H x D f16: + 4 * H * D / page_size bytes per token
+    assert CacheFormat(16, 8, 128, "nhd", "f16", summary="minmax").bytes_per_token == 4096 + 256
+    assert f.bytes_per_token == f.without_summary().bytes_per_token + 4 * 4 * 64 / 16
+    assert f.without_residual().summary == "minmax" and f.without_summary().residual == 32
+    assert f.name.endswith("_r32_mm")
+    assert CacheFormat(16, 2, 4, "nhd", "f16", summary="minmax").mlir_type().endswith(
+        "storage = f16, summary = minmax>")
+    with pytest.raises(ValueError):
+        CacheFormat(16, 2, 4, "nhd", "f16", summary="mean")
+
+
+def test_summary_hand_case():
+    # page_size 4, one head, 2 channels; pages 0 and 1
+    f = CacheFormat(4, 1, 2, "nhd", "i8", 2, summary="minmax")
+    pool = f.empty_pool(2)
+    pool["k_page_max"][:] = 50                       # stale: offset 0 must replace it
+    pool["k_page_min"][:] = -50
+    x = np.float32([[[1.0, -2.0]], [[3.0, -5.0]], [[-1.0, 1 + 2 ** -12]]])
+    append(pool, f, x, x, [0, 1, 2])                 # page 0, offsets 0..2
+    assert pool["k_page_max"][0, 0].tolist() == [3.0, 1.0]   # 1 + 2^-12 rounds to 1 in f16
+    assert pool["k_page_min"][0, 0].tolist() == [-1.0, -5.0]
+    assert pool["k_page_max"][1, 0].tolist() == [50, 50]      # untouched page
+    y = np.float32([[[7.0, 7.0]]])
+    append(pool, f, y, y, [3])                        # a later call widens
+    assert pool["k_page_max"][0, 0].tolist() == [7.0, 7.0]
+    assert pool["k_page_min"][0, 0].tolist() == [-1.0, -5.0]
+    z = np.float32([[[0.5, 0.25]], [[0.75, -0.25]], [[9.0, 9.0]]])
+    append(pool, f, z, z, [1, 0, -1])                 # offset 1 widens, then offset 0 resets
+    assert pool["k_page_max"][0, 0].tolist() == [0.75, -0.25]
+    assert pool["k_page_min"][0, 0].tolist() == [0.75, -0.25]
+    # the input K, not the stored codes: fp8 with a tiny scale saturates the codes
+    f8 = CacheFormat(4, 1, 2, "nhd", "f8E4M3FN", summary="minmax")
+    p8 = f8.empty_pool(1, k_scale=[1e-3], v_scale=[1.0])
+    append(p8, f8, x[:1] * 1000, x[:1], [0])
+    assert p8["k_page_max"][0, 0].tolist() == [1000.0, -2000.0]
+
+
+@pytest.mark.parametrize("st,g", ALL)
+def test_summary_chunked_equals_token_by_token_and_brute_force(st, g):
+    """Interleaved sequences, -1 slots, a slot written twice and a page reused from offset 0:
+    one call equals token-by-token calls; after a fresh fill every page's summary is the f16
+    max / min of its tokens' K, for every storage."""
+    rng = np.random.default_rng(11)
+    f = CacheFormat(8, 2, 6, "hnd", st, g, summary="minmax")
+    t = build_page_table(rng, [21, 9, 30], 8)
+    dist = KVDistribution(2, 6, seed=3, n_outliers=1)
+    sid, pos, _ = sequence_slots(t)
+    perm = _interleaving(rng, sid)
+    slots = slots_for(t, sid[perm], pos[perm])
+    k, v = dist.sample(rng, sid.size)
+    kw = {}
+    if st.startswith("f8"):
+        kw = dict(k_scale=fp8_scales(k, st), v_scale=fp8_scales(v, st))
+    fresh = f.empty_pool(t.num_pages, **kw)
+    append(fresh, f, k, v, slots)
+    kk = np.zeros((t.num_pages, 8, 2, 6), np.float32)
+    kk[slots // 8, slots % 8] = k
+    seen = np.zeros((t.num_pages, 8), bool)
+    seen[slots // 8, slots % 8] = True
+    for p in range(t.num_pages):
+        n = seen[p].sum()
+        assert seen[p, :n].all()                       # pages fill from offset 0
+        want = kk[p, :n].astype(np.float16)
+        np.testing.assert_array_equal(fresh["k_page_max"][p], want.max(0))
+        np.testing.assert_array_equal(fresh["k_page_min"][p], want.min(0))
+    # again over the filled pool: a slot written twice, padding, and a page restarted
+    first_slot = int(t.pages(0)[0]) * 8
+    s2 = np.concatenate([slots[:5], [-1, slots[3], first_slot, first_slot + 1]]).astype(np.int32)
+    k2 = np.concatenate([k[:5], k[:1], k[:1] * 7, -k[:2] * 3])
+    a = {n: x.copy() for n, x in fresh.items()}
+    b = {n: x.copy() for n, x in fresh.items()}
+    append(a, f, k2, k2, s2)
+    for i in range(s2.size):
+        append(b, f, k2[i:i + 1], k2[i:i + 1], s2[i:i + 1])
+    for name in a:
+        np.testing.assert_array_equal(a[name].view(np.uint8), b[name].view(np.uint8), name)
+    # the summaries do not depend on the storage
+    f16 = CacheFormat(8, 2, 6, "hnd", "f16", summary="minmax")
+    c = f16.empty_pool(t.num_pages)
+    append(c, f16, k, v, slots)
+    append(c, f16, k2, k2, s2)
+    for name in ("k_page_max", "k_page_min"):
+        np.testing.assert_array_equal(a[name], c[name])
+
+
+def test_page_scores_bound_every_key():
+    """A page's score is at least q . f16(k) for every key of the page and query head of its KV
+    head (the f16-rounded keys lie inside the f16 box), and equals the brute-force definition."""
+    rng = np.random.default_rng(3)
+    f = CacheFormat(7, 2, 16, "nhd", "i8", 7, summary="minmax")
+    pool, t, ks, vs = fill(f, [40, 7, 1, 0, 15], rng)
+    q = rng.standard_normal((5, 8, 16)).astype(np.float32)
+    scores = page_scores(q, pool, f, t.kv_indptr, t.kv_indices)
+    for b, sc in enumerate(scores):
+        assert sc.shape == (2, t.pages(b).size)
+        for p, page in enumerate(t.pages(b)):
+            keys = ks[b][p * 7:(p + 1) * 7].astype(np.float16).astype(np.float64)  # [n, H, D]
+            for h in range(2):
+                qg = q[b, 4 * h:4 * h + 4].astype(np.float64)                        # [G, D]
+                assert sc[h, p] >= (qg @ keys[:, h].T).max() - 1e-9
+                hi = pool["k_page_max"][page, h].astype(np.float64)
+                lo = pool["k_page_min"][page, h].astype(np.float64)
+                want = max(np.maximum(g * hi, g * lo).sum() for g in qg)
+                assert sc[h, p] == pytest.approx(want, rel=1e-12, abs=1e-12)
+    # a trimmed page (-1) scores -inf
+    idx = t.kv_indices.copy()
+    idx[t.kv_indptr[0] + 2] = -1
+    assert np.isneginf(page_scores(q, pool, f, t.kv_indptr, idx)[0][:, 2]).all()
+
+
+def _select_brute_force(sc, top_k, sinks, recent):
+    """The rule of docs/sparsity.md section 3, one page at a time."""
+    n = sc.size
+    if n <= top_k:
+        return list(range(n))
+    chosen = set(range(sinks)) | set(range(n - recent, n))
+    rest = [p for p in range(n) if p not in chosen]
+    while len(chosen) < top_k:
+        best = max(rest, key=lambda p: (sc[p], -p))       # highest score, then lower page
+        chosen.add(best)
+        rest.remove(best)
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("top_k,sinks,recent", [(1, 0, 0), (4, 1, 2), (5, 0, 5), (6, 2, 0),
+                                                (16, 1, 4), (3, 3, 0)])
+def test_select_pages_rule(top_k, sinks, recent):
+    rng = np.random.default_rng(top_k * 100 + sinks * 10 + recent)
+    f = CacheFormat(4, 2, 8, "nhd", "f16", summary="minmax")
+    lens = [0, 1, 4 * top_k, 4 * top_k + 1, 37, 80]
+    pool, t, ks, vs = fill(f, lens, rng)
+    # ties: two pages of sequence 4 with the same keys get the same score
+    p4 = t.pages(4)
+    pool["k_page_max"][p4[5]] = pool["k_page_max"][p4[2]]
+    pool["k_page_min"][p4[5]] = pool["k_page_min"][p4[2]]
+    q = rng.standard_normal((len(lens), 4, 8)).astype(np.float16)
+    offsets, indices, scores = select_pages(q, pool, f, t.kv_indptr, t.kv_indices, top_k,
+                                            sinks, recent)
+    assert offsets.shape == (len(lens), 2, 2) and indices.shape == (len(lens), 2, top_k)
+    assert offsets.dtype == indices.dtype == np.int32
+    for b in range(len(lens)):
+        for h in range(2):
+            want = _select_brute_force(scores[b][h], top_k, sinks, recent)
+            n = len(want)
+            assert n == min(top_k, t.pages(b).size)
+            assert offsets[b, h].tolist() == [0, n]
+            assert indices[b, h, :n].tolist() == want
+            assert (indices[b, h, n:] == -1).all()
+    with pytest.raises(ValueError):
+        select_pages(q, pool, f, t.kv_indptr, t.kv_indices, 2, 2, 1)
