@@ -123,6 +123,9 @@ private:
   void emitToken(Value head, Value token, Value page, Value offset);
   /// The token, in f16, into its sequence's ring (residual window).
   void emitRingWrite(Value head, Value token);
+  /// The page's key minima and maxima (summary = minmax): set at offset 0,
+  /// widened by every later token.
+  void emitSummary(Value token, Value head, Value page, Value offset);
   void emitFloat(Value input, Value pages, Value token, Value head, Value page,
                  Value offset);
   void emitFp8(Value input, Value pages, Value scale, Value token, Value head,
@@ -144,6 +147,7 @@ private:
   Value key, value, slots, ringSlots;
   // Component buffers by role.
   Value kPages, vPages, kScale, vScale, kMin, vMin, kRecent, vRecent;
+  Value kPageMax, kPageMin;
   // fp8: the head's scales, loaded once per work item.
   Value kHeadScale, vHeadScale;
 };
@@ -197,6 +201,8 @@ LogicalResult KVAppendLowering::findBuffers() {
                       .Case("v_min", &vMin)
                       .Case("k_recent", &kRecent)
                       .Case("v_recent", &vRecent)
+                      .Case("k_page_max", &kPageMax)
+                      .Case("k_page_min", &kPageMin)
                       .Default(nullptr);
     if (!slot)
       return op.emitOpError() << "unknown cache component " << comp.role;
@@ -261,6 +267,31 @@ void KVAppendLowering::emitToken(Value head, Value token, Value page,
   } else {
     emitFloat(key, kPages, token, head, page, offset);
     emitFloat(value, vPages, token, head, page, offset);
+  }
+  if (kPageMax)
+    emitSummary(token, head, page, offset);
+}
+
+void KVAppendLowering::emitSummary(Value token, Value head, Value page,
+                                   Value offset) {
+  // From the input K, not the stored codes, so the bound holds for every
+  // storage format (docs/sparsity.md section 3). Tokens arrive in order, so
+  // offset 0 is the page's first write: the stale summary is replaced.
+  Value first =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::eq, offset, idx(0));
+  for (int64_t d = 0; d < headDim; d += chunk) {
+    Value x = roundF16(loadInput(key, token, head, d));
+    SmallVector<Value> at{page, head, idx(d)};
+    auto update = [&](Value buffer, bool isMax) {
+      Value old = widen(
+          vector::LoadOp::create(b, vec(chunk, b.getF16Type()), buffer, at));
+      Value wider = isMax ? Value(arith::MaximumFOp::create(b, old, x))
+                          : Value(arith::MinimumFOp::create(b, old, x));
+      Value next = arith::SelectOp::create(b, first, x, wider);
+      vector::StoreOp::create(b, narrowF16(next), buffer, at);
+    };
+    update(kPageMax, /*isMax=*/true);
+    update(kPageMin, /*isMax=*/false);
   }
 }
 
