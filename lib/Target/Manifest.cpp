@@ -61,7 +61,24 @@ struct OpRoles {
 };
 } // namespace
 
+/// Block-sparse mask operands of attention kernels: [batch, H, num_q_blocks
+/// + 1] and [batch, H, max_blocks] (H static: 1 or kv_heads).
+static std::optional<RoleShape> blockSparseRoleShape(StringRef role) {
+  if (role == "block_offsets")
+    return RoleShape{
+        "block_offsets", "block_offsets", {"batch", nullptr, "num_q_blocks+1"}};
+  if (role == "block_indices")
+    return RoleShape{
+        "block_indices", "block_indices", {"batch", nullptr, "max_blocks"}};
+  if (role == "block_full")
+    return RoleShape{
+        "block_full", "block_full", {"batch", nullptr, "max_blocks"}};
+  return std::nullopt;
+}
+
 static RoleShape attentionRoleShape(bool ragged, StringRef role) {
+  if (std::optional<RoleShape> rs = blockSparseRoleShape(role))
+    return *rs;
   if (!ragged) {
     if (role == "query")
       return {"query", "q", {"batch", "seqlen_q", nullptr, nullptr}};
@@ -89,6 +106,8 @@ static RoleShape attentionRoleShape(bool ragged, StringRef role) {
 }
 
 static RoleShape pagedRoleShape(bool ragged, StringRef role) {
+  if (std::optional<RoleShape> rs = blockSparseRoleShape(role))
+    return *rs;
   // Decode: one query per sequence; append/prefill: ragged queries.
   const char *rows = ragged ? "total_q" : "batch";
   if (role == "query")
@@ -131,10 +150,21 @@ static RoleShape mergeRoleShape(StringRef role) {
   return {"lse", "lse", {nullptr, "num_tokens"}};
 }
 
+static RoleShape selectPagesRoleShape(StringRef role) {
+  if (role == "query")
+    return {"query", "q", {"batch", nullptr, nullptr}};
+  if (role == "block_offsets")
+    return {"block_offsets", "block_offsets", {"batch", nullptr, nullptr}};
+  if (role == "block_indices")
+    return {"block_indices", "block_indices", {"batch", nullptr, nullptr}};
+  return pagedRoleShape(/*ragged=*/false, role);
+}
+
 static bool isCacheComponentRole(StringRef role) {
   return role == "k_pages" || role == "v_pages" || role == "k_scale" ||
          role == "v_scale" || role == "k_min" || role == "v_min" ||
-         role == "k_recent" || role == "v_recent";
+         role == "k_recent" || role == "v_recent" || role == "k_page_max" ||
+         role == "k_page_min";
 }
 
 static RoleShape roleShape(const OpRoles &roles, StringRef role) {
@@ -144,6 +174,8 @@ static RoleShape roleShape(const OpRoles &roles, StringRef role) {
     return pagedRoleShape(roles.ragged, role);
   if (roles.kind == "kv_append")
     return appendRoleShape(role);
+  if (roles.kind == "select_pages")
+    return selectPagesRoleShape(role);
   return mergeRoleShape(role);
 }
 
@@ -158,12 +190,43 @@ template <typename OpTy> static void describeAttention(OpTy op, KernelInfo &k) {
   k.scale = op.getScaleOrDefault();
   if (auto cap = op.getSoftcapAttr())
     k.softcap = cap.getValueAsDouble();
+  // With head_masks the op has no `mask`: the top-level mask stays none
+  // (with the heads' common alignment) and head_masks replaces it.
   MaskAttr mask = op.getMaskOrNone();
   k.causal = mask.getCausal();
   k.topLeft = mask.getTopLeft();
   k.window = mask.getWindow();
   k.sinks = mask.getSinks();
+  if (op.getHeadMasksAttr()) {
+    for (MaskAttr m : op.getKVHeadMasks())
+      k.headMasks.push_back(
+          {m.getCausal(), m.getTopLeft(), m.getWindow(), m.getSinks()});
+    if (!k.headMasks.empty())
+      k.topLeft = k.headMasks.front().topLeft;
+  }
   k.hasLse = op.getLse() != nullptr;
+}
+
+/// The block-sparse operands (roles and the kernel-level block_sparse
+/// object) of an attention op that has them.
+template <typename OpTy>
+static void describeBlockSparse(OpTy op, KernelInfo &k,
+                                SmallVector<std::pair<Value, StringRef>> &ops) {
+  if (!op.isBlockSparse())
+    return;
+  ops.push_back({op.getBlockOffsets(), "block_offsets"});
+  ops.push_back({op.getBlockIndices(), "block_indices"});
+  if (op.getBlockFull())
+    ops.push_back({op.getBlockFull(), "block_full"});
+  KernelInfo::BlockSparse bs;
+  if (DenseI64ArrayAttr size = op.getBlockSizeAttr();
+      size && size.size() == 2) {
+    bs.blockQ = size[0];
+    bs.blockKV = size[1];
+  }
+  bs.heads =
+      cast<RankedTensorType>(op.getBlockOffsets().getType()).getDimSize(1);
+  k.blockSparse = bs;
 }
 
 static OpRoles opRoles(Operation *op, KernelInfo &k) {
@@ -182,6 +245,7 @@ static OpRoles opRoles(Operation *op, KernelInfo &k) {
           r.operands.push_back({a.getCuSeqlensQ(), "cu_seqlens_q"});
           r.operands.push_back({a.getCuSeqlensK(), "cu_seqlens_k"});
         }
+        describeBlockSparse(a, k, r.operands);
         r.results.push_back({a.getOutput(), "output"});
         if (a.getLse())
           r.results.push_back({a.getLse(), "lse"});
@@ -199,6 +263,7 @@ static OpRoles opRoles(Operation *op, KernelInfo &k) {
           r.operands.push_back({a.getQoIndptr(), "qo_indptr"});
         if (a.getKvRings())
           r.operands.push_back({a.getKvRings(), "kv_rings"});
+        describeBlockSparse(a, k, r.operands);
         r.cache = a.getCache();
         r.results.push_back({a.getOutput(), "output"});
         if (a.getLse())
@@ -213,6 +278,20 @@ static OpRoles opRoles(Operation *op, KernelInfo &k) {
           r.operands.push_back({a.getRingSlots(), "ring_slots"});
         r.cache = a.getCache();
       })
+      .Case([&](SelectPagesOp a) {
+        r.kind = "select_pages";
+        r.operands = {{a.getQuery(), "query"},
+                      {a.getKvIndptr(), "kv_indptr"},
+                      {a.getKvIndices(), "kv_indices"},
+                      {a.getKvLastPageLen(), "kv_last_page_len"}};
+        r.cache = a.getCache();
+        r.results = {{a.getOffsets(), "block_offsets"},
+                     {a.getIndices(), "block_indices"}};
+        k.selectPages =
+            KernelInfo::SelectPages{static_cast<int64_t>(a.getTopK()),
+                                    static_cast<int64_t>(a.getSinkPages()),
+                                    static_cast<int64_t>(a.getRecentPages())};
+      })
       .Case([&](MergeOp a) {
         r.kind = "merge";
         r.operands = {{a.getPartialOutput(), "partial_o"},
@@ -226,23 +305,44 @@ static OpRoles opRoles(Operation *op, KernelInfo &k) {
   return r;
 }
 
+/// The `attn.instrumented` strings of a kernel function (e.g. the tile
+/// counters of attnc --count-tiles).
+static LogicalResult readInstrumented(func::FuncOp func, KernelInfo &k) {
+  Attribute attr = func->getAttr("attn.instrumented");
+  if (!attr)
+    return success();
+  auto list = dyn_cast<ArrayAttr>(attr);
+  if (!list || !llvm::all_of(list, llvm::IsaPred<StringAttr>))
+    return func.emitError() << "kernel '" << func.getSymName()
+                            << "' has attn.instrumented = " << attr
+                            << "; expected an array of strings";
+  k.instrumented.clear();
+  for (Attribute entry : list)
+    k.instrumented.push_back(cast<StringAttr>(entry).str());
+  return success();
+}
+
 static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
   SmallVector<Operation *> ops;
   func.walk([&](Operation *op) {
-    if (isa<AttentionOp, PagedAttentionOp, KVAppendOp, MergeOp>(op))
+    if (isa<AttentionOp, PagedAttentionOp, KVAppendOp, MergeOp, SelectPagesOp>(
+            op))
       ops.push_back(op);
   });
   if (ops.size() != 1)
     return func.emitError()
            << "kernel '" << func.getSymName() << "' contains " << ops.size()
-           << " attn.attention, attn.paged_attention, attn.kv_append or "
-              "attn.merge ops; a kernel function holds exactly one";
+           << " attn.attention, attn.paged_attention, attn.kv_append, "
+              "attn.merge or attn.select_pages ops; a kernel function holds "
+              "exactly one";
   KernelInfo k;
   k.name = func.getSymName().str();
   if (!isCIdentifier(k.name))
     return func.emitError() << "kernel name '" << k.name
                             << "' is not a C identifier; rename the function";
   OpRoles roles = opRoles(ops.front(), k);
+  if (failed(readInstrumented(func, k)))
+    return failure();
   Operation *op = roles.op;
   StringRef opName = op->getName().getStringRef();
 
@@ -308,6 +408,7 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
     info.storage = storageName(type.getStorage());
     info.kGroup = type.getKGroup();
     info.residual = type.getResidual();
+    info.summary = type.hasPageSummary();
     info.bytesPerToken = type.getBytesPerToken();
     k.kvCache = info;
     StringRef dir = roles.kind == "kv_append" ? "inout" : "in";
@@ -406,7 +507,7 @@ FailureOr<std::vector<KernelInfo>> attnc::collectKernels(ModuleOp module) {
   if (kernels.empty())
     return module.emitError("no kernels: the module has no func.func with an "
                             "attn.attention, attn.paged_attention, "
-                            "attn.kv_append or attn.merge");
+                            "attn.kv_append, attn.merge or attn.select_pages");
   return kernels;
 }
 
@@ -434,6 +535,9 @@ LogicalResult attnc::recordTiling(ModuleOp tiled,
     }
     if (auto phases = func->getAttrOfType<IntegerAttr>("attn.phases"))
       k.phases = phases.getInt();
+    // The lowering may instrument the kernel (tile counters).
+    if (failed(readInstrumented(func, k)))
+      return failure();
     k.scratch.clear();
     auto list = func->getAttrOfType<ArrayAttr>("attn.scratch");
     if (!list)
@@ -531,17 +635,47 @@ void attnc::writeManifest(llvm::raw_ostream &os,
                                       {"window", k.window},
                                       {"sinks", k.sinks}}},
           {"has_lse", k.hasLse}};
-    if (k.kvCache)
-      kernel["kv_cache"] =
-          llvm::json::Object{{"name", k.kvCache->name},
-                             {"page_size", k.kvCache->pageSize},
-                             {"num_kv_heads", k.kvCache->numKVHeads},
-                             {"head_dim", k.kvCache->headDim},
-                             {"layout", k.kvCache->layout},
-                             {"storage", k.kvCache->storage},
-                             {"k_group", k.kvCache->kGroup},
-                             {"residual", k.kvCache->residual},
-                             {"bytes_per_token", k.kvCache->bytesPerToken}};
+    if (!k.headMasks.empty()) {
+      llvm::json::Array masks;
+      for (const MaskInfo &m : k.headMasks)
+        masks.push_back(llvm::json::Object{{"causal", m.causal},
+                                           {"window", m.window},
+                                           {"sinks", m.sinks},
+                                           {"top_left", m.topLeft}});
+      (*kernel.getObject("attention"))["head_masks"] = std::move(masks);
+    }
+    if (k.blockSparse)
+      kernel["block_sparse"] =
+          llvm::json::Object{{"block_q", k.blockSparse->blockQ},
+                             {"block_kv", k.blockSparse->blockKV},
+                             {"heads", k.blockSparse->heads}};
+    if (k.selectPages)
+      kernel["select_pages"] =
+          llvm::json::Object{{"top_k", k.selectPages->topK},
+                             {"sink_pages", k.selectPages->sinkPages},
+                             {"recent_pages", k.selectPages->recentPages}};
+    if (!k.instrumented.empty()) {
+      llvm::json::Array list;
+      for (const std::string &s : k.instrumented)
+        list.push_back(s);
+      kernel["instrumented"] = std::move(list);
+    }
+    if (k.kvCache) {
+      llvm::json::Object cache{{"name", k.kvCache->name},
+                               {"page_size", k.kvCache->pageSize},
+                               {"num_kv_heads", k.kvCache->numKVHeads},
+                               {"head_dim", k.kvCache->headDim},
+                               {"layout", k.kvCache->layout},
+                               {"storage", k.kvCache->storage},
+                               {"k_group", k.kvCache->kGroup},
+                               {"residual", k.kvCache->residual},
+                               {"bytes_per_token", k.kvCache->bytesPerToken}};
+      // Only caches with summaries carry the field (older readers and
+      // artifacts stay as they were).
+      if (k.kvCache->summary)
+        cache["summary"] = "minmax";
+      kernel["kv_cache"] = std::move(cache);
+    }
     if (k.hasTile)
       kernel["tile"] = llvm::json::Object{{"block_q", k.blockQ},
                                           {"block_kv", k.blockKV},
@@ -587,6 +721,10 @@ static void writeKindLine(llvm::raw_ostream &os, const KernelInfo &k) {
        << ")";
   else if (k.kind == "kv_append")
     os << "KV cache append";
+  else if (k.kind == "select_pages")
+    os << "query-aware page selection, top_k " << k.selectPages->topK
+       << " (sink_pages " << k.selectPages->sinkPages << ", recent_pages "
+       << k.selectPages->recentPages << ")";
   else
     os << "merge of partial attention results";
   if (k.hasAttention)
@@ -594,6 +732,29 @@ static void writeKindLine(llvm::raw_ostream &os, const KernelInfo &k) {
        << " KV heads, head size " << k.headDim << ", " << k.dtype;
   os << ".\n   kind " << k.kind << ", " << k.phases
      << (k.phases == 1 ? " phase" : " phases") << ".\n";
+  if (k.blockSparse)
+    os << "   Block-sparse mask: block_size [" << k.blockSparse->blockQ << ", "
+       << k.blockSparse->blockKV << "] (query x key tokens), "
+       << (k.blockSparse->heads == 1 ? "one pattern for all heads"
+                                     : "one pattern per KV head")
+       << ".\n";
+  if (!k.headMasks.empty()) {
+    os << "   Masks per KV head:";
+    for (const MaskInfo &m : k.headMasks) {
+      os << (&m == &k.headMasks.front() ? " " : "; ");
+      SmallVector<std::string> parts;
+      if (m.causal)
+        parts.push_back("causal");
+      if (m.window >= 0)
+        parts.push_back("window " + std::to_string(m.window));
+      if (m.sinks)
+        parts.push_back("sinks " + std::to_string(m.sinks));
+      os << (parts.empty() ? std::string("none") : llvm::join(parts, " "));
+    }
+    os << (k.headMasks.front().topLeft ? " (top-left aligned)" : "") << ".\n";
+  }
+  if (!k.instrumented.empty())
+    os << "   Instrumented: " << llvm::join(k.instrumented, ", ") << ".\n";
   if (k.kvCache) {
     const KVCacheInfo &c = *k.kvCache;
     os << "   KV cache '" << c.name << "': page_size " << c.pageSize << ", "
@@ -601,6 +762,10 @@ static void writeKindLine(llvm::raw_ostream &os, const KernelInfo &k) {
        << c.layout << ", " << c.storage << " storage";
     if (c.kGroup)
       os << ", k_group " << c.kGroup;
+    if (c.residual)
+      os << ", residual " << c.residual;
+    if (c.summary)
+      os << ", page summaries (min/max)";
     os << ", " << llvm::format("%g", c.bytesPerToken) << " bytes per token.\n";
   }
 }

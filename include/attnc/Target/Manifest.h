@@ -41,16 +41,24 @@ struct ScratchBuffer {
 struct KVCacheInfo {
   std::string name; // the prefix of its component arguments
   int64_t pageSize = 0, numKVHeads = 0, headDim = 0;
-  std::string layout;  // "nhd" or "hnd"
-  std::string storage; // "f16", "bf16", "f8e4m3fn", "f8e5m2", "i8" or "i4"
-  int64_t kGroup = 0;  // 0 unless i8 or i4
+  std::string layout;   // "nhd" or "hnd"
+  std::string storage;  // "f16", "bf16", "f8e4m3fn", "f8e5m2", "i8" or "i4"
+  int64_t kGroup = 0;   // 0 unless i8 or i4
   int64_t residual = 0; // tokens kept unquantized per sequence; 0 = none
+  bool summary = false; // per-page key minima and maxima (summary = minmax)
   double bytesPerToken = 0;
+};
+
+/// One structured mask (`mask`, or an entry of `head_masks`).
+struct MaskInfo {
+  bool causal = false, topLeft = false;
+  int64_t window = -1, sinks = 0;
 };
 
 struct KernelInfo {
   std::string name;
-  /// "attention", "paged_attention", "kv_append" or "merge".
+  /// "attention", "paged_attention", "kv_append", "merge" or
+  /// "select_pages".
   std::string kind;
   /// Attention parameters (kinds attention and paged_attention only).
   bool hasAttention = false;
@@ -62,6 +70,21 @@ struct KernelInfo {
   bool causal = false, topLeft = false;
   int64_t window = -1, sinks = 0;
   bool hasLse = false;
+  /// One mask per KV head (`head_masks`); empty when the op has one mask.
+  std::vector<MaskInfo> headMasks;
+  /// Block-sparse mask operands (docs/sparsity.md section 2): block sizes
+  /// in tokens and the static head dimension (1 or num_kv_heads).
+  struct BlockSparse {
+    int64_t blockQ = 0, blockKV = 0, heads = 0;
+  };
+  std::optional<BlockSparse> blockSparse;
+  /// Kind select_pages (docs/sparsity.md section 3).
+  struct SelectPages {
+    int64_t topK = 0, sinkPages = 0, recentPages = 0;
+  };
+  std::optional<SelectPages> selectPages;
+  /// The function's `attn.instrumented` strings (e.g. "tile_stats").
+  std::vector<std::string> instrumented;
   std::optional<KVCacheInfo> kvCache;
   /// From the lowered function (recordTiling); tile fields only when it has
   /// an `attn.tile` attribute.
