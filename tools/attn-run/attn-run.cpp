@@ -402,8 +402,9 @@ private:
   /// the other arguments: each query block of a sequence lists each KV block
   /// with probability --block-density (in random order), about one row in
   /// seven lists none, the last query block lists the sequence's last
-  /// (possibly partial) KV block half of the time, and listed blocks are full
-  /// with probability 1/2 when the kernel has block_full. Rows past a
+  /// (possibly partial) KV block half of the time (density 0: no block at
+  /// all), and listed blocks are full with probability 1/2 when the kernel
+  /// has block_full. Rows past a
   /// sequence's query blocks list nothing. Sizes: num_q_blocks = the largest
   /// ceil(Lq / BQ) and max_blocks = the entries needed, unless --size/--in
   /// give them (a smaller max_blocks drops the blocks that do not fit).
@@ -476,7 +477,8 @@ private:
             std::vector<int64_t> row;
             for (int64_t c = 0; c < kvBlocks; ++c)
               if (unit(rng) < opts.blockDensity ||
-                  (c == kvBlocks - 1 && r == qBlocks - 1 && unit(rng) < 0.5))
+                  (opts.blockDensity > 0 && c == kvBlocks - 1 &&
+                   r == qBlocks - 1 && unit(rng) < 0.5))
                 row.push_back(c);
             std::shuffle(row.begin(), row.end(), rng);
             for (int64_t c : row) {
