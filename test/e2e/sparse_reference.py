@@ -407,20 +407,36 @@ def count_tiles(lens_q, lens_k, tile_q: int, tile_kv: int, hkv: int, mask: Mask 
 
 class TileClasses(NamedTuple):
     """Tile classes of a tiling (see tile_classes)."""
-    visible: int     # tiles with at least one visible pair: the tiles a kernel must run
-    dense: int       # every tile of [0, Lk) for every query tile
-    masked: int      # visible tiles with an invisible (query, key < Lk) pair: need the predicate
-    not_whole: int   # visible tiles not wholly visible, keys past Lk counting as invisible
+    visible: int       # tiles with at least one visible pair: the tiles a kernel must run
+    dense: int         # every tile of [0, Lk) for every query tile
+    masked: int        # visible tiles with an invisible (query, key < Lk) pair: need the predicate
+    not_whole: int     # visible tiles not wholly visible, keys past Lk counting as invisible
+    not_interior: int  # visible tiles not wholly inside a full block, the mask's sink range or
+                       # its window band (keys past Lk outside): may apply the predicate
+
+
+def _mask_parts(lq: int, lk: int, m: Mask) -> list:
+    """The structured mask's visibility [lq, lk] as the union of its parts: the window band
+    (causal / window without the sinks) and, with a window, the sink range (keys j < sinks,
+    j <= position)."""
+    if m.window < 0 or m.sinks == 0:
+        return [visible_matrix(lq, lk, m)]
+    band = visible_matrix(lq, lk, Mask(m.causal, m.window, 0, m.align))
+    i = np.arange(lq)[:, None]
+    j = np.arange(lk)[None, :]
+    return [band, (j < m.sinks) & (j <= position(m, i, lq, lk))]
 
 
 def tile_classes(lens_q, lens_k, tile_q: int, tile_kv: int, hkv: int, mask: Mask | None = None,
                  head_masks=None, bsr: BSR | None = None) -> TileClasses:
     """Tile classes from the element visibility matrices (O(Lq * Lk) per sequence and head; an
-    independent check of count_tiles). A kernel applying the element predicate exactly where
-    docs/sparsity.md says (mask edges, partial blocks, a sequence's last tile, only when the tile
-    is not wholly visible) applies it on between `masked` and `not_whole` tiles."""
+    independent check of count_tiles). A kernel applies the element predicate on every `masked`
+    tile (else its results are wrong) and, by docs/sparsity.md section 4 (mask edges, partial
+    blocks, a sequence's last tile; not for a full block or a tile inside the mask's interior),
+    on at most the `not_interior` tiles. `not_whole` <= `not_interior`: a tile made whole only by
+    the sinks and the window together may be treated as an edge."""
     masks = kv_head_masks(hkv, mask, head_masks)
-    vis_n = dense = masked = not_whole = 0
+    vis_n = dense = masked = not_whole = not_interior = 0
     for b, (lq, lk) in enumerate(zip(lens_q, lens_k)):
         lq, lk = int(lq), int(lk)
         nqt, nkt = -(-lq // tile_q), -(-lk // tile_kv)
@@ -428,21 +444,38 @@ def tile_classes(lens_q, lens_k, tile_q: int, tile_kv: int, hkv: int, mask: Mask
         if nqt == 0 or nkt == 0:
             continue
         for h in range(hkv):
-            vis = visible_matrix(lq, lk, masks[h], bsr, b, h)
-
-            def tiles(pad_q: bool, pad_k: bool):
+            def tiles(m, pad_q: bool, pad_k: bool):
                 a = np.full((nqt * tile_q, nkt * tile_kv), pad_q, bool)
                 a[:, lk:] = pad_k
-                a[:lq, :lk] = vis
+                a[:lq, :lk] = m
                 return a.reshape(nqt, tile_q, nkt, tile_kv).transpose(0, 2, 1, 3).reshape(
                     nqt, nkt, -1)
-            anyv = tiles(False, False).any(axis=-1)
-            whole_in = tiles(True, True).all(axis=-1)
-            whole_pad = tiles(True, False).all(axis=-1)
+            vis = visible_matrix(lq, lk, masks[h], bsr, b, h)
+            anyv = tiles(vis, False, False).any(axis=-1)
+            whole_in = tiles(vis, True, True).all(axis=-1)
+            whole_pad = tiles(vis, True, False).all(axis=-1)
+            interior = np.zeros_like(whole_pad)
+            for part in _mask_parts(lq, lk, masks[h]):
+                interior |= tiles(part, True, False).all(axis=-1)
+            if bsr is not None:   # the pairs of full blocks
+                full = visible_matrix(lq, lk, Mask(), _full_only(bsr), b, h)
+                interior |= tiles(full, True, False).all(axis=-1)
+            interior &= whole_pad
             vis_n += int(anyv.sum())
             masked += int((anyv & ~whole_in).sum())
             not_whole += int((anyv & ~whole_pad).sum())
-    return TileClasses(vis_n, dense, masked, not_whole)
+            not_interior += int((anyv & ~interior).sum())
+    return TileClasses(vis_n, dense, masked, not_whole, not_interior)
+
+
+def _full_only(bsr: BSR) -> BSR:
+    """The BSR restricted to its full entries (the others become block -1, never visible)."""
+    idx = bsr.indices.copy()
+    if bsr.full is None:
+        idx[...] = -1
+    else:
+        idx[bsr.full == 0] = -1
+    return BSR(bsr.offsets, idx, bsr.full, bsr.block_q, bsr.block_kv)
 
 
 def count_visible_pairs(lens_q, lens_k, hkv: int, mask: Mask | None = None, head_masks=None,

@@ -461,11 +461,25 @@ def test_tile_classes_agree_with_count_tiles(rng, rng_seed):
             tc = tile_classes(lens_q, lens_k, tq, tk, hkv, head_masks=masks, bsr=bsr)
             assert tc[:2] == count_tiles(lens_q, lens_k, tq, tk, hkv, head_masks=masks, bsr=bsr), \
                 seed_msg(rng_seed)
-            assert tc.masked <= tc.not_whole <= tc.visible <= tc.dense
+            assert tc.masked <= tc.not_whole <= tc.not_interior <= tc.visible <= tc.dense
 
 
 def test_tile_classes_examples():
     # causal 8x8 in 4x4 tiles: two diagonal tiles are masked, the lower-left one is whole
-    assert tile_classes([8], [8], 4, 4, 1, Mask(causal=True)) == (3, 4, 2, 2)
+    assert tile_classes([8], [8], 4, 4, 1, Mask(causal=True)) == (3, 4, 2, 2, 2)
     # no mask, Lk = 6 in tiles of 4: the second KV tile runs past Lk
-    assert tile_classes([4], [6], 4, 4, 1) == (2, 2, 0, 1)
+    assert tile_classes([4], [6], 4, 4, 1) == (2, 2, 0, 1, 1)
+
+
+def test_tile_classes_interior():
+    # window 2 + 2 sinks, 1 query at position 4 of 5 keys, tiles of 1 x 5: every key visible
+    # (sinks 0-1, window 2-4) but only by the two parts together
+    tc = tile_classes([1], [5], 1, 5, 1, Mask(window=2, sinks=2))
+    assert tc == (1, 1, 0, 0, 1)
+    # a full block is interior, a partial one with no mask too
+    full = BSR(np.array([[[0, 1]]]), np.array([[[0]]]), np.array([[[1]]]), 1, 4)
+    assert tile_classes([1], [4], 1, 4, 1, Mask(causal=True, align="top_left"), bsr=full) == \
+        (1, 1, 0, 0, 0)
+    assert tile_classes([1], [4], 1, 4, 1, bsr=full.without_full()) == (1, 1, 0, 0, 0)
+    assert tile_classes([1], [4], 1, 4, 1, Mask(causal=True, align="top_left"),
+                        bsr=full.without_full()) == (1, 1, 1, 1, 1)
