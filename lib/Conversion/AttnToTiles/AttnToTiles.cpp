@@ -780,10 +780,21 @@ KVRange AttentionTiler::emitBlockPredicate(WorkItem &w) {
   KVRange range;
   range.mainBegin = arith::DivSIOp::create(b, beginKey, idx(bk));
   range.mainEnd = maxS(range.mainBegin, ceilDiv(endKey, bk));
+  // A window's lower edge past the last key leaves no visible key: no tile,
+  // even when beginKey is not tile-aligned.
+  if (rules.anyWindow)
+    range.mainEnd = arith::SelectOp::create(b, lt(beginKey, endKey),
+                                            range.mainEnd, range.mainBegin);
   // Sink tiles below the window run first, then the contiguous main range.
+  // Sinks are keys below min(sinks, endKey); their tiles stop where a
+  // non-empty main range starts.
   range.numSink = idx(0);
-  if (rules.anySinks)
-    range.numSink = minS(ceilDiv(minS(w.sinks, w.kLen), bk), range.mainBegin);
+  if (rules.anySinks) {
+    Value sinkTiles = ceilDiv(minS(w.sinks, endKey), bk);
+    range.numSink =
+        arith::SelectOp::create(b, lt(range.mainBegin, range.mainEnd),
+                                minS(sinkTiles, range.mainBegin), sinkTiles);
+  }
   range.numTiles = add(range.numSink, sub(range.mainEnd, range.mainBegin));
   return range;
 }

@@ -9,10 +9,13 @@
 // CHECK: %[[LO0:.*]] = arith.maxsi %[[LO]], %c0 : index
 // CHECK: %[[LOK:.*]] = arith.minsi %{{.*}}, %[[LO0]] : index
 // CHECK: %[[FIRST:.*]] = arith.divsi %[[LOK]], %c16 : index
-// Sink tiles: ceil(min(4, kLen) / 16), never past the window's first tile.
+// Sink tiles: ceil(min(4, causal end) / 16), never past the first tile of a
+// non-empty window range.
 // CHECK: %[[S:.*]] = arith.minsi %{{.*}}, %c4 : index
 // CHECK: %[[SN:.*]] = arith.ceildivsi %[[S]], %c16 : index
-// CHECK: %[[NSINK:.*]] = arith.minsi %[[SN]], %[[FIRST]] : index
+// CHECK: %[[SNW:.*]] = arith.minsi %[[SN]], %[[FIRST]] : index
+// CHECK: %[[MAIN:.*]] = arith.cmpi slt, %[[FIRST]], %{{.*}} : index
+// CHECK: %[[NSINK:.*]] = arith.select %[[MAIN]], %[[SNW]], %[[SN]] : index
 // CHECK: %[[NT:.*]] = arith.addi %[[NSINK]], %{{.*}} : index
 // CHECK: scf.for %[[STEP:.*]] = %c0 to %[[NT]] step %c1 iter_args
 // CHECK: %[[ISSINK:.*]] = arith.cmpi slt, %[[STEP]], %[[NSINK]] : index

@@ -10,7 +10,7 @@ func.func @extra_arg(%q: tensor<1x1x1x8xf32>, %unused: tensor<1x1x1x8xf32>,
   return %o : tensor<1x1x1x8xf32>
 }
 
-// CHECK-DAG: kernel-signature.mlir:[[@LINE+1]]:1: error: kernel 'none' contains 0 attn.attention, attn.paged_attention, attn.kv_append or attn.merge ops; a kernel function holds exactly one
+// CHECK-DAG: kernel-signature.mlir:[[@LINE+1]]:1: error: kernel 'none' contains 0 attn.attention, attn.paged_attention, attn.kv_append, attn.merge or attn.select_pages ops; a kernel function holds exactly one
 func.func @none(%q: tensor<1x1x1x8xf32>) -> tensor<1x1x1x8xf32> {
   return %q : tensor<1x1x1x8xf32>
 }
@@ -45,7 +45,7 @@ func.func @append_clash(%k: tensor<?x1x8xf16> {attn.name = "cache_k_pages"}, %v:
   return
 }
 
-// CHECK-DAG: kernel-signature.mlir:[[@LINE+1]]:1: error: kernel 'two_ops' contains 2 attn.attention, attn.paged_attention, attn.kv_append or attn.merge ops; a kernel function holds exactly one
+// CHECK-DAG: kernel-signature.mlir:[[@LINE+1]]:1: error: kernel 'two_ops' contains 2 attn.attention, attn.paged_attention, attn.kv_append, attn.merge or attn.select_pages ops; a kernel function holds exactly one
 func.func @two_ops(%q: tensor<1x1x1x8xf32>, %po: tensor<2x1x1x8xf32>, %plse: tensor<2x1x1xf32>)
     -> (tensor<1x1x1x8xf32>, tensor<1x1x8xf32>) {
   %o = attn.attention %q, %q, %q : (tensor<1x1x1x8xf32>, tensor<1x1x1x8xf32>, tensor<1x1x1x8xf32>) -> tensor<1x1x1x8xf32>
