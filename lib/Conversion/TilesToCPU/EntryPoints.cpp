@@ -5,7 +5,8 @@
 // `NAME__work_items(ptr args, i64 phase) -> i64`: args[i] points to the
 // memref descriptor of argument i (arguments, results, then scratch), so the
 // runtime calls any kernel the same way. The scalar parameters (phase and
-// the work-item range) are passed through in order.
+// the work-item range) are passed through in order. Every other function
+// gets internal linkage.
 //
 //===----------------------------------------------------------------------===//
 
@@ -26,7 +27,7 @@ namespace {
 constexpr StringLiteral kCInterfacePrefix = "_mlir_ciface_";
 constexpr StringLiteral kCountSuffix = "__count";
 
-void emitEntryPoint(ModuleOp module, LLVM::LLVMFuncOp target) {
+LLVM::LLVMFuncOp emitEntryPoint(ModuleOp module, LLVM::LLVMFuncOp target) {
   StringRef kernel = target.getSymName().drop_front(kCInterfacePrefix.size());
   bool isCount = kernel.ends_with(kCountSuffix);
   std::string name =
@@ -61,6 +62,7 @@ void emitEntryPoint(ModuleOp module, LLVM::LLVMFuncOp target) {
   }
   auto call = LLVM::CallOp::create(b, target, operands);
   LLVM::ReturnOp::create(b, call.getResults());
+  return fn;
 }
 
 struct AttnCPUEntryPointsPass
@@ -70,8 +72,15 @@ struct AttnCPUEntryPointsPass
     for (auto fn : getOperation().getOps<LLVM::LLVMFuncOp>())
       if (fn.getSymName().starts_with(kCInterfacePrefix) && !fn.isExternal())
         targets.push_back(fn);
+    // Only the entry points are the library's interface. Everything else is
+    // internal: a kernel named like a libc function (`select`, `read`) would
+    // otherwise be interposed by it at load time.
+    llvm::SmallPtrSet<Operation *, 8> entryPoints;
     for (LLVM::LLVMFuncOp fn : targets)
-      emitEntryPoint(getOperation(), fn);
+      entryPoints.insert(emitEntryPoint(getOperation(), fn));
+    for (auto fn : getOperation().getOps<LLVM::LLVMFuncOp>())
+      if (!fn.isExternal() && !entryPoints.contains(fn))
+        fn.setLinkage(LLVM::Linkage::Internal);
   }
 };
 

@@ -2,8 +2,13 @@
 
 // Every kernel gets packed entry points: args[i] is the descriptor of
 // argument i (here q, k, v, o, lse), then the phase and, for __run, the
-// work-item range.
+// work-item range. Only the entry points are exported: the kernel and its
+// C interface are internal, so a kernel named like a libc function cannot be
+// interposed (the kernel @select below).
 
+// CHECK-DAG: llvm.func internal @prefill(
+// CHECK-DAG: llvm.func internal @_mlir_ciface_prefill(
+// CHECK-DAG: llvm.func internal @select(
 // CHECK-LABEL: llvm.func @prefill__run(%arg0: !llvm.ptr, %arg1: i64, %arg2: i64, %arg3: i64)
 // CHECK-COUNT-5: llvm.load %{{.*}} : !llvm.ptr -> !llvm.ptr
 // CHECK: llvm.call @_mlir_ciface_prefill(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %arg1, %arg2, %arg3)
@@ -46,4 +51,12 @@ func.func @two_phase(%x: memref<?xf32>) -> memref<?xf32>
     scf.reduce
   }
   return %out : memref<?xf32>
+}
+
+func.func @select(%q: tensor<?x?x1x64xf32>, %k: tensor<?x?x1x64xf32>,
+                  %v: tensor<?x?x1x64xf32>) -> tensor<?x?x1x64xf32> {
+  %o = attn.attention %q, %k, %v
+      : (tensor<?x?x1x64xf32>, tensor<?x?x1x64xf32>, tensor<?x?x1x64xf32>)
+      -> tensor<?x?x1x64xf32>
+  return %o : tensor<?x?x1x64xf32>
 }
