@@ -3,13 +3,18 @@
 // Quest-style query-aware page selection (docs/sparsity.md section 3). One
 // work item per (sequence, KV head), an scf.parallel. A sequence with at most
 // top_k pages keeps all of them. Otherwise the item scores the pages between
-// the sinks and the recent pages from the per-page key maxima and minima
-// (f32, head_dim in vector chunks) and keeps the best ones in a candidate
-// list sorted by score: a fixed-size stack buffer of top_k - sink_pages -
-// recent_pages entries, since the page count is only known at run time.
-// Pages are visited in increasing order and a page enters only when it beats
-// the worst candidate strictly, so equal scores keep the lower page. The
-// selected pages are written to the result in ascending order.
+// the sinks and the recent pages from the per-page key maxima and minima and
+// keeps the best ones in a candidate list sorted by score: a fixed-size stack
+// buffer of top_k - sink_pages - recent_pages entries, since the page count
+// is only known at run time. Pages are visited in increasing order and a page
+// enters only when it beats the worst candidate strictly, so equal scores
+// keep the lower page. The selected pages are written to the result in
+// ascending order.
+//
+// Scores are f32. The item first copies its G query rows, widened to f32,
+// into a stack buffer; a page then costs, per vector of channels, two
+// summary loads and per query head two products, a max and an add, with one
+// accumulator register per query head (wider chunks would spill them).
 //
 //===----------------------------------------------------------------------===//
 
@@ -66,6 +71,13 @@ private:
                                      ValueRange{row, head, idx(d)});
     return elem.isF32() ? v : arith::ExtFOp::create(b, vec(chunk, f32), v);
   }
+  /// max(x, y) as one compare and select, which is one max instruction on
+  /// x86 (a NaN operand gives y; arith.maximumf would propagate it, at
+  /// several instructions and, for scalars, a branch).
+  Value vmax(Value x, Value y) {
+    return arith::SelectOp::create(
+        b, arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, x, y), x, y);
+  }
   /// indices[item, at] = value (i32).
   void storeIndex(Value value, Value at) {
     memref::StoreOp::create(b, value, indices, ValueRange{batch, head, at});
@@ -94,6 +106,8 @@ private:
   Value batch, head, start;
   SmallVector<Value> queryHeads;
   Value candScores, candPages;
+  /// The item's query rows [G, head_dim] in f32.
+  Value queryRows;
 };
 
 } // namespace
@@ -254,6 +268,12 @@ void SelectPagesLowering::emitSelection(Value numPages) {
       memref::AllocaOp::create(b, MemRefType::get({numCandidates}, f32));
   candPages =
       memref::AllocaOp::create(b, MemRefType::get({numCandidates}, i32));
+  queryRows =
+      memref::AllocaOp::create(b, MemRefType::get({groupSize, headDim}, f32));
+  for (int64_t g = 0; g < groupSize; ++g)
+    for (int64_t d = 0; d < headDim; d += chunk)
+      vector::StoreOp::create(b, loadF32(query, batch, queryHeads[g], d),
+                              queryRows, ValueRange{idx(g), idx(d)});
   auto scan = scf::ForOp::create(b, idx(sinks), recentStart, idx(1),
                                  ValueRange{idx(0)});
   {
@@ -328,17 +348,17 @@ Value SelectPagesLowering::emitScore(Value physical) {
     Value kmax = loadF32(kPageMax, page, head, d);
     Value kmin = loadF32(kPageMin, page, head, d);
     for (int64_t g = 0; g < groupSize; ++g) {
-      Value q = loadF32(query, batch, queryHeads[g], d);
-      Value bound =
-          arith::MaximumFOp::create(b, arith::MulFOp::create(b, q, kmax),
-                                    arith::MulFOp::create(b, q, kmin));
+      Value q = vector::LoadOp::create(b, vec(chunk, f32), queryRows,
+                                       ValueRange{idx(g), idx(d)});
+      Value bound = vmax(arith::MulFOp::create(b, q, kmax),
+                         arith::MulFOp::create(b, q, kmin));
       acc[g] = acc[g] ? Value(arith::AddFOp::create(b, acc[g], bound)) : bound;
     }
   }
   Value score;
   for (Value a : acc) {
     Value sum = vector::ReductionOp::create(b, vector::CombiningKind::ADD, a);
-    score = score ? Value(arith::MaximumFOp::create(b, score, sum)) : sum;
+    score = score ? vmax(sum, score) : sum;
   }
   scf::YieldOp::create(b, score);
   return ifValid.getResult(0);
@@ -413,10 +433,9 @@ Value SelectPagesLowering::emitInsert(Value score, Value page, Value count) {
 }
 
 LogicalResult attnc::lowerSelectPages(SelectPagesOp op, int64_t vectorWidth) {
-  // Largest power of two up to 8 vectors that divides head_dim (as
-  // kv_append).
+  // Largest power of two up to one vector that divides head_dim.
   int64_t headDim = op.getCacheType().getHeadDim(), chunk = 1;
-  for (int64_t c = 8 * std::max<int64_t>(1, vectorWidth); c >= 1; c /= 2)
+  for (int64_t c = std::max<int64_t>(1, vectorWidth); c >= 1; c /= 2)
     if (headDim % c == 0) {
       chunk = c;
       break;

@@ -1,12 +1,13 @@
-// RUN: attn-opt %s --attn-expand-kv-cache --attn-lower-to-tiles=vector-width=2 --canonicalize --cse | FileCheck %s
+// RUN: attn-opt %s --attn-expand-kv-cache --attn-lower-to-tiles=vector-width=8 --canonicalize --cse | FileCheck %s
 // RUN: attn-opt %s --attn-expand-kv-cache --attn-lower-to-tiles --canonicalize --attn-host-to-llvm | FileCheck %s --check-prefix=LLVM
 
 // attn.select_pages (docs/sparsity.md section 3): one work item per
 // (sequence, KV head). A sequence of at most top_k pages keeps them all;
 // otherwise the sink and recent pages, and the best-scoring others kept in a
 // fixed-size candidate list (top_k - sink_pages - recent_pages = 5 entries),
-// sorted by page into the result. Scores: head_dim 32 in two chunks of 16
-// (vector-width 2), G = 2 query heads per KV head, f32.
+// sorted by page into the result. Scores in f32: the G = 2 query rows of the
+// item are widened once into a stack buffer; per page, head_dim 32 in four
+// one-register chunks of 8 (vector-width 8), one accumulator per query head.
 
 // LLVM-NOT: attn.select_pages
 // LLVM-NOT: unrealized_conversion_cast
@@ -42,33 +43,40 @@
 // CHECK: arith.addi %{{.*}}, %c6 : index
 // CHECK: %[[SCORES:.*]] = memref.alloca() : memref<5xf32>
 // CHECK: %[[CAND:.*]] = memref.alloca() : memref<5xi32>
+// CHECK: %[[QROWS:.*]] = memref.alloca() : memref<2x32xf32>
+// CHECK: %[[Q00:.*]] = vector.load %[[Q]][%[[SEQ]], %[[G0]], %c0] : memref<?x4x32xbf16>, vector<8xbf16>
+// CHECK: %[[Q00F:.*]] = arith.extf %[[Q00]] : vector<8xbf16> to vector<8xf32>
+// CHECK: vector.store %[[Q00F]], %[[QROWS]][%c0, %c0]
+// CHECK: vector.load %[[Q]][%[[SEQ]], %[[G1]], %c24]
+// CHECK: vector.store %{{.*}}, %[[QROWS]][%c1, %c24]
 // The pages between the sinks and the recent ones, with the list's size.
 // CHECK: scf.for %[[PG:.*]] = %c1 to %[[RECENT]] step %c1 iter_args(%[[COUNT:.*]] = %c0) -> (index) {
 // CHECK: %[[PHYS:.*]] = tensor.extract %[[PAGES]]
 // CHECK: %[[VALID:.*]] = arith.cmpi sge, %[[PHYS]], %c0_i32 : i32
 // CHECK: %[[SCORE:.*]] = scf.if %[[VALID]] -> (f32) {
 // CHECK: %[[PI:.*]] = arith.index_cast %[[PHYS]] : i32 to index
-// CHECK: %[[HI:.*]] = vector.load %[[MAX]][%[[PI]], %[[H]], %c0] : memref<?x2x32xf16>, vector<16xf16>
-// CHECK: %[[HIF:.*]] = arith.extf %[[HI]] : vector<16xf16> to vector<16xf32>
+// CHECK: %[[HI:.*]] = vector.load %[[MAX]][%[[PI]], %[[H]], %c0] : memref<?x2x32xf16>, vector<8xf16>
+// CHECK: %[[HIF:.*]] = arith.extf %[[HI]] : vector<8xf16> to vector<8xf32>
 // CHECK: %[[LO:.*]] = vector.load %[[MIN]][%[[PI]], %[[H]], %c0]
 // CHECK: %[[LOF:.*]] = arith.extf %[[LO]]
-// CHECK: %[[Q0:.*]] = vector.load %[[Q]][%[[SEQ]], %[[G0]], %c0] : memref<?x4x32xbf16>, vector<16xbf16>
-// CHECK: %[[Q0F:.*]] = arith.extf %[[Q0]] : vector<16xbf16> to vector<16xf32>
-// CHECK-DAG: %[[A:.*]] = arith.mulf %[[Q0F]], %[[LOF]] : vector<16xf32>
-// CHECK-DAG: %[[C:.*]] = arith.mulf %[[Q0F]], %[[HIF]] : vector<16xf32>
-// CHECK: %[[B0:.*]] = arith.maximumf %[[C]], %[[A]] : vector<16xf32>
-// CHECK: vector.load %[[Q]][%[[SEQ]], %[[G1]], %c0]
-// The second chunk, accumulated per query head.
-// CHECK: vector.load %[[MAX]][%[[PI]], %[[H]], %c16]
-// CHECK: vector.load %[[MIN]][%[[PI]], %[[H]], %c16]
-// CHECK: vector.load %[[Q]][%[[SEQ]], %[[G0]], %c16]
-// CHECK: %[[B0N:.*]] = arith.maximumf
-// CHECK: %[[ACC0:.*]] = arith.addf %[[B0]], %[[B0N]] : vector<16xf32>
-// CHECK: vector.load %[[Q]][%[[SEQ]], %[[G1]], %c16]
-// CHECK: %[[ACC1:.*]] = arith.addf
-// CHECK: %[[S0:.*]] = vector.reduction <add>, %[[ACC0]] : vector<16xf32> into f32
-// CHECK: %[[S1:.*]] = vector.reduction <add>, %[[ACC1]] : vector<16xf32> into f32
-// CHECK: %[[S:.*]] = arith.maximumf %[[S0]], %[[S1]] : f32
+// CHECK: %[[QV:.*]] = vector.load %[[QROWS]][%c0, %c0] : memref<2x32xf32>, vector<8xf32>
+// CHECK-DAG: %[[A:.*]] = arith.mulf %[[QV]], %[[LOF]] : vector<8xf32>
+// CHECK-DAG: %[[C:.*]] = arith.mulf %[[QV]], %[[HIF]] : vector<8xf32>
+// max as a compare and select (one max instruction on x86).
+// CHECK: %[[GT:.*]] = arith.cmpf ogt, %[[C]], %[[A]] : vector<8xf32>
+// CHECK: %[[B0:.*]] = arith.select %[[GT]], %[[C]], %[[A]] : vector<8xi1>, vector<8xf32>
+// CHECK: vector.load %[[QROWS]][%c1, %c0]
+// The next chunk, accumulated per query head.
+// CHECK: vector.load %[[MAX]][%[[PI]], %[[H]], %c8]
+// CHECK: vector.load %[[MIN]][%[[PI]], %[[H]], %c8]
+// CHECK: vector.load %[[QROWS]][%c0, %c8]
+// CHECK: %[[B0N:.*]] = arith.select
+// CHECK: %[[ACC0:.*]] = arith.addf %[[B0]], %[[B0N]] : vector<8xf32>
+// CHECK: vector.load %[[MAX]][%[[PI]], %[[H]], %c24]
+// CHECK: %[[S0:.*]] = vector.reduction <add>, %{{.*}} : vector<8xf32> into f32
+// CHECK: %[[S1:.*]] = vector.reduction <add>, %{{.*}} : vector<8xf32> into f32
+// CHECK: %[[SGT:.*]] = arith.cmpf ogt, %[[S1]], %[[S0]] : f32
+// CHECK: %[[S:.*]] = arith.select %[[SGT]], %[[S1]], %[[S0]] : f32
 // CHECK: scf.yield %[[S]] : f32
 // CHECK: } else {
 // CHECK: scf.yield %[[NEGINF]] : f32

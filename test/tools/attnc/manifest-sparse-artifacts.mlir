@@ -10,7 +10,7 @@
 // --count-tiles (the lowering's attn.instrumented reaches the manifest and
 // the header), and the append that keeps the summaries.
 
-// MANIFEST-LABEL: kernel select
+// MANIFEST-LABEL: kernel quest
 // MANIFEST: kind: "select_pages"
 // MANIFEST-NEXT: kv_cache: {{.*}}"summary": "minmax"}
 // MANIFEST-NEXT: phases: 1
@@ -30,12 +30,12 @@
 // MANIFEST: arg inout cache_k_page_max k_page_max f16 ["num_pages", 2, 32]
 // MANIFEST-NEXT: arg inout cache_k_page_min k_page_min f16 ["num_pages", 2, 32]
 
-// HEADER: select: query-aware page selection, top_k 4 (sink_pages 1, recent_pages 1).
+// HEADER: quest: query-aware page selection, top_k 4 (sink_pages 1, recent_pages 1).
 // HEADER-NEXT: kind select_pages, 1 phase.
 // HEADER-NEXT: KV cache 'cache': page_size 16, 2 KV heads, head size 32, nhd, f16 storage, page summaries (min/max), 272 bytes per token.
 // HEADER: out   block_offsets: i32 [batch, 2, 2]
 // HEADER-NEXT: out   block_indices: i32 [batch, 2, 4]
-// HEADER: static inline void select(attnc_memref3d *q, attnc_memref4d *cache_k_pages, attnc_memref4d *cache_v_pages, attnc_memref3d *cache_k_page_max, attnc_memref3d *cache_k_page_min, attnc_memref1d *kv_indptr, attnc_memref1d *kv_indices, attnc_memref1d *kv_last_page_len, attnc_memref3d *block_offsets, attnc_memref3d *block_indices) {
+// HEADER: static inline void quest(attnc_memref3d *q, attnc_memref4d *cache_k_pages, attnc_memref4d *cache_v_pages, attnc_memref3d *cache_k_page_max, attnc_memref3d *cache_k_page_min, attnc_memref1d *kv_indptr, attnc_memref1d *kv_indices, attnc_memref1d *kv_last_page_len, attnc_memref3d *block_offsets, attnc_memref3d *block_indices) {
 // HEADER: decode: paged attention (decode), 4 query heads, 2 KV heads, head size 32, f32.
 // HEADER-NEXT: kind paged_attention,
 // HEADER-NEXT: Block-sparse mask: block_size [1, 16] (query x key tokens), one pattern per KV head.
@@ -43,15 +43,15 @@
 // HEADER-NEXT: Instrumented: tile_stats.
 // HEADER-NEXT: KV cache 'cache'
 
-// SYMBOLS-DAG: T select__run
-// SYMBOLS-DAG: T select__work_items
+// SYMBOLS-DAG: T quest__run
+// SYMBOLS-DAG: T quest__work_items
 // SYMBOLS-DAG: T decode__run
 // SYMBOLS-DAG: decode__tile_stats
 // SYMBOLS-DAG: T append__run
 
 !cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 32, layout = nhd, storage = f16, summary = minmax>
 
-func.func @select(%q: tensor<?x4x32xf32>, %cache: !cache, %indptr: tensor<?xi32>,
+func.func @quest(%q: tensor<?x4x32xf32>, %cache: !cache, %indptr: tensor<?xi32>,
                   %indices: tensor<?xi32>, %last: tensor<?xi32>)
     -> (tensor<?x2x2xi32>, tensor<?x2x4xi32>) {
   %offsets, %pages = attn.select_pages %q, %cache, %indptr, %indices, %last
