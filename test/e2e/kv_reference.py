@@ -788,7 +788,8 @@ def select_pages(q, pool: dict, fmt: CacheFormat, kv_indptr, kv_indices, top_k: 
     [B, Hkv, top_k], scores) with int32 offsets [0, n] and indices the selected logical pages in
     ascending order followed by -1; scores as page_scores. A sequence with at most top_k pages
     keeps all; otherwise the first sink_pages and last recent_pages pages, then the best scores
-    of the others (ties: lower page first)."""
+    of the others (ties: lower page first). For NaN-free summaries and queries (the kernel's max
+    of two products keeps the second when one is NaN; NumPy's propagates it)."""
     if not (top_k >= 1 and sink_pages >= 0 and recent_pages >= 0
             and sink_pages + recent_pages <= top_k):
         raise ValueError(f"top_k {top_k}, sink_pages {sink_pages}, recent_pages {recent_pages}")
