@@ -74,14 +74,40 @@ static LogicalResult verifyIndexVector(Operation *op, Value v, StringRef name,
   return success();
 }
 
+/// A rank-3 query `[tokens, q_heads, head_dim]` (`shapeText`) read against
+/// `cache`: f32/f16/bf16, static heads and head size, GQA-divisible.
+static LogicalResult verifyQueryForCache(Operation *op, RankedTensorType q,
+                                         KVCacheType cache,
+                                         StringRef shapeText) {
+  if (q.getRank() != 3)
+    return op->emitOpError() << "query must be " << shapeText
+                             << " (rank 3), got rank " << q.getRank();
+  if (!isAttentionElement(q.getElementType()))
+    return op->emitOpError()
+           << "query element type must be f32, f16 or bf16, got "
+           << q.getElementType();
+  if (q.isDynamicDim(1) || q.isDynamicDim(2))
+    return op->emitOpError() << "query head count and head size must be static";
+  int64_t hq = q.getDimSize(1), hkv = cache.getNumKVHeads();
+  if (q.getDimSize(2) != cache.getHeadDim())
+    return op->emitOpError()
+           << "query head size " << q.getDimSize(2)
+           << " differs from the cache's head_dim " << cache.getHeadDim();
+  if (hq < 1 || hq % hkv != 0)
+    return op->emitOpError() << "query heads (" << hq
+                             << ") must be a positive multiple of the cache's "
+                                "kv_heads ("
+                             << hkv << ") for grouped-query attention";
+  return success();
+}
+
 /// The per-head masks of an attention op; `mask` (or none) for each head.
 static SmallVector<MaskAttr> kvHeadMasks(MLIRContext *ctx, MaskAttr mask,
                                          ArrayAttr headMasks,
                                          int64_t numKVHeads) {
   if (headMasks)
-    return llvm::map_to_vector(headMasks, [](Attribute a) {
-      return cast<MaskAttr>(a);
-    });
+    return llvm::map_to_vector(headMasks,
+                               [](Attribute a) { return cast<MaskAttr>(a); });
   if (!mask)
     mask = MaskAttr::get(ctx, false, -1, 0, false);
   return SmallVector<MaskAttr>(numKVHeads, mask);
@@ -90,12 +116,10 @@ static SmallVector<MaskAttr> kvHeadMasks(MLIRContext *ctx, MaskAttr mask,
 /// `head_masks` and the block-sparse operands (docs/sparsity.md). `batch`
 /// is the op's batch (dynamic when unknown); decode ops have one query per
 /// sequence.
-static LogicalResult verifySparsity(Operation *op, MaskAttr mask,
-                                    ArrayAttr headMasks,
-                                    DenseI64ArrayAttr blockSize,
-                                    Value offsets, Value indices, Value full,
-                                    int64_t numKVHeads, int64_t batch,
-                                    bool decode) {
+static LogicalResult
+verifySparsity(Operation *op, MaskAttr mask, ArrayAttr headMasks,
+               DenseI64ArrayAttr blockSize, Value offsets, Value indices,
+               Value full, int64_t numKVHeads, int64_t batch, bool decode) {
   if (headMasks) {
     if (mask)
       return op->emitOpError()
@@ -104,8 +128,8 @@ static LogicalResult verifySparsity(Operation *op, MaskAttr mask,
     if ((int64_t)headMasks.size() != numKVHeads)
       return op->emitOpError()
              << "head_masks has " << headMasks.size()
-             << " entries; expected one #attn.mask per KV head ("
-             << numKVHeads << ")";
+             << " entries; expected one #attn.mask per KV head (" << numKVHeads
+             << ")";
     std::optional<bool> topLeft;
     for (auto [h, a] : llvm::enumerate(headMasks)) {
       auto m = dyn_cast<MaskAttr>(a);
@@ -147,23 +171,22 @@ static LogicalResult verifySparsity(Operation *op, MaskAttr mask,
     if (t.getRank() != 3 || !t.getElementType().isInteger(32))
       return op->emitOpError()
              << name << " must be an i32 tensor [batch, heads, "
-             << (t == offType ? "num_q_blocks + 1" : "max_blocks")
-             << "], got " << t;
+             << (t == offType ? "num_q_blocks + 1" : "max_blocks") << "], got "
+             << t;
   int64_t heads = offType.getDimSize(1);
   if (ShapedType::isDynamic(heads) || (heads != 1 && heads != numKVHeads))
-    return op->emitOpError()
-           << "block_sparse offsets have " << dimText(heads)
-           << " heads; expected the KV heads (" << numKVHeads
-           << ") or 1 for one pattern shared by every head";
+    return op->emitOpError() << "block_sparse offsets have " << dimText(heads)
+                             << " heads; expected the KV heads (" << numKVHeads
+                             << ") or 1 for one pattern shared by every head";
   for (int64_t d : {0, 1})
     if (mismatch(offType.getDimSize(d), idxType.getDimSize(d)))
       return op->emitOpError()
-             << "block_sparse offsets " << offType << " and indices "
-             << idxType << " differ in dimension " << d;
+             << "block_sparse offsets " << offType << " and indices " << idxType
+             << " differ in dimension " << d;
   if (mismatch(offType.getDimSize(0), batch))
-    return op->emitOpError() << "block_sparse offsets cover "
-                             << offType.getDimSize(0)
-                             << " sequences; the batch has " << batch;
+    return op->emitOpError()
+           << "block_sparse offsets cover " << offType.getDimSize(0)
+           << " sequences; the batch has " << batch;
   if (decode && mismatch(offType.getDimSize(2), 2))
     return op->emitOpError()
            << "decode has one query block per sequence: block_sparse offsets "
@@ -343,26 +366,11 @@ MaskAttr PagedAttentionOp::getMaskOrNone() {
 LogicalResult PagedAttentionOp::verify() {
   RankedTensorType q = getQuery().getType();
   KVCacheType cache = getCacheType();
-  const char *qText = isRagged() ? "[total_q, q_heads, head_dim]"
-                                 : "[batch, q_heads, head_dim]";
-  if (q.getRank() != 3)
-    return emitOpError() << "query must be " << qText << " (rank 3), got rank "
-                         << q.getRank();
-  if (!isAttentionElement(q.getElementType()))
-    return emitOpError() << "query element type must be f32, f16 or bf16, got "
-                         << q.getElementType();
-  if (q.isDynamicDim(1) || q.isDynamicDim(2))
-    return emitOpError() << "query head count and head size must be static";
+  if (failed(verifyQueryForCache(*this, q, cache,
+                                 isRagged() ? "[total_q, q_heads, head_dim]"
+                                            : "[batch, q_heads, head_dim]")))
+    return failure();
   int64_t hq = q.getDimSize(1), hkv = cache.getNumKVHeads();
-  if (q.getDimSize(2) != cache.getHeadDim())
-    return emitOpError() << "query head size " << q.getDimSize(2)
-                         << " differs from the cache's head_dim "
-                         << cache.getHeadDim();
-  if (hq < 1 || hq % hkv != 0)
-    return emitOpError() << "query heads (" << hq
-                         << ") must be a positive multiple of the cache's "
-                            "kv_heads ("
-                         << hkv << ") for grouped-query attention";
 
   int64_t batch =
       isRagged() ? (ShapedType::isDynamic(getQoIndptr().getType().getDimSize(0))
@@ -426,28 +434,16 @@ LogicalResult SelectPagesOp::verify() {
     return emitOpError() << "needs per-page key summaries: declare the cache "
                             "with summary = minmax, got "
                          << cache;
-  if (q.getRank() != 3 || !isAttentionElement(q.getElementType()))
-    return emitOpError() << "query must be f32, f16 or bf16 [batch, q_heads, "
-                            "head_dim] (one decode query per sequence), got "
-                         << q;
-  if (q.isDynamicDim(1) || q.isDynamicDim(2))
-    return emitOpError() << "query head count and head size must be static";
-  int64_t hq = q.getDimSize(1), hkv = cache.getNumKVHeads();
-  if (q.getDimSize(2) != cache.getHeadDim())
-    return emitOpError() << "query head size " << q.getDimSize(2)
-                         << " differs from the cache's head_dim "
-                         << cache.getHeadDim();
-  if (hq < 1 || hq % hkv != 0)
-    return emitOpError() << "query heads (" << hq
-                         << ") must be a positive multiple of the cache's "
-                            "kv_heads ("
-                         << hkv << ")";
+  if (failed(verifyQueryForCache(*this, q, cache,
+                                 "[batch, q_heads, head_dim] (one decode "
+                                 "query per sequence)")))
+    return failure();
+  int64_t hkv = cache.getNumKVHeads();
   int64_t batch = q.getDimSize(0);
-  if (failed(verifyIndexVector(*this, getKvIndptr(), "kv_indptr",
-                               ShapedType::isDynamic(batch)
-                                   ? ShapedType::kDynamic
-                                   : batch + 1,
-                               "batch + 1")) ||
+  if (failed(verifyIndexVector(
+          *this, getKvIndptr(), "kv_indptr",
+          ShapedType::isDynamic(batch) ? ShapedType::kDynamic : batch + 1,
+          "batch + 1")) ||
       failed(verifyIndexVector(*this, getKvIndices(), "kv_indices",
                                ShapedType::kDynamic, "the number of pages")) ||
       failed(verifyIndexVector(*this, getKvLastPageLen(), "kv_last_page_len",

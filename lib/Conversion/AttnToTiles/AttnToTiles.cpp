@@ -1401,22 +1401,6 @@ static AttentionProblem describe(AttentionOp op) {
   return p;
 }
 
-/// The component buffers behind a cache value (attn-expand-kv-cache).
-static FailureOr<llvm::StringMap<Value>> cacheBuffers(Operation *op,
-                                                      Value cache) {
-  auto type = cast<KVCacheType>(cache.getType());
-  auto cast = cache.getDefiningOp<UnrealizedConversionCastOp>();
-  auto components = type.getComponents();
-  if (!cast || cast.getInputs().size() != components.size())
-    return op->emitOpError()
-           << "cache operand must be a function argument expanded to its "
-              "buffers; run attn-expand-kv-cache first";
-  llvm::StringMap<Value> buffers;
-  for (auto [c, v] : llvm::zip(components, cast.getInputs()))
-    buffers[c.role] = v;
-  return buffers;
-}
-
 static FailureOr<AttentionProblem> describe(PagedAttentionOp op) {
   AttentionProblem p = describeScores(op);
   p.cuQ = op.getQoIndptr();
@@ -1425,7 +1409,8 @@ static FailureOr<AttentionProblem> describe(PagedAttentionOp op) {
   p.kvLastPageLen = op.getKvLastPageLen();
   p.kvRings = op.getKvRings();
   p.cache = op.getCacheType();
-  FailureOr<llvm::StringMap<Value>> buffers = cacheBuffers(op, op.getCache());
+  FailureOr<llvm::StringMap<Value>> buffers =
+      expandedCacheBuffers(op, op.getCache());
   if (failed(buffers))
     return failure();
   p.cacheBuffers = std::move(*buffers);

@@ -1,5 +1,6 @@
 //===- ExpandKVCache.cpp - kv_cache arguments to component buffers --------===//
 
+#include "Lowerings.h"
 #include "attn/AttnDialect.h"
 #include "attnc/Conversion/Passes.h"
 
@@ -23,6 +24,50 @@ std::string attnc::cacheArgumentName(func::FuncOp func, unsigned argNo) {
   for (unsigned i = 0; i < argNo; ++i)
     ordinal += isa<KVCacheType>(func.getArgument(i).getType());
   return ordinal == 0 ? "cache" : "cache" + std::to_string(ordinal);
+}
+
+FailureOr<llvm::StringMap<Value>> attnc::expandedCacheBuffers(Operation *op,
+                                                              Value cache) {
+  auto castOp = cache.getDefiningOp<UnrealizedConversionCastOp>();
+  if (!castOp) {
+    if (isa<BlockArgument>(cache))
+      return op->emitOpError()
+             << "cache is a !attn.kv_cache argument that is not expanded into "
+                "its component buffers; run attn-expand-kv-cache first";
+    return op->emitOpError() << "cache must be a function argument (expanded "
+                                "into its component buffers by "
+                                "attn-expand-kv-cache)";
+  }
+  auto type = cast<KVCacheType>(cache.getType());
+  SmallVector<KVCacheType::Component> components = type.getComponents();
+  ValueRange inputs = castOp.getInputs();
+  auto matches = [](Value in, const KVCacheType::Component &comp) {
+    auto t = dyn_cast<MemRefType>(in.getType());
+    return t && t.getElementType() == comp.elementType &&
+           t.getRank() == static_cast<int64_t>(comp.shape.size());
+  };
+  if (inputs.size() != components.size() ||
+      !llvm::all_of(llvm::zip(inputs, components), [&](auto pair) {
+        return matches(std::get<0>(pair), std::get<1>(pair));
+      })) {
+    InFlightDiagnostic diag = op->emitOpError()
+                              << "cache must be a function argument (expanded "
+                                 "into its component buffers by "
+                                 "attn-expand-kv-cache); expected the buffers";
+    StringRef sep = "";
+    for (const KVCacheType::Component &comp : components) {
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      os << MemRefType::get(comp.shape, comp.elementType);
+      diag << sep << " " << comp.role << ": " << text;
+      sep = ",";
+    }
+    return diag;
+  }
+  llvm::StringMap<Value> buffers;
+  for (auto [in, comp] : llvm::zip(inputs, components))
+    buffers[comp.role] = in;
+  return buffers;
 }
 
 namespace {

@@ -155,44 +155,12 @@ private:
 } // namespace
 
 LogicalResult KVAppendLowering::findBuffers() {
-  Value c = op.getCache();
-  auto castOp = c.getDefiningOp<UnrealizedConversionCastOp>();
-  if (!castOp) {
-    if (isa<BlockArgument>(c))
-      return op.emitOpError()
-             << "cache is a !attn.kv_cache argument that is not expanded into "
-                "its component buffers; run attn-expand-kv-cache first";
-    return op.emitOpError() << "cache must be a function argument (expanded "
-                               "into its component buffers by "
-                               "attn-expand-kv-cache)";
-  }
-  SmallVector<KVCacheType::Component> components = cache.getComponents();
-  ValueRange inputs = castOp.getInputs();
-  auto matches = [&](Value in, const KVCacheType::Component &comp) {
-    auto t = dyn_cast<MemRefType>(in.getType());
-    return t && t.getElementType() == comp.elementType &&
-           t.getRank() == static_cast<int64_t>(comp.shape.size());
-  };
-  if (inputs.size() != components.size() ||
-      !llvm::all_of(llvm::zip(inputs, components), [&](auto pair) {
-        return matches(std::get<0>(pair), std::get<1>(pair));
-      })) {
-    InFlightDiagnostic diag = op.emitOpError()
-                              << "cache must be a function argument (expanded "
-                                 "into its component buffers by "
-                                 "attn-expand-kv-cache); expected the buffers";
-    StringRef sep = "";
-    for (const KVCacheType::Component &comp : components) {
-      std::string type;
-      llvm::raw_string_ostream os(type);
-      os << MemRefType::get(comp.shape, comp.elementType);
-      diag << sep << " " << comp.role << ": " << type;
-      sep = ",";
-    }
-    return diag;
-  }
-  for (auto [in, comp] : llvm::zip(inputs, components)) {
-    Value *slot = llvm::StringSwitch<Value *>(comp.role)
+  FailureOr<llvm::StringMap<Value>> buffers =
+      expandedCacheBuffers(op, op.getCache());
+  if (failed(buffers))
+    return failure();
+  for (const auto &[role, in] : *buffers) {
+    Value *slot = llvm::StringSwitch<Value *>(role)
                       .Case("k_pages", &kPages)
                       .Case("v_pages", &vPages)
                       .Case("k_scale", &kScale)
@@ -205,7 +173,7 @@ LogicalResult KVAppendLowering::findBuffers() {
                       .Case("k_page_min", &kPageMin)
                       .Default(nullptr);
     if (!slot)
-      return op.emitOpError() << "unknown cache component " << comp.role;
+      return op.emitOpError() << "unknown cache component " << role;
     *slot = in;
   }
   return success();

@@ -13,7 +13,15 @@
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/Support/LLVM.h"
 
+#include "llvm/ADT/StringMap.h"
+
 namespace attnc {
+
+/// The component buffers (by role: `k_pages`, ...) behind a cache operand:
+/// the `unrealized_conversion_cast` that attn-expand-kv-cache makes of a
+/// cache argument. Otherwise emits an error on `op` saying how to fix it.
+mlir::FailureOr<llvm::StringMap<mlir::Value>>
+expandedCacheBuffers(mlir::Operation *op, mlir::Value cache);
 
 /// Replaces `op` by an scf.parallel over KV heads that quantizes and writes
 /// the new tokens in order (docs/kv-cache.md). The cache operand must be the

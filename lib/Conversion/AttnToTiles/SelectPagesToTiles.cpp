@@ -113,48 +113,12 @@ private:
 } // namespace
 
 LogicalResult SelectPagesLowering::findBuffers() {
-  Value c = op.getCache();
-  auto castOp = c.getDefiningOp<UnrealizedConversionCastOp>();
-  if (!castOp) {
-    if (isa<BlockArgument>(c))
-      return op.emitOpError()
-             << "cache is a !attn.kv_cache argument that is not expanded into "
-                "its component buffers; run attn-expand-kv-cache first";
-    return op.emitOpError() << "cache must be a function argument (expanded "
-                               "into its component buffers by "
-                               "attn-expand-kv-cache)";
-  }
-  SmallVector<KVCacheType::Component> components = cache.getComponents();
-  ValueRange inputs = castOp.getInputs();
-  auto matches = [](Value in, const KVCacheType::Component &comp) {
-    auto t = dyn_cast<MemRefType>(in.getType());
-    return t && t.getElementType() == comp.elementType &&
-           t.getRank() == static_cast<int64_t>(comp.shape.size());
-  };
-  if (inputs.size() != components.size() ||
-      !llvm::all_of(llvm::zip(inputs, components), [&](auto pair) {
-        return matches(std::get<0>(pair), std::get<1>(pair));
-      })) {
-    InFlightDiagnostic diag = op.emitOpError()
-                              << "cache must be a function argument (expanded "
-                                 "into its component buffers by "
-                                 "attn-expand-kv-cache); expected the buffers";
-    StringRef sep = "";
-    for (const KVCacheType::Component &comp : components) {
-      std::string type;
-      llvm::raw_string_ostream os(type);
-      os << MemRefType::get(comp.shape, comp.elementType);
-      diag << sep << " " << comp.role << ": " << type;
-      sep = ",";
-    }
-    return diag;
-  }
-  for (auto [in, comp] : llvm::zip(inputs, components)) {
-    if (comp.role == "k_page_max")
-      kPageMax = in;
-    else if (comp.role == "k_page_min")
-      kPageMin = in;
-  }
+  FailureOr<llvm::StringMap<Value>> buffers =
+      expandedCacheBuffers(op, op.getCache());
+  if (failed(buffers))
+    return failure();
+  kPageMax = buffers->lookup("k_page_max");
+  kPageMin = buffers->lookup("k_page_min");
   if (!kPageMax || !kPageMin)
     return op.emitOpError() << "cache has no k_page_max / k_page_min "
                                "components (declare it with summary = minmax)";
