@@ -170,6 +170,7 @@ def main():
     ap.add_argument("--reps", type=int, default=1, help="timed prefill runs per mask")
     ap.add_argument("--decode-reps", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="seq 2048, context 8192")
+    ap.add_argument("--only", choices=("prefill", "decode"), help="run one part")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.quick:
@@ -189,110 +190,114 @@ def main():
           f"{a.threads} threads")
     records = dict(prefill=[], decode=[])
 
-    # Prefill.
-    s = a.seq
-    q = (rng.standard_normal((1, s, HQ, D), np.float32) * 0.5).astype(np.float16)
-    k = rng.standard_normal((1, s, HKV, D), np.float32).astype(np.float16)
-    v = rng.standard_normal((1, s, HKV, D), np.float32).astype(np.float16)
-    o = np.empty_like(q)
-    off, idx, full, density = random_bsr(rng, s, 0.10)
-    dense_tiles = visible_tiles(s, MASKS["dense"][1])
-    rows = [(name, f"prefill{i}", {}, visible_tiles(s, heads))
-            for i, (name, (_, heads)) in enumerate(MASKS.items())]
-    rows.append((f"bsr {density:.0%}", "prefill_bsr",
-                 {"block_offsets": off, "block_indices": idx, "block_full": full},
-                 bsr_tiles(s, off, idx)))
-    print(f"\n# prefill 1 x {s}, {HQ}/{HKV} heads, D {D}, f16; median of {a.reps}")
-    print(f"{'mask':>14} {'ms':>10} {'vs causal':>10} {'vs dense':>9} {'tiles':>10} "
-          f"{'tiles vs causal':>16}")
-    causal_ms = causal_tiles = dense_ms = None
-    with Module(work / "prefill", num_threads=a.threads) as m:
-        for name, kernel, extra, tiles in rows:
-            ms = timed(m, kernel, {"q": q, "k": k, "v": v, **extra, "o": o}, a.reps)
-            if name == "dense":
-                dense_ms = ms
-            if name == "causal":
-                causal_ms, causal_tiles = ms, tiles
-            rel_c = ms / causal_ms if causal_ms else float("nan")
-            tiles_c = tiles / causal_tiles if causal_tiles else float("nan")
-            print(f"{name:>14} {ms:>10.1f} {rel_c:>10.3f} {ms / dense_ms:>9.3f} {tiles:>10} "
-                  f"{tiles_c:>16.3f}", flush=True)
-            records["prefill"].append(dict(mask=name, ms=ms, tiles=tiles,
-                                           dense_tiles=dense_tiles))
+    if a.only != "decode":
+        # Prefill.
+        s = a.seq
+        q = (rng.standard_normal((1, s, HQ, D), np.float32) * 0.5).astype(np.float16)
+        k = rng.standard_normal((1, s, HKV, D), np.float32).astype(np.float16)
+        v = rng.standard_normal((1, s, HKV, D), np.float32).astype(np.float16)
+        o = np.empty_like(q)
+        off, idx, full, density = random_bsr(rng, s, 0.10)
+        dense_tiles = visible_tiles(s, MASKS["dense"][1])
+        rows = [(name, f"prefill{i}", {}, visible_tiles(s, heads))
+                for i, (name, (_, heads)) in enumerate(MASKS.items())]
+        rows.append((f"bsr {density:.0%}", "prefill_bsr",
+                     {"block_offsets": off, "block_indices": idx, "block_full": full},
+                     bsr_tiles(s, off, idx)))
+        print(f"\n# prefill 1 x {s}, {HQ}/{HKV} heads, D {D}, f16; median of {a.reps}")
+        print(f"{'mask':>14} {'ms':>10} {'vs causal':>10} {'vs dense':>9} {'tiles':>10} "
+              f"{'tiles vs causal':>16}")
+        causal_ms = causal_tiles = dense_ms = None
+        with Module(work / "prefill", num_threads=a.threads) as m:
+            for name, kernel, extra, tiles in rows:
+                ms = timed(m, kernel, {"q": q, "k": k, "v": v, **extra, "o": o}, a.reps)
+                if name == "dense":
+                    dense_ms = ms
+                if name == "causal":
+                    causal_ms, causal_tiles = ms, tiles
+                rel_c = ms / causal_ms if causal_ms else float("nan")
+                tiles_c = tiles / causal_tiles if causal_tiles else float("nan")
+                print(f"{name:>14} {ms:>10.1f} {rel_c:>10.3f} {ms / dense_ms:>9.3f} {tiles:>10} "
+                      f"{tiles_c:>16.3f}", flush=True)
+                records["prefill"].append(dict(mask=name, ms=ms, tiles=tiles,
+                                               dense_tiles=dense_tiles))
 
-    # Decode with page selection.
-    ctx, b = a.context, BATCH
-    lens = np.full(b, ctx)
-    table = build_page_table(rng, lens, PAGE)
-    indptr, indices, last = table.arrays()
-    pool = fmt.empty_pool(table.num_pages)
-    cache = {f"cache_{c}": arr for c, arr in pool.items()}
-    sid, pos, slots = sequence_slots(table, skip_shared=False)
-    qd = (rng.standard_normal((b, HQ, D), np.float32) * 0.5).astype(np.float16)
-    # Concentrated attention, as in long-context retrieval: per (sequence, KV head) 3 pages
-    # (away from the sinks and the recent pages) hold keys along the group's mean query, so
-    # most of the softmax mass sits there; the other keys are random.
-    pages = ctx // PAGE
-    needle = np.zeros((b, pages, HKV), bool)
-    for bi in range(b):
-        for h in range(HKV):
-            needle[bi, rng.choice(np.arange(1, pages - 4), 3, replace=False), h] = True
-    direction = qd.astype(np.float32).reshape(b, HKV, HQ // HKV, D).mean(axis=2)
-    direction *= 4 * np.sqrt(D) / np.linalg.norm(direction, axis=-1, keepdims=True)
-    with Module(work / "decode", num_threads=a.threads) as m:
-        chunk = 65536  # append in chunks: the K/V of 512k tokens at once is 2 GiB of f16
-        for at in range(0, len(slots), chunk):
-            n = min(chunk, len(slots) - at)
-            kk = rng.standard_normal((n, HKV, D), np.float32)
-            planted = needle[sid[at:at + n], pos[at:at + n] // PAGE]  # [n, HKV]
-            kk = np.where(planted[..., None], direction[sid[at:at + n]], kk).astype(np.float16)
-            vv = rng.standard_normal((n, HKV, D), np.float32).astype(np.float16)
-            m.run("append", {"k_new": kk, "v_new": vv, "slot_mapping": slots[at:at + n],
-                             **cache})
-        table_args = {"kv_indptr": indptr, "kv_indices": indices, "kv_last_page_len": last}
-        full_o, sparse_o = np.empty_like(qd), np.empty_like(qd)
-        sel_off = np.empty((b, HKV, 2), np.int32)
-        sel = np.empty((b, HKV, TOP_K), np.int32)
-        full_ms = timed(m, "decode", {"q": qd, **cache, **table_args, "o": full_o},
-                        a.decode_reps)
-        select_ms = timed(m, "select", {"q": qd, **cache, **table_args,
-                                        "block_offsets": sel_off, "block_indices": sel},
-                          a.decode_reps)
-        sparse_ms = timed(m, "decode_selected",
-                          {"q": qd, **cache, **table_args, "block_offsets": sel_off,
-                           "block_indices": sel, "o": sparse_o}, a.decode_reps)
-    err = float(np.abs(sparse_o.astype(np.float32) - full_o.astype(np.float32)).max())
-    scale = float(np.abs(full_o.astype(np.float32)).max())
-    found, mass = 0, 1.0
-    g = HQ // HKV
-    for bi in range(b):
-        keys = pool["k_pages"][indices[indptr[bi]:indptr[bi + 1]]].reshape(-1, HKV, D)
-        for h in range(HKV):
-            chosen = sel[bi, h, :sel_off[bi, h, 1]]
-            found += len(set(chosen.tolist()) & set(np.flatnonzero(needle[bi, :, h]).tolist()))
-            # Softmax mass of the selected pages, per query head of the group.
-            s = qd[bi, h * g:(h + 1) * g].astype(np.float64) @ keys[:ctx, h].T.astype(np.float64)
-            p = np.exp((s - s.max(axis=1, keepdims=True)) / np.sqrt(D))
-            inside = p.reshape(g, pages, PAGE)[:, chosen].sum(axis=(1, 2)) / p.sum(axis=1)
-            mass = min(mass, float(inside.min()))
-    print(f"\n# decode batch {b} x {ctx} keys, {HQ}/{HKV} heads, D {D}, f16 pages of {PAGE} "
-          f"({pages} per sequence), top {TOP_K} pages; median of {a.decode_reps}")
-    print(f"{'step':>22} {'ms':>9} {'vs full':>8}")
-    for name, ms in (("full decode", full_ms), ("select_pages", select_ms),
-                     ("decode, selected pages", sparse_ms),
-                     ("select + decode", select_ms + sparse_ms)):
-        print(f"{name:>22} {ms:>9.2f} {ms / full_ms:>8.3f}")
-    print(f"# pages read: {TOP_K} of {pages} ({TOP_K / pages:.2%}); planted pages selected: "
-          f"{found} of {3 * b * HKV}; softmax mass in the selected pages >= {mass:.4f}; "
-          f"max |sparse - full| = {err:.3g} (max |full| = {scale:.3g})")
-    records["decode"] = dict(batch=b, context=ctx, top_k=TOP_K, page_size=PAGE,
-                             full_ms=full_ms, select_ms=select_ms, sparse_ms=sparse_ms,
-                             max_abs_err=err, max_abs_full=scale, planted_found=found, min_selected_mass=mass,
-                             planted=3 * b * HKV)
+    if a.only != "prefill":
+        # Decode with page selection.
+        ctx, b = a.context, BATCH
+        lens = np.full(b, ctx)
+        table = build_page_table(rng, lens, PAGE)
+        indptr, indices, last = table.arrays()
+        pool = fmt.empty_pool(table.num_pages)
+        cache = {f"cache_{c}": arr for c, arr in pool.items()}
+        sid, pos, slots = sequence_slots(table, skip_shared=False)
+        qd = (rng.standard_normal((b, HQ, D), np.float32) * 0.5).astype(np.float16)
+        # Concentrated attention, as in long-context retrieval: per (sequence, KV head) 3 pages
+        # (away from the sinks and the recent pages) hold keys along the group's queries, so most
+        # of each query head's softmax mass sits there; the other keys are random.
+        pages = ctx // PAGE
+        needle = np.zeros((b, pages, HKV), bool)
+        for bi in range(b):
+            for h in range(HKV):
+                needle[bi, rng.choice(np.arange(1, pages - 4), 3, replace=False), h] = True
+        # Token o of a planted page of KV head h lies along query head h * G + o % G.
+        direction = qd.astype(np.float32).reshape(b, HKV, HQ // HKV, D)
+        direction *= 4 * np.sqrt(D) / np.linalg.norm(direction, axis=-1, keepdims=True)
+        g = HQ // HKV
+        with Module(work / "decode", num_threads=a.threads) as m:
+            chunk = 65536  # append in chunks: the K/V of 512k tokens at once is 2 GiB of f16
+            for at in range(0, len(slots), chunk):
+                n = min(chunk, len(slots) - at)
+                kk = rng.standard_normal((n, HKV, D), np.float32)
+                planted = needle[sid[at:at + n], pos[at:at + n] // PAGE]  # [n, HKV]
+                along = direction[sid[at:at + n], :, pos[at:at + n] % g]       # [n, HKV, D]
+                kk = np.where(planted[..., None], along, kk).astype(np.float16)
+                vv = rng.standard_normal((n, HKV, D), np.float32).astype(np.float16)
+                m.run("append", {"k_new": kk, "v_new": vv, "slot_mapping": slots[at:at + n],
+                                 **cache})
+            table_args = {"kv_indptr": indptr, "kv_indices": indices, "kv_last_page_len": last}
+            full_o, sparse_o = np.empty_like(qd), np.empty_like(qd)
+            sel_off = np.empty((b, HKV, 2), np.int32)
+            sel = np.empty((b, HKV, TOP_K), np.int32)
+            full_ms = timed(m, "decode", {"q": qd, **cache, **table_args, "o": full_o},
+                            a.decode_reps)
+            select_ms = timed(m, "select", {"q": qd, **cache, **table_args,
+                                            "block_offsets": sel_off, "block_indices": sel},
+                              a.decode_reps)
+            sparse_ms = timed(m, "decode_selected",
+                              {"q": qd, **cache, **table_args, "block_offsets": sel_off,
+                               "block_indices": sel, "o": sparse_o}, a.decode_reps)
+        err = float(np.abs(sparse_o.astype(np.float32) - full_o.astype(np.float32)).max())
+        scale = float(np.abs(full_o.astype(np.float32)).max())
+        found, mass = 0, 1.0
+        for bi in range(b):
+            keys = pool["k_pages"][indices[indptr[bi]:indptr[bi + 1]]].reshape(-1, HKV, D)
+            for h in range(HKV):
+                chosen = sel[bi, h, :sel_off[bi, h, 1]]
+                found += len(set(chosen.tolist()) & set(np.flatnonzero(needle[bi, :, h]).tolist()))
+                # Softmax mass of the selected pages, per query head of the group.
+                sc = qd[bi, h * g:(h + 1) * g].astype(np.float64) @ keys[:ctx, h].T.astype(np.float64)
+                p = np.exp((sc - sc.max(axis=1, keepdims=True)) / np.sqrt(D))
+                inside = p.reshape(g, pages, PAGE)[:, chosen].sum(axis=(1, 2)) / p.sum(axis=1)
+                mass = min(mass, float(inside.min()))
+        print(f"\n# decode batch {b} x {ctx} keys, {HQ}/{HKV} heads, D {D}, f16 pages of {PAGE} "
+              f"({pages} per sequence), top {TOP_K} pages; median of {a.decode_reps}")
+        print(f"{'step':>22} {'ms':>9} {'vs full':>8}")
+        for name, ms in (("full decode", full_ms), ("select_pages", select_ms),
+                         ("decode, selected pages", sparse_ms),
+                         ("select + decode", select_ms + sparse_ms)):
+            print(f"{name:>22} {ms:>9.2f} {ms / full_ms:>8.3f}")
+        print(f"# pages read: {TOP_K} of {pages} ({TOP_K / pages:.2%}); planted pages selected: "
+              f"{found} of {3 * b * HKV}; softmax mass in the selected pages >= {mass:.4f}; "
+              f"max |sparse - full| = {err:.3g} (max |full| = {scale:.3g})")
+        records["decode"] = dict(batch=b, context=ctx, top_k=TOP_K, page_size=PAGE,
+                                 full_ms=full_ms, select_ms=select_ms, sparse_ms=sparse_ms,
+                                 max_abs_err=err, max_abs_full=scale, planted_found=found, min_selected_mass=mass,
+                                 planted=3 * b * HKV)
     if a.json:
         a.json.write_text(json.dumps(dict(
             date=datetime.date.today().isoformat(), machine=platform.processor(),
-            cores=os.cpu_count(), threads=a.threads, seq=s, **records), indent=1))
+            cores=os.cpu_count(), threads=a.threads, seq=a.seq, context=a.context, **records), indent=1))
 
 
 if __name__ == "__main__":
