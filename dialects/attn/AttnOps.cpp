@@ -205,6 +205,19 @@ verifySparsity(Operation *op, MaskAttr mask, ArrayAttr headMasks,
   return success();
 }
 
+/// What the attention ops share after their shapes: masks, block-sparse
+/// operands, scale and softcap.
+template <typename OpTy>
+static LogicalResult verifyMaskAndScores(OpTy op, int64_t numKVHeads,
+                                         int64_t batch, bool decode) {
+  if (failed(verifySparsity(op, op.getMaskAttr(), op.getHeadMasksAttr(),
+                            op.getBlockSizeAttr(), op.getBlockOffsets(),
+                            op.getBlockIndices(), op.getBlockFull(), numKVHeads,
+                            batch, decode)))
+    return failure();
+  return verifyScoreAttributes(op, op.getScaleAttr(), op.getSoftcapAttr());
+}
+
 SmallVector<MaskAttr> AttentionOp::getKVHeadMasks() {
   return kvHeadMasks(getContext(), getMaskAttr(), getHeadMasksAttr(),
                      getNumKVHeads());
@@ -339,12 +352,7 @@ LogicalResult AttentionOp::verify() {
     batch = q.getDimSize(0);
   else if (!getCuSeqlensQ().getType().isDynamicDim(0))
     batch = getCuSeqlensQ().getType().getDimSize(0) - 1;
-  if (failed(verifySparsity(*this, getMaskAttr(), getHeadMasksAttr(),
-                            getBlockSizeAttr(), getBlockOffsets(),
-                            getBlockIndices(), getBlockFull(), hkv, batch,
-                            /*decode=*/false)))
-    return failure();
-  return verifyScoreAttributes(*this, getScaleAttr(), getSoftcapAttr());
+  return verifyMaskAndScores(*this, hkv, batch, /*decode=*/false);
 }
 
 //===----------------------------------------------------------------------===//
@@ -415,12 +423,7 @@ LogicalResult PagedAttentionOp::verify() {
                            << (isRagged() ? "total_q" : "batch")
                            << "] = " << expect << ", got " << t;
   }
-  if (failed(verifySparsity(*this, getMaskAttr(), getHeadMasksAttr(),
-                            getBlockSizeAttr(), getBlockOffsets(),
-                            getBlockIndices(), getBlockFull(), hkv, batch,
-                            /*decode=*/!isRagged())))
-    return failure();
-  return verifyScoreAttributes(*this, getScaleAttr(), getSoftcapAttr());
+  return verifyMaskAndScores(*this, hkv, batch, /*decode=*/!isRagged());
 }
 
 //===----------------------------------------------------------------------===//
