@@ -147,9 +147,14 @@ def visible_tiles(seq: int, heads) -> int:
 
 
 def bsr_tiles(seq: int, off, idx) -> int:
+    """Tiles the kernel runs: all of a listed block below the diagonal (flagged full), and in
+    the diagonal block (partial, causal) the tiles at or below the diagonal. seq is a multiple
+    of BLOCK here."""
     per_block = (BLOCK // TILE_KV) * (BLOCK // TILE_Q)
+    diagonal = sum(q0 // TILE_KV + 1 for q0 in range(TILE_Q - 1, BLOCK, TILE_Q))
     n = -(-seq // BLOCK)
-    return int(off[0, :, n].sum()) * per_block  # every listed block is in the triangle
+    listed = int(off[0, :, n].sum())  # every row lists its diagonal block once
+    return (listed - HKV * n) * per_block + HKV * n * diagonal
 
 
 def timed(m, name, args, reps):

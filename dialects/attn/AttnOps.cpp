@@ -101,6 +101,17 @@ static LogicalResult verifyQueryForCache(Operation *op, RankedTensorType q,
   return success();
 }
 
+/// `#attn.mask<none>`, what an absent mask means.
+static MaskAttr noneMask(MLIRContext *ctx) {
+  return MaskAttr::get(ctx, false, -1, 0, false);
+}
+
+/// `scale`, or 1/sqrt(head_dim) when absent.
+static double scaleOrDefault(FloatAttr scale, int64_t headDim) {
+  return scale ? scale.getValueAsDouble()
+               : 1.0 / std::sqrt(static_cast<double>(headDim));
+}
+
 /// The per-head masks of an attention op; `mask` (or none) for each head.
 static SmallVector<MaskAttr> kvHeadMasks(MLIRContext *ctx, MaskAttr mask,
                                          ArrayAttr headMasks,
@@ -109,7 +120,7 @@ static SmallVector<MaskAttr> kvHeadMasks(MLIRContext *ctx, MaskAttr mask,
     return llvm::map_to_vector(headMasks,
                                [](Attribute a) { return cast<MaskAttr>(a); });
   if (!mask)
-    mask = MaskAttr::get(ctx, false, -1, 0, false);
+    mask = noneMask(ctx);
   return SmallVector<MaskAttr>(numKVHeads, mask);
 }
 
@@ -239,15 +250,11 @@ int64_t AttentionOp::getHeadDim() {
 }
 
 double AttentionOp::getScaleOrDefault() {
-  if (auto scale = getScaleAttr())
-    return scale.getValueAsDouble();
-  return 1.0 / std::sqrt(static_cast<double>(getHeadDim()));
+  return scaleOrDefault(getScaleAttr(), getHeadDim());
 }
 
 MaskAttr AttentionOp::getMaskOrNone() {
-  if (auto mask = getMaskAttr())
-    return mask;
-  return MaskAttr::get(getContext(), false, -1, 0, false);
+  return getMaskAttr() ? getMaskAttr() : noneMask(getContext());
 }
 
 LogicalResult AttentionOp::verify() {
@@ -360,15 +367,11 @@ LogicalResult AttentionOp::verify() {
 //===----------------------------------------------------------------------===//
 
 double PagedAttentionOp::getScaleOrDefault() {
-  if (auto scale = getScaleAttr())
-    return scale.getValueAsDouble();
-  return 1.0 / std::sqrt(static_cast<double>(getHeadDim()));
+  return scaleOrDefault(getScaleAttr(), getHeadDim());
 }
 
 MaskAttr PagedAttentionOp::getMaskOrNone() {
-  if (auto mask = getMaskAttr())
-    return mask;
-  return MaskAttr::get(getContext(), false, -1, 0, false);
+  return getMaskAttr() ? getMaskAttr() : noneMask(getContext());
 }
 
 LogicalResult PagedAttentionOp::verify() {

@@ -102,9 +102,9 @@ struct WorkItem {
   // the offset from query index to position (bottom-right: Lk - Lq).
   Value posOffset, firstPos, lastPos;
   // The KV head's mask where heads differ (docs/sparsity.md section 1):
-  // `upper` (i1) null when every head agrees; `window`, `sinks` (index)
-  // null when no head has one.
-  Value upper, window, sinks;
+  // `noUpper` (i1: the head sees keys after its position) null when every
+  // head agrees; `window`, `sinks` (index) null when no head has one.
+  Value noUpper, window, sinks;
   Value blockHead; // block-sparse: the head of the block lists
 };
 
@@ -673,10 +673,8 @@ Value AttentionTiler::emitElementPredicate(const WorkItem &w, Value scores,
   };
   if (rules.anyUpper) {
     Value below = vcmp(arith::CmpIPredicate::sle, keyPos, bcast(posI32));
-    if (w.upper)
-      below =
-          vor(below, bcast(arith::XOrIOp::create(
-                         b, w.upper, arith::ConstantIntOp::create(b, 1, 1))));
+    if (w.noUpper)
+      below = vor(below, bcast(w.noUpper));
     require(below);
   }
   if (rules.anyWindow) {
@@ -750,8 +748,8 @@ void AttentionTiler::emitHeadMask(WorkItem &w) {
     return v;
   };
   if (rules.anyUpper && !rules.allUpper)
-    w.upper = arith::CmpIOp::create(
-        b, arith::CmpIPredicate::ne,
+    w.noUpper = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::eq,
         perHead([](MaskAttr m) -> int64_t { return m.hasUpperBound(); }),
         idx(0));
   if (rules.anyWindow)
@@ -771,8 +769,8 @@ KVRange AttentionTiler::emitBlockPredicate(WorkItem &w) {
   Value endKey = w.kLen;
   if (rules.anyUpper) {
     endKey = minS(w.kLen, maxS(idx(0), add(w.lastPos, idx(1))));
-    if (w.upper)
-      endKey = arith::SelectOp::create(b, w.upper, endKey, w.kLen);
+    if (w.noUpper)
+      endKey = arith::SelectOp::create(b, w.noUpper, w.kLen, endKey);
   }
   Value beginKey = idx(0);
   if (rules.anyWindow)
@@ -1083,11 +1081,8 @@ Value AttentionTiler::emitFullTileTest(const WorkItem &w, Value tileStart,
   };
   if (rules.anyUpper) {
     Value below = le(tileLast, w.firstPos);
-    if (w.upper)
-      below = arith::OrIOp::create(
-          b, below,
-          arith::XOrIOp::create(b, w.upper,
-                                arith::ConstantIntOp::create(b, 1, 1)));
+    if (w.noUpper)
+      below = arith::OrIOp::create(b, below, w.noUpper);
     require(below);
   }
   if (rules.anyWindow) {
