@@ -9,6 +9,8 @@
 #include "attnc/Target/HostLibrary.h"
 
 #include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/IR/Constants.h"
+#include "llvm/IR/GlobalVariable.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
@@ -89,13 +91,20 @@ LogicalResult attnc::printHostLLVMIR(ModuleOp module, llvm::raw_ostream &os) {
   return success();
 }
 
-LogicalResult attnc::emitHostLibrary(ModuleOp module, StringRef objectPath,
-                                     StringRef sharedLibPath) {
+LogicalResult attnc::emitHostArtifact(ModuleOp module,
+                                      const HostArtifact &artifact) {
   llvm::LLVMContext ctx;
   std::unique_ptr<llvm::TargetMachine> tm;
   std::unique_ptr<llvm::Module> llvmModule;
   if (failed(lowerForHost(module, ctx, tm, llvmModule)))
     return failure();
+  for (const auto &[name, text] : artifact.strings) {
+    llvm::Constant *init = llvm::ConstantDataArray::getString(ctx, text);
+    new llvm::GlobalVariable(*llvmModule, init->getType(), /*isConstant=*/true,
+                             llvm::GlobalValue::ExternalLinkage, init, name);
+  }
+  StringRef objectPath = artifact.objectPath;
+  StringRef sharedLibPath = artifact.sharedLibPath;
 
   {
     std::error_code ec;
@@ -110,6 +119,8 @@ LogicalResult attnc::emitHostLibrary(ModuleOp module, StringRef objectPath,
     codegen.run(*llvmModule);
     object.keep();
   }
+  if (sharedLibPath.empty())
+    return success();
 
   std::string linker = ATTNC_HOST_LINKER;
   if (const char *env = std::getenv("ATTNC_LINKER"))

@@ -119,8 +119,19 @@ void writeManifest(llvm::raw_ostream &os,
                    llvm::StringRef target, llvm::StringRef library,
                    llvm::StringRef header);
 
+/// The C header of an artifact: memref descriptors, each kernel's entry
+/// points and signature, and the embedding (the manifest's symbol and
+/// attnc_<id>_symbol, the lookup attnrt_open_embedded takes).
 void writeHeader(llvm::raw_ostream &os, const std::vector<KernelInfo> &kernels,
                  llvm::StringRef stem);
+
+/// `stem` as a C identifier: every character other than [A-Za-z0-9_]
+/// becomes '_', and a leading digit gets a '_' prefix.
+std::string cIdentifier(llvm::StringRef stem);
+
+/// The symbol of the manifest text every artifact defines:
+/// attnc_<cIdentifier(stem)>_manifest.
+std::string embeddedManifestSymbol(llvm::StringRef stem);
 
 } // namespace attnc
 

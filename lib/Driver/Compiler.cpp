@@ -1,0 +1,327 @@
+//===- Compiler.cpp - attnc as a library: source in, artifacts out --------===//
+//
+// The driver's pipeline: parse, verify, collect the kernels' signatures,
+// lower level by level, and stop at the requested level or write the
+// artifacts. A failed pass with an error diagnostic is the input's fault
+// (status 1); a failure without one is attnc's (status 2).
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Driver/Compiler.h"
+
+#include "attn/AttnDialect.h"
+#include "attnc/Conversion/Passes.h"
+#include "attnc/Target/HostLibrary.h"
+#include "attnc/Target/Manifest.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Support/Timing.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+#include <mutex>
+
+using namespace mlir;
+using namespace attnc;
+
+namespace {
+
+/// Writes to two streams: the caller's (live printing) and the result's.
+class TeeStream : public llvm::raw_ostream {
+public:
+  TeeStream(llvm::raw_ostream &first, llvm::raw_ostream *second)
+      : first(first), second(second) {
+    SetUnbuffered();
+  }
+
+private:
+  void write_impl(const char *ptr, size_t size) override {
+    first.write(ptr, size);
+    if (second)
+      second->write(ptr, size);
+    pos += size;
+  }
+  uint64_t current_pos() const override { return pos; }
+
+  llvm::raw_ostream &first;
+  llvm::raw_ostream *second;
+  uint64_t pos = 0;
+};
+
+/// One compilation's context, diagnostics and result.
+class Compilation {
+public:
+  Compilation(const CompileOptions &options, CompileResult &result,
+              llvm::raw_ostream *diagStream);
+
+  void run(StringRef source, StringRef bufferName);
+
+private:
+  /// A diagnostic without a source location (options, files).
+  void userError(const Twine &message);
+  CompileStatus runPipeline(ModuleOp module,
+                            function_ref<LogicalResult(OpPassManager &)> build);
+  void recordDiagnostic(Diagnostic &diag);
+  CompileStatus writeArtifacts(ModuleOp module,
+                               const std::vector<KernelInfo> &kernels,
+                               StringRef stem);
+  /// The kernel library's file name in the output directory.
+  std::string libraryName(StringRef stem) const;
+
+  const CompileOptions &options;
+  CompileResult &result;
+  llvm::raw_string_ostream printed;
+  TeeStream tee;
+  MLIRContext context;
+  int errors = 0;
+};
+
+} // namespace
+
+static DialectRegistry makeRegistry() {
+  // Pipelines are built from text (parsePassPipeline), so every pass they
+  // name must be registered; registration is global and done once.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    registerAllPasses();
+    registerAttncConversionPasses();
+  });
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  registry.insert<attn::AttnDialect>();
+  return registry;
+}
+
+Compilation::Compilation(const CompileOptions &options, CompileResult &result,
+                         llvm::raw_ostream *diagStream)
+    : options(options), result(result), printed(result.diagnosticText),
+      tee(printed, diagStream), context(makeRegistry()) {
+  // Diagnostics speak in source locations; an IR dump would only bury them.
+  context.printOpOnDiagnostic(false);
+}
+
+static const char *severityName(DiagnosticSeverity severity) {
+  switch (severity) {
+  case DiagnosticSeverity::Error:
+    return "error";
+  case DiagnosticSeverity::Warning:
+    return "warning";
+  case DiagnosticSeverity::Note:
+    return "note";
+  case DiagnosticSeverity::Remark:
+    return "remark";
+  }
+  llvm_unreachable("unknown severity");
+}
+
+void Compilation::recordDiagnostic(Diagnostic &diag) {
+  auto record = [&](Diagnostic &d) {
+    CompileDiagnostic entry;
+    entry.severity = severityName(d.getSeverity());
+    entry.message = d.str();
+    if (auto loc = d.getLocation()->findInstanceOf<FileLineColLoc>()) {
+      entry.file = loc.getFilename().str();
+      entry.line = loc.getLine();
+      entry.column = loc.getColumn();
+    }
+    result.diagnostics.push_back(std::move(entry));
+  };
+  record(diag);
+  for (Diagnostic &note : diag.getNotes())
+    record(note);
+  if (diag.getSeverity() == DiagnosticSeverity::Error)
+    ++errors;
+}
+
+void Compilation::userError(const Twine &message) {
+  CompileDiagnostic entry;
+  entry.severity = "error";
+  entry.message = message.str();
+  tee << "attnc: error: " << entry.message << "\n";
+  result.diagnostics.push_back(std::move(entry));
+  result.status = kCompileUserError;
+}
+
+CompileStatus
+Compilation::runPipeline(ModuleOp module,
+                         function_ref<LogicalResult(OpPassManager &)> build) {
+  PassManager pm(module->getName());
+  if (failed(applyPassManagerCLOptions(pm)) || failed(build(pm)))
+    return kCompileInternalError;
+  applyDefaultTimingPassManagerCLOptions(pm);
+  int before = errors;
+  if (succeeded(pm.run(module)))
+    return kCompileOk;
+  return errors > before ? kCompileUserError : kCompileInternalError;
+}
+
+static bool isGPUTarget(StringRef target) { return target.starts_with("sm_"); }
+
+void Compilation::run(StringRef source, StringRef bufferName) {
+  if (options.target != "host") {
+    if (isGPUTarget(options.target))
+      return userError("target '" + options.target +
+                       "' is an NVIDIA GPU; this attnc has no GPU code "
+                       "generation yet, use --target=host");
+    return userError("unknown target '" + options.target +
+                     "'; this build supports --target=host");
+  }
+  if (options.emit == EmitKind::PTX)
+    return userError("--emit=ptx needs a GPU target (sm_80, sm_90), and this "
+                     "attnc has no GPU code generation yet; use "
+                     "--emit=llvm-ir for the host");
+  if (options.emit == EmitKind::Plan)
+    return userError("--emit=plan needs the memory planner, which this attnc "
+                     "does not have yet");
+  if (options.emit == EmitKind::Artifacts && options.outputDir.empty())
+    return userError("no output directory; pass -o DIR, or "
+                     "--emit=attn|manifest|tiles|llvm|llvm-ir to print");
+  std::string stem = options.stem.empty()
+                         ? llvm::sys::path::stem(bufferName).str()
+                         : options.stem;
+  if (options.emit == EmitKind::Artifacts && stem.empty())
+    return userError("the artifacts need a name: give the input a file name "
+                     "or set the stem");
+
+  llvm::SourceMgr sourceMgr;
+  sourceMgr.AddNewSourceBuffer(
+      llvm::MemoryBuffer::getMemBufferCopy(source, bufferName), SMLoc());
+  // Handlers run newest first: record, then let the source manager print.
+  SourceMgrDiagnosticHandler printer(sourceMgr, &context, tee);
+  context.getDiagEngine().registerHandler([this](Diagnostic &d) {
+    recordDiagnostic(d);
+    return failure();
+  });
+
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  if (!module) {
+    result.status = kCompileUserError;
+    return;
+  }
+  llvm::raw_string_ostream out(result.output);
+  if (options.emit == EmitKind::Attn) {
+    module->print(out);
+    return;
+  }
+
+  FailureOr<std::vector<KernelInfo>> kernels = collectKernels(*module);
+  if (failed(kernels)) {
+    result.status = kCompileUserError;
+    return;
+  }
+  if (options.emit == EmitKind::Manifest) {
+    writeManifest(out, *kernels, "host", libraryName(stem), stem + ".h");
+    return;
+  }
+
+  TileOptions tiles = options.tiles;
+  int64_t lanes = tiles.vectorWidth > 0 ? tiles.vectorWidth : hostVectorWidth();
+  tiles.vectorWidth = lanes;
+  if ((result.status = runPipeline(*module, [&](OpPassManager &pm) {
+         return buildAttnToTilesPipeline(pm, tiles);
+       })))
+    return;
+  if (failed(recordTiling(*module, *kernels, lanes))) {
+    result.status = kCompileUserError;
+    return;
+  }
+  if (options.emit == EmitKind::Tiles) {
+    module->print(out);
+    return;
+  }
+
+  if ((result.status = runPipeline(*module, buildTilesToHostLLVMPipeline)))
+    return;
+  if (options.emit == EmitKind::LLVMDialect) {
+    module->print(out);
+    return;
+  }
+  if (options.emit == EmitKind::LLVMIR) {
+    if (failed(printHostLLVMIR(*module, out)))
+      result.status = kCompileInternalError;
+    return;
+  }
+  result.status = writeArtifacts(*module, *kernels, stem);
+}
+
+static CompileStatus writeTextFile(StringRef path,
+                                   function_ref<void(raw_ostream &)> body,
+                                   std::string &error) {
+  auto file = openOutputFile(path, &error);
+  if (!file)
+    return kCompileUserError;
+  body(file->os());
+  file->keep();
+  return kCompileOk;
+}
+
+std::string Compilation::libraryName(StringRef stem) const {
+  return options.linkage == HostLinkage::Object ? (stem + ".o").str()
+                                                : ("lib" + stem + ".so").str();
+}
+
+CompileStatus Compilation::writeArtifacts(
+    ModuleOp module, const std::vector<KernelInfo> &kernels, StringRef stem) {
+  if (std::error_code ec =
+          llvm::sys::fs::create_directories(options.outputDir)) {
+    userError("cannot create '" + options.outputDir + "': " + ec.message());
+    return kCompileUserError;
+  }
+  auto inDir = [&](StringRef name) {
+    SmallString<256> path(options.outputDir);
+    llvm::sys::path::append(path, name);
+    return std::string(path);
+  };
+  bool object = options.linkage == HostLinkage::Object;
+  std::string library = libraryName(stem);
+  std::string header = (stem + ".h").str();
+  std::string manifest;
+  {
+    llvm::raw_string_ostream os(manifest);
+    writeManifest(os, kernels, "host", library, header);
+  }
+  std::string objectPath = inDir(stem.str() + ".o");
+  HostArtifact artifact{objectPath,
+                        object ? "" : inDir(library),
+                        {{embeddedManifestSymbol(stem), manifest}}};
+  if (failed(emitHostArtifact(module, artifact)))
+    return errors ? kCompileUserError : kCompileInternalError;
+  result.files.push_back(inDir(library));
+
+  std::string error;
+  if (writeTextFile(
+          inDir(header),
+          [&](raw_ostream &os) { writeHeader(os, kernels, stem); }, error) ||
+      writeTextFile(
+          inDir("manifest.json"), [&](raw_ostream &os) { os << manifest; },
+          error)) {
+    userError(error);
+    return kCompileUserError;
+  }
+  result.files.push_back(inDir(header));
+  result.files.push_back(inDir("manifest.json"));
+  return kCompileOk;
+}
+
+CompileResult attnc::compile(StringRef source, StringRef bufferName,
+                             const CompileOptions &options,
+                             llvm::raw_ostream *diagStream) {
+  CompileResult result;
+  Compilation(options, result, diagStream).run(source, bufferName);
+  return result;
+}
