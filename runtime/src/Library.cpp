@@ -1,4 +1,4 @@
-//===- Library.cpp - kernel shared library loading ------------------------===//
+//===- Library.cpp - kernel symbols: dlopen'ed or linked in ---------------===//
 
 #include "Library.h"
 #include "Error.h"
@@ -24,18 +24,30 @@ Library::Library(const std::string &path) : path(path) {
   }
 }
 
+Library::Library(Lookup lookup, const std::string &name)
+    : path(name), lookup(lookup) {}
+
 Library::~Library() {
   if (handle)
     dlclose(handle);
 }
 
 void *Library::find(const std::string &name) const {
+  if (lookup)
+    return lookup(name.c_str());
   dlerror();
   return dlsym(handle, name.c_str());
 }
 
 void *Library::symbol(const std::string &name, const std::string &what) const {
   void *sym = find(name);
+  if (!sym && lookup)
+    fail(ATTNRT_ERR_LIBRARY,
+         what + ": symbol '" + name + "' is missing from " + path +
+             " (the lookup function returned NULL); pass the manifest and "
+             "the symbol function of the same attnc artifact "
+             "(attnc_<id>_manifest and attnc_<id>_symbol of its header) and "
+             "link its object");
   if (!sym)
     fail(ATTNRT_ERR_LIBRARY, what + ": symbol '" + name + "' is missing from " +
                                  path +

@@ -1,4 +1,4 @@
-//===- Library.h - kernel shared library loading ----------------*- C++ -*-===//
+//===- Library.h - kernel symbols: dlopen'ed or linked in -------*- C++ -*-===//
 
 #ifndef ATTNRT_SRC_LIBRARY_H
 #define ATTNRT_SRC_LIBRARY_H
@@ -7,12 +7,20 @@
 
 namespace attnrt {
 
-/// Owns a dlopen handle; symbols are resolved eagerly so a broken artifact
-/// fails at open time, not in the middle of a run.
+/// Where a module's kernel symbols come from: a shared library it dlopen()s
+/// (attnrt_open) or a lookup function over kernels linked into the program
+/// (attnrt_open_embedded). Symbols are resolved eagerly either way, so a
+/// broken artifact fails at open time, not in the middle of a run.
 class Library {
 public:
-  /// Throws RuntimeError (ATTNRT_ERR_IO / ATTNRT_ERR_LIBRARY).
+  using Lookup = void *(*)(const char *name);
+
+  /// dlopen()s `path`. Throws RuntimeError (ATTNRT_ERR_IO /
+  /// ATTNRT_ERR_LIBRARY).
   explicit Library(const std::string &path);
+  /// Resolves through `lookup` (the artifact header's attnc_<id>_symbol);
+  /// `name` describes the module in messages.
+  Library(Lookup lookup, const std::string &name);
   ~Library();
   Library(const Library &) = delete;
   Library &operator=(const Library &) = delete;
@@ -23,8 +31,9 @@ public:
   void *find(const std::string &name) const;
 
 private:
-  std::string path;
+  std::string path; // the file, or the embedded module's description
   void *handle = nullptr;
+  Lookup lookup = nullptr;
 };
 
 } // namespace attnrt

@@ -684,7 +684,7 @@ KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
 } // namespace
 
 Manifest attnrt::parseManifest(const std::string &text,
-                               const std::string &where) {
+                               const std::string &where, bool needLibrary) {
   json root;
   try {
     root = json::parse(text);
@@ -708,9 +708,12 @@ Manifest attnrt::parseManifest(const std::string &text,
          where + " has target '" + m.target +
              "' but attnrt runs only 'host' artifacts; compile with "
              "attnc --target=host");
-  m.library = r.str("library");
-  if (m.library.empty() || m.library.find('/') != std::string::npos)
-    r.badField("library", "must be a file name inside the artifact directory");
+  if (needLibrary) {
+    m.library = r.str("library");
+    if (m.library.empty() || m.library.find('/') != std::string::npos)
+      r.badField("library",
+                 "must be a file name inside the artifact directory");
+  }
   if (r.has("header"))
     m.header = r.str("header");
   const json &kernels = r.array("kernels");

@@ -79,8 +79,11 @@ struct Manifest {
 };
 
 /// Parses manifest text; `where` names the file in messages. Throws
-/// RuntimeError (ATTNRT_ERR_MANIFEST / ATTNRT_ERR_UNSUPPORTED).
-Manifest parseManifest(const std::string &text, const std::string &where);
+/// RuntimeError (ATTNRT_ERR_MANIFEST / ATTNRT_ERR_UNSUPPORTED). Embedded
+/// modules (attnrt_open_embedded) load no file, so for them 'library' is
+/// optional and unchecked (needLibrary = false).
+Manifest parseManifest(const std::string &text, const std::string &where,
+                       bool needLibrary = true);
 
 /// Reads and parses DIR/manifest.json (ATTNRT_ERR_IO if unreadable).
 Manifest loadManifest(const std::string &dir);

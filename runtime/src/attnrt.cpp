@@ -85,6 +85,31 @@ unsigned threadCount(int threads, const char *what) {
   return static_cast<unsigned>(threads);
 }
 
+/// Resolves every kernel's symbols in `module->library` and starts the
+/// pool; shared by attnrt_open and attnrt_open_embedded.
+void bindKernels(attnrt_module &module, Manifest &manifest, unsigned threads) {
+  for (KernelDesc &k : manifest.kernels) {
+    auto kernel = std::make_unique<attnrt_kernel>();
+    kernel->module = &module;
+    kernel->desc = std::move(k);
+    std::string what = "kernel '" + kernel->desc.name + "'";
+    kernel->run = reinterpret_cast<RunFn>(
+        module.library->symbol(kernel->desc.entryRun, what));
+    kernel->workItems = reinterpret_cast<WorkItemsFn>(
+        module.library->symbol(kernel->desc.entryWorkItems, what));
+    // Required when the manifest says the kernel counts tiles, picked up
+    // when present otherwise (an older manifest of an instrumented build).
+    std::string stats = kernel->desc.name + "__tile_stats";
+    kernel->tileStats = static_cast<int64_t *>(
+        kernel->desc.tileStats
+            ? module.library->symbol(stats, what + " (instrumented: "
+                                                   "tile_stats)")
+            : module.library->find(stats));
+    linkViews(kernel->desc);
+    module.kernels.push_back(std::move(kernel));
+  }
+  module.pool = std::make_unique<ThreadPool>(threads);
+}
 } // namespace
 
 extern "C" attnrt_status attnrt_open(const char *dir, int numThreads,
@@ -103,27 +128,38 @@ extern "C" attnrt_status attnrt_open(const char *dir, int numThreads,
     Manifest manifest = loadManifest(module->dir);
     module->library =
         std::make_unique<Library>(module->dir + "/" + manifest.library);
-    for (KernelDesc &k : manifest.kernels) {
-      auto kernel = std::make_unique<attnrt_kernel>();
-      kernel->module = module.get();
-      kernel->desc = std::move(k);
-      std::string what = "kernel '" + kernel->desc.name + "'";
-      kernel->run = reinterpret_cast<RunFn>(
-          module->library->symbol(kernel->desc.entryRun, what));
-      kernel->workItems = reinterpret_cast<WorkItemsFn>(
-          module->library->symbol(kernel->desc.entryWorkItems, what));
-      // Required when the manifest says the kernel counts tiles, picked up
-      // when present otherwise (an older manifest of an instrumented build).
-      std::string stats = kernel->desc.name + "__tile_stats";
-      kernel->tileStats = static_cast<int64_t *>(
-          kernel->desc.tileStats
-              ? module->library->symbol(stats, what + " (instrumented: "
-                                                      "tile_stats)")
-              : module->library->find(stats));
-      linkViews(kernel->desc);
-      module->kernels.push_back(std::move(kernel));
-    }
-    module->pool = std::make_unique<ThreadPool>(threads);
+    bindKernels(*module, manifest, threads);
+    *out = module.release();
+  });
+}
+
+extern "C" attnrt_status attnrt_open_embedded(const char *manifestJson,
+                                              void *(*lookup)(const char *),
+                                              int numThreads,
+                                              attnrt_module **out) {
+  return guard([&] {
+    const char *fn = "attnrt_open_embedded";
+    if (!out)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT, std::string(fn) + ": out is NULL");
+    *out = nullptr;
+    if (!manifestJson)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           std::string(fn) + ": manifest_json is NULL; pass attnc_<id>_"
+                             "manifest from the header attnc "
+                             "--linkage=object wrote");
+    if (!lookup)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           std::string(fn) + ": lookup is NULL; pass attnc_<id>_symbol from "
+                             "the header attnc --linkage=object wrote");
+    unsigned threads = threadCount(numThreads, fn);
+    auto module = std::make_unique<attnrt_module>();
+    // The kernels are already in the process: "library" names a file that
+    // need not exist here, so it is only used to describe the module.
+    Manifest manifest =
+        parseManifest(manifestJson, "the embedded manifest", false);
+    module->dir = "the embedded module";
+    module->library = std::make_unique<Library>(lookup, module->dir);
+    bindKernels(*module, manifest, threads);
     *out = module.release();
   });
 }

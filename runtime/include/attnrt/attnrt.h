@@ -209,6 +209,17 @@ ATTNRT_API int64_t attnrt_dtype_size(attnrt_dtype dtype);
  * number of threads for attnrt_run (0 = std::thread::hardware_concurrency). */
 ATTNRT_API attnrt_status attnrt_open(const char *dir, int num_threads,
                                      attnrt_module **out);
+/* Opens kernels linked into the program (attnc --linkage=object, e.g. through
+ * the CMake function attnc_add_kernels): manifest_json is the manifest text
+ * (the artifact's attnc_<id>_manifest) and lookup returns the address of an
+ * exported symbol by name, NULL for unknown names (attnc_<id>_symbol). The
+ * checks are attnrt_open's: every kernel's symbols are resolved now, and a
+ * missing one fails with ATTNRT_ERR_LIBRARY naming it. The manifest's
+ * "library" is not used. Close with attnrt_close. */
+ATTNRT_API attnrt_status attnrt_open_embedded(const char *manifest_json,
+                                              void *(*lookup)(const char *),
+                                              int num_threads,
+                                              attnrt_module **out);
 ATTNRT_API void attnrt_close(attnrt_module *module);
 
 ATTNRT_API int attnrt_num_kernels(const attnrt_module *module);

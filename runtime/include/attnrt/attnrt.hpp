@@ -106,6 +106,14 @@ public:
   explicit Module(const std::string &dir, int numThreads = 0) {
     check(attnrt_open(dir.c_str(), numThreads, &m_));
   }
+  /// Kernels linked into the program (attnrt_open_embedded): pass the
+  /// artifact header's attnc_<id>_manifest and attnc_<id>_symbol.
+  static Module embedded(const char *manifestJson,
+                         void *(*lookup)(const char *), int numThreads = 0) {
+    attnrt_module *m = nullptr;
+    check(attnrt_open_embedded(manifestJson, lookup, numThreads, &m));
+    return Module(m);
+  }
   ~Module() { attnrt_close(m_); }
   Module(const Module &) = delete;
   Module &operator=(const Module &) = delete;
@@ -131,6 +139,7 @@ public:
   }
 
 private:
+  explicit Module(attnrt_module *m) : m_(m) {}
   attnrt_module *m_ = nullptr;
 };
 
