@@ -14,6 +14,14 @@ Library::Library(const std::string &path) : path(path) {
     fail(ATTNRT_ERR_IO, "kernel library " + path +
                             " does not exist; the manifest's 'library' "
                             "must name a file in the artifact directory");
+  // An attnc --linkage=object artifact: dlopen would only say "cannot
+  // dynamically load" something; say what to do instead.
+  if (path.size() > 2 && path.compare(path.size() - 2, 2, ".o") == 0)
+    fail(ATTNRT_ERR_LIBRARY,
+         "kernel library " + path +
+             " is an object file (attnc --linkage=object): link it into the "
+             "program and open it with attnrt_open_embedded, or compile with "
+             "attnc --linkage=shared for attnrt_open");
   // RTLD_LOCAL keeps kernels of different artifacts from interposing.
   handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {

@@ -13,9 +13,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <unistd.h>
 
 extern "C" void *testkernels_symbol(const char *name);
 
@@ -232,6 +234,27 @@ TEST(Embedded, ArgumentAndManifestErrors) {
   } catch (const attnrt::Error &e) {
     EXPECT_EQ(e.status(), ATTNRT_ERR_MANIFEST);
   }
+}
+
+TEST(Embedded, OpenRefusesAnObjectArtifact) {
+  // attnc --linkage=object's directory: attnrt_open cannot dlopen a .o.
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() /
+                 ("attnrt-embedded-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "manifest.json")
+      << replaceAll(fixtureManifest(), "libtestkernels.so", "kernels.o");
+  fs::copy_file(fs::path(ATTNRT_FIXTURE_DIR) / "libtestkernels.so",
+                dir / "kernels.o", fs::copy_options::overwrite_existing);
+  attnrt_module *m = nullptr;
+  EXPECT_EQ(attnrt_open(dir.c_str(), 1, &m), ATTNRT_ERR_LIBRARY);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_NE(lastError().find("kernels.o is an object file (attnc "
+                             "--linkage=object): link it into the program "
+                             "and open it with attnrt_open_embedded"),
+            std::string::npos)
+      << lastError();
+  fs::remove_all(dir);
 }
 
 } // namespace
