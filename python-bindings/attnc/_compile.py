@@ -74,9 +74,11 @@ def compile(source_or_path: Source, target: str = "host", *,
     """Compiles MLIR (text, or a path to a .mlir file) for `target` and opens the kernels.
 
     output_dir: where the artifacts go (libSTEM.so, STEM.h, manifest.json, as the attnc
-    command line writes them); by default a temporary directory, removed once the library is
-    loaded. stem: the artifacts' name (default: the file's stem, "kernels" for text).
-    num_threads: the threads kernels run on (0: all cores). options: see OPTIONS.
+    command line writes them); by default a temporary directory. Either way the kernels are
+    loaded from a private copy, so recompiling into the same directory while an earlier
+    module is open gives the new code. stem: the artifacts' name (default: the file's stem,
+    "kernels" for text). num_threads: the threads kernels run on (0: all cores). options: see
+    OPTIONS.
 
     Raises CompileError (str() = the diagnostics as attnc prints them, with locations;
     .diagnostics = the structured list) or InternalCompilerError. Runs with the GIL released.
@@ -85,18 +87,22 @@ def compile(source_or_path: Source, target: str = "host", *,
     opts = _options("compile", options)
     if stem is None:
         stem = "kernels" if name == "<string>" else ""
-    tmp = tempfile.mkdtemp(prefix="attnc-") if output_dir is None else None
-    out = tmp if tmp is not None else os.fspath(output_dir)
+    # The kernels are always loaded from a private directory: dlopen hands back a library
+    # already loaded from the same path, so a module still open on an earlier compilation
+    # into output_dir would otherwise give its old code.
+    tmp = tempfile.mkdtemp(prefix="attnc-")
     try:
+        out = tmp if output_dir is None else os.fspath(output_dir)
         result = _attnc.compile(text, name, emit="artifacts", target=target, output_dir=out,
                                 stem=stem, **opts)
-        module = Module(out, num_threads=num_threads)
+        if output_dir is not None:
+            for f in result.files:
+                shutil.copy2(f, tmp)
+        module = Module(tmp, num_threads=num_threads)
     finally:
-        if tmp is not None:
-            # The library is loaded: nothing reads the directory again.
-            shutil.rmtree(tmp, ignore_errors=True)
-    if tmp is not None:
-        module.path = None
+        # The library is loaded: nothing reads the directory again.
+        shutil.rmtree(tmp, ignore_errors=True)
+    module.path = None if output_dir is None else Path(output_dir)
     module.diagnostics = list(result.diagnostics)
     _warn(result.diagnostics)
     return module

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import attnc
+from reference import attention
 
 KERNEL = """\
 func.func @sdpa(%q: tensor<?x?x4x64xf32>, %k: tensor<?x?x2x64xf32>,
@@ -42,6 +43,21 @@ def test_compile_text_path_and_output_dir(tmp_path):
         "kernels.h", "libkernels.so", "manifest.json"]
     # the artifacts of the command line open the same way
     assert attnc.Module(out).sdpa.kind == "attention"
+
+
+def test_recompiling_into_one_directory_gives_the_new_kernels(tmp_path, rng_seed):
+    """dlopen returns an already loaded library of the same path: compile() must not."""
+    rng = np.random.default_rng(rng_seed)
+    q = rng.standard_normal((1, 3, 4, 64)).astype(np.float32)
+    k = rng.standard_normal((1, 9, 2, 64)).astype(np.float32)
+    first = attnc.compile(KERNEL, output_dir=tmp_path)
+    second = attnc.compile(KERNEL.replace("{mask = #attn.mask<causal>}", "{scale = 2.0 : f32}"),
+                           output_dir=tmp_path)
+    assert first.sdpa.attention.scale != second.sdpa.attention.scale == 2.0
+    o1, o2 = first.sdpa(q, k, k), second.sdpa(q, k, k)
+    o_ref, _ = attention(q, k, k, scale=2.0)
+    assert np.abs(o2 - o_ref).max() <= 1e-5 * np.abs(o_ref).max()
+    assert np.abs(o1 - o2).max() > 0.01
 
 
 def test_emit_levels():
