@@ -1,5 +1,5 @@
 """Paged KV caches from Python: attnc.CachePool owns the pages, the compiled kv_append quantizes
-into its buffers in place, paged decode and prefill read them; f16 and int8 (nhd and hnd) caches
+into its buffers in place, paged decode and prefill read them; f16, int8 (nhd and hnd) and fp8 caches
 against the exact NumPy model of the formats and the float64 reference (kv_reference.py), at odd
 lengths with fresh seeds, with prefix sharing (fork) and copy-on-write."""
 from __future__ import annotations
@@ -21,6 +21,7 @@ FORMATS = {
     "f16": CacheFormat(16, HKV, D, "nhd", "f16"),
     "i8": CacheFormat(16, HKV, D, "nhd", "i8", k_group=4),
     "i8_hnd": CacheFormat(8, HKV, D, "hnd", "i8"),
+    "fp8": CacheFormat(16, HKV, D, "nhd", "f8E4M3FN"),  # per-head scales: non-paged buffers
 }
 
 
