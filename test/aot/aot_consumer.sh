@@ -25,9 +25,9 @@ attnc_lines() { grep -E '^\[[0-9]+/[0-9]+\] attnc ' "$1" || true; }
 expect_only() { # LOG FILE.mlir: exactly one attnc command, for FILE.mlir
   local lines
   lines=$(attnc_lines "$1")
-  [ "$(printf '%s\n' "$lines" | grep -c .)" -eq 1 ] ||
+  [ "$(grep -c . <<<"$lines")" -eq 1 ] ||
     fail "expected exactly one attnc command ($2) in $1, got:"$'\n'"$lines"
-  printf '%s\n' "$lines" | grep -q "attnc $2 " ||
+  grep -q "attnc $2 " <<<"$lines" ||
     fail "the one attnc command in $1 is not $2's: $lines"
 }
 
@@ -42,11 +42,14 @@ for f in bin/attnc bin/attn-run bin/attn-opt lib/libattnrt.so \
   [ -e "$prefix/$f" ] || fail "the install lacks $f"
 done
 "$prefix/bin/attnc" --help >/dev/null || fail "installed attnc does not run"
+"$prefix/bin/attn-opt" --help >/dev/null || fail "installed attn-opt does not run"
 # attn-run needs the installed libattnrt (RPATH $ORIGIN/../lib).
 "$prefix/bin/attn-run" --help >/dev/null 2>&1 ||
   fail "installed attn-run does not run"
-ldd "$prefix/bin/attn-run" | grep -q "$prefix/bin/../lib/libattnrt.so" ||
-  fail "installed attn-run does not load the prefix's libattnrt: $(ldd "$prefix/bin/attn-run")"
+# (No `| grep -q` under pipefail: grep's early exit can fail the writer.)
+libs=$(ldd "$prefix/bin/attn-run")
+[[ $libs == *"$prefix/bin/../lib/libattnrt.so"* ]] ||
+  fail "installed attn-run does not load the prefix's libattnrt: $libs"
 
 src=$work/src bld=$work/build
 cp -r "$example" "$src"
