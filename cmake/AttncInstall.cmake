@@ -17,8 +17,8 @@ if(TARGET attnc)
         "$ORIGIN/../${CMAKE_INSTALL_LIBDIR};${LLVM_LIBRARY_DIR}")
     endif()
   endforeach()
-  # tools/attnc installs the binary; this adds it to the export set so the
-  # package defines the imported executable attnc::attnc.
+  # In the export set, so the package defines the imported executable
+  # attnc::attnc.
   install(TARGETS attnc EXPORT attncTargets
     RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()

@@ -119,6 +119,8 @@ def main() -> int:
     ap.add_argument("pages", nargs="*", type=Path, help="default: README.md and docs/*.md")
     args = ap.parse_args()
     args.attnc = str(Path(args.attnc).resolve())
+    if args.build_dir:
+        args.build_dir = args.build_dir.resolve()
     pages = args.pages or [args.root / "README.md", *sorted((args.root / "docs").glob("*.md"))]
     env = dict(os.environ)
     env["PATH"] = f"{Path(args.attnc).parent}{os.pathsep}{env['PATH']}"
