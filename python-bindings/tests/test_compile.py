@@ -71,6 +71,8 @@ def test_emit_levels():
     assert "define " in attnc.emit(KERNEL, "llvm-ir")
     with pytest.raises(ValueError, match="unknown emit kind 'asm'"):
         attnc.emit(KERNEL, "asm")
+    with pytest.raises(ValueError, match="use compile"):
+        attnc.emit(KERNEL, "artifacts")
 
 
 def test_options_reach_the_compiler(rng_seed):

@@ -61,6 +61,10 @@ def test_outputs_not_written_on_refusal(kernel, qkv):
     with pytest.raises(ValueError, match="batch"):
         kernel(q, k[:1], v[:1], o=o)
     assert (o == 3.0).all()
+    kernel.validate(q, k, v, o=o)  # the checks alone: nothing runs
+    assert (o == 3.0).all()
+    with pytest.raises(attnc.ValidationError, match="batch"):
+        kernel.validate(q, k[:1], v[:1])
 
 
 def test_missing_unknown_and_extra_arguments(kernel, qkv):

@@ -1,7 +1,7 @@
 """Paged KV caches from Python: attnc.CachePool owns the pages, the compiled kv_append quantizes
-into its buffers in place, paged decode and prefill read them; f16, int8 (nhd and hnd) and fp8 caches
-against the exact NumPy model of the formats and the float64 reference (kv_reference.py), at odd
-lengths with fresh seeds, with prefix sharing (fork) and copy-on-write."""
+into its buffers in place, paged decode and prefill read them; f16, int8 (nhd and hnd) and fp8
+caches against the exact NumPy model of the formats and the float64 reference (kv_reference.py),
+at odd lengths with fresh seeds, with prefix sharing (fork) and copy-on-write."""
 from __future__ import annotations
 
 import gc
