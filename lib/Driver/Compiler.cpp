@@ -71,6 +71,8 @@ public:
 private:
   /// A diagnostic without a source location (options, files).
   void userError(const Twine &message);
+  /// A failure the input did not cause: reported so it is never silent.
+  CompileStatus internalError(const Twine &message);
   CompileStatus runPipeline(ModuleOp module,
                             function_ref<LogicalResult(OpPassManager &)> build);
   void recordDiagnostic(Diagnostic &diag);
@@ -97,6 +99,11 @@ static DialectRegistry makeRegistry() {
   std::call_once(once, [] {
     registerAllPasses();
     registerAttncConversionPasses();
+    // applyPassManagerCLOptions fails unless these were registered; the
+    // attnc tool registers them before parsing its command line, every
+    // other user of the library (the Python bindings) gets their defaults.
+    registerPassManagerCLOptions();
+    registerDefaultTimingManagerCLOptions();
   });
   DialectRegistry registry;
   registerAllDialects(registry);
@@ -157,17 +164,32 @@ void Compilation::userError(const Twine &message) {
   result.status = kCompileUserError;
 }
 
+CompileStatus Compilation::internalError(const Twine &message) {
+  CompileDiagnostic entry;
+  entry.severity = "error";
+  entry.message = ("internal error: " + message +
+                   "; please report it with the input and the command")
+                      .str();
+  tee << "attnc: " << entry.message << "\n";
+  result.diagnostics.push_back(std::move(entry));
+  return kCompileInternalError;
+}
+
 CompileStatus
 Compilation::runPipeline(ModuleOp module,
                          function_ref<LogicalResult(OpPassManager &)> build) {
   PassManager pm(module->getName());
-  if (failed(applyPassManagerCLOptions(pm)) || failed(build(pm)))
-    return kCompileInternalError;
+  if (failed(applyPassManagerCLOptions(pm)))
+    return internalError("MLIR's pass-manager options could not be applied");
+  if (failed(build(pm)))
+    return internalError("the pass pipeline could not be built");
   applyDefaultTimingPassManagerCLOptions(pm);
   int before = errors;
   if (succeeded(pm.run(module)))
     return kCompileOk;
-  return errors > before ? kCompileUserError : kCompileInternalError;
+  if (errors > before)
+    return kCompileUserError;
+  return internalError("a pass failed without a diagnostic");
 }
 
 static bool isGPUTarget(StringRef target) { return target.starts_with("sm_"); }
@@ -252,8 +274,10 @@ void Compilation::run(StringRef source, StringRef bufferName) {
     return;
   }
   if (options.emit == EmitKind::LLVMIR) {
+    // Its failures (no host target, translation) are attnc's, diagnosed.
     if (failed(printHostLLVMIR(*module, out)))
-      result.status = kCompileInternalError;
+      result.status = errors ? kCompileInternalError
+                             : internalError("translation to LLVM IR failed");
     return;
   }
   result.status = writeArtifacts(*module, *kernels, stem);
@@ -300,7 +324,9 @@ CompileStatus Compilation::writeArtifacts(
                         object ? "" : inDir(library),
                         {{embeddedManifestSymbol(stem), manifest}}};
   if (failed(emitHostArtifact(module, artifact)))
-    return errors ? kCompileUserError : kCompileInternalError;
+    return errors ? kCompileUserError
+                  : internalError("code generation failed without a "
+                                  "diagnostic");
   result.files.push_back(inDir(library));
 
   std::string error;

@@ -11,9 +11,6 @@
 
 #include "attnc/Driver/Compiler.h"
 
-#include "mlir/Pass/PassManager.h"
-#include "mlir/Support/Timing.h"
-
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -133,11 +130,6 @@ compile(const std::string &source, const std::string &bufferName,
 
 void bindCompiler(nb::module_ &m) {
   using namespace nb::literals;
-  // The driver applies MLIR's pass-manager and timing options, which fails
-  // unless they exist; registering constructs them once per process (their
-  // defaults: nothing printed, no timing).
-  mlir::registerPassManagerCLOptions();
-  mlir::registerDefaultTimingManagerCLOptions();
   nb::class_<attnc::CompileDiagnostic>(
       m, "Diagnostic",
       "One compiler diagnostic. file is '' and line/column 0 for a "
