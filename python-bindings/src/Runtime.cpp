@@ -54,22 +54,10 @@ struct ArgInfo {
   }
 };
 
-const char *dirName(attnrt_dir dir) {
-  switch (dir) {
-  case ATTNRT_DIR_IN:
-    return "in";
-  case ATTNRT_DIR_OUT:
-    return "out";
-  case ATTNRT_DIR_INOUT:
-    return "inout";
-  }
-  return "?";
-}
-
 ArgInfo toArgInfo(const attnrt_arg_info &a) {
   ArgInfo info{a.name,
                attnrt_role_name(a.role),
-               dirName(a.dir),
+               attnrt_dir_name(a.dir),
                attnrt_dtype_name(a.dtype),
                static_cast<int>(a.dtype),
                {}};
@@ -338,7 +326,7 @@ void Kernel::run(const std::vector<nb::object> &args,
     // for a writable view is what tells read-only arrays apart.
     if (writes && !nb::try_cast(obj, writable[i], false))
       raiseAttnrt(ATTNRT_ERR_VALIDATION,
-                  where + ": is " + dirName(info->dir) +
+                  where + ": is " + attnrt_dir_name(info->dir) +
                       " (written by the kernel) but the array is read-only; "
                       "pass a writable array");
     const nb::ndarray<nb::ro> &a = readOnly[i];

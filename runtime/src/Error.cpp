@@ -85,6 +85,18 @@ extern "C" int64_t attnrt_dtype_size(attnrt_dtype dtype) {
   return 0;
 }
 
+extern "C" const char *attnrt_dir_name(attnrt_dir dir) {
+  switch (dir) {
+  case ATTNRT_DIR_IN:
+    return "in";
+  case ATTNRT_DIR_OUT:
+    return "out";
+  case ATTNRT_DIR_INOUT:
+    return "inout";
+  }
+  return "unknown";
+}
+
 extern "C" const char *attnrt_role_name(attnrt_role role) {
   switch (role) {
   case ATTNRT_ROLE_QUERY:

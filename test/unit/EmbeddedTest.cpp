@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "FixtureText.h"
 #include "Reference.h"
 #include "attnrt/attnrt.hpp"
 
@@ -23,20 +24,8 @@ extern "C" void *testkernels_symbol(const char *name);
 
 namespace {
 
-std::string fixtureManifest() {
-  std::ifstream in(std::string(ATTNRT_FIXTURE_DIR) + "/manifest.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string replaceAll(std::string s, const std::string &from,
-                       const std::string &to) {
-  for (size_t pos = s.find(from); pos != std::string::npos;
-       pos = s.find(from, pos + to.size()))
-    s.replace(pos, from.size(), to);
-  return s;
-}
+using attnrt_test::readFixtureManifest;
+using attnrt_test::replaceAll;
 
 std::string lastError() { return attnrt_last_error(); }
 
@@ -99,7 +88,7 @@ std::vector<float> runDense(attnrt::Module &m, unsigned seed,
 }
 
 TEST(Embedded, RunsLikeTheSharedLibrary) {
-  std::string manifest = fixtureManifest();
+  std::string manifest = readFixtureManifest();
   attnrt::Module embedded =
       attnrt::Module::embedded(manifest.c_str(), testkernels_symbol, 3);
   attnrt::Module shared(ATTNRT_FIXTURE_DIR, 3);
@@ -121,7 +110,7 @@ TEST(Embedded, RunsLikeTheSharedLibrary) {
 }
 
 TEST(Embedded, LibraryFieldIsNotUsed) {
-  std::string good = fixtureManifest();
+  std::string good = readFixtureManifest();
   EXPECT_EQ(openEmbedded(replaceAll(good, "\"libtestkernels.so\"",
                                     "\"not-here/libnothing.so\"")),
             ATTNRT_OK)
@@ -133,7 +122,7 @@ TEST(Embedded, LibraryFieldIsNotUsed) {
 }
 
 TEST(Embedded, MissingSymbolIsNamed) {
-  std::string good = fixtureManifest();
+  std::string good = readFixtureManifest();
   hidden = "ragged_f32__work_items";
   EXPECT_EQ(openEmbedded(good, lookupHiding), ATTNRT_ERR_LIBRARY);
   EXPECT_NE(lastError().find("kernel 'ragged_f32': symbol "
@@ -192,7 +181,7 @@ TEST(Embedded, TileCountersOfTheLinkedKernel) {
 }
 
 TEST(Embedded, ArgumentAndManifestErrors) {
-  std::string good = fixtureManifest();
+  std::string good = readFixtureManifest();
   attnrt_module *m = reinterpret_cast<attnrt_module *>(&good);
   EXPECT_EQ(attnrt_open_embedded(nullptr, testkernels_symbol, 0, &m),
             ATTNRT_ERR_INVALID_ARGUMENT);
@@ -243,7 +232,7 @@ TEST(Embedded, OpenRefusesAnObjectArtifact) {
                  ("attnrt-embedded-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "manifest.json")
-      << replaceAll(fixtureManifest(), "libtestkernels.so", "kernels.o");
+      << replaceAll(readFixtureManifest(), "libtestkernels.so", "kernels.o");
   fs::copy_file(fs::path(ATTNRT_FIXTURE_DIR) / "libtestkernels.so",
                 dir / "kernels.o", fs::copy_options::overwrite_existing);
   attnrt_module *m = nullptr;

@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "FixtureText.h"
 #include "Reference.h"
 #include "Tensor.h"
 #include "attnrt/attnrt.hpp"
@@ -22,20 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string readFixtureManifest() {
-  std::ifstream in(std::string(ATTNRT_FIXTURE_DIR) + "/manifest.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string replaceAll(std::string s, const std::string &from,
-                       const std::string &to) {
-  for (size_t pos = s.find(from); pos != std::string::npos;
-       pos = s.find(from, pos + to.size()))
-    s.replace(pos, from.size(), to);
-  return s;
-}
+using attnrt_test::readFixtureManifest;
+using attnrt_test::replaceAll;
 
 /// A temporary artifact directory with the given manifest and a copy of the
 /// fixture library.

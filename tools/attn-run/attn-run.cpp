@@ -168,18 +168,6 @@ std::string shapeText(const attnrt_arg_info &a) {
   return s + "]";
 }
 
-const char *dirName(attnrt_dir dir) {
-  switch (dir) {
-  case ATTNRT_DIR_IN:
-    return "in";
-  case ATTNRT_DIR_OUT:
-    return "out";
-  case ATTNRT_DIR_INOUT:
-    return "inout";
-  }
-  return "?";
-}
-
 void listKernels(const attnrt::Module &m) {
   for (int i = 0; i < m.numKernels(); ++i) {
     attnrt::Kernel k = m.kernel(i);
@@ -227,8 +215,8 @@ void listKernels(const attnrt::Module &m) {
     }
     for (int j = 0; j < k.numArgs(); ++j) {
       const attnrt_arg_info &a = k.arg(j);
-      std::printf("  %-5s %-16s %-16s %-8s %s\n", dirName(a.dir), a.name,
-                  attnrt_role_name(a.role), attnrt_dtype_name(a.dtype),
+      std::printf("  %-5s %-16s %-16s %-8s %s\n", attnrt_dir_name(a.dir),
+                  a.name, attnrt_role_name(a.role), attnrt_dtype_name(a.dtype),
                   shapeText(a).c_str());
     }
     for (int j = 0; j < k.numScratch(); ++j) {

@@ -203,6 +203,8 @@ ATTNRT_API const char *attnrt_last_error(void);
 ATTNRT_API const char *attnrt_status_string(attnrt_status status);
 ATTNRT_API const char *attnrt_dtype_name(attnrt_dtype dtype);
 ATTNRT_API const char *attnrt_role_name(attnrt_role role);
+/* "in", "out" or "inout" (the manifest's names). */
+ATTNRT_API const char *attnrt_dir_name(attnrt_dir dir);
 ATTNRT_API int64_t attnrt_dtype_size(attnrt_dtype dtype);
 
 /* Opens DIR/manifest.json and DIR/<library>. num_threads is the default
