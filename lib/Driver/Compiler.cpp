@@ -69,7 +69,9 @@ public:
   void run(StringRef source, StringRef bufferName);
 
 private:
-  /// A diagnostic without a source location (options, files).
+  /// An error without a source location, printed and recorded.
+  void reportUnlocated(const Twine &message);
+  /// An error in the options or files (status 1).
   void userError(const Twine &message);
   /// A failure the input did not cause: reported so it is never silent.
   CompileStatus internalError(const Twine &message);
@@ -155,23 +157,22 @@ void Compilation::recordDiagnostic(Diagnostic &diag) {
     ++errors;
 }
 
-void Compilation::userError(const Twine &message) {
+void Compilation::reportUnlocated(const Twine &message) {
   CompileDiagnostic entry;
   entry.severity = "error";
   entry.message = message.str();
   tee << "attnc: error: " << entry.message << "\n";
   result.diagnostics.push_back(std::move(entry));
+}
+
+void Compilation::userError(const Twine &message) {
+  reportUnlocated(message);
   result.status = kCompileUserError;
 }
 
 CompileStatus Compilation::internalError(const Twine &message) {
-  CompileDiagnostic entry;
-  entry.severity = "error";
-  entry.message = ("internal error: " + message +
-                   "; please report it with the input and the command")
-                      .str();
-  tee << "attnc: " << entry.message << "\n";
-  result.diagnostics.push_back(std::move(entry));
+  reportUnlocated("internal error: " + message +
+                  "; please report it with the input and the command");
   return kCompileInternalError;
 }
 
