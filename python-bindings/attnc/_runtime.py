@@ -173,6 +173,9 @@ class Kernel:
     def _prepare(self, given: dict) -> tuple[list, list]:
         """Outputs allocated; (objects for the extension, attnrt dtype overrides)."""
         self._allocate_outputs(given)
+        return self._natives(given)
+
+    def _natives(self, given: dict) -> tuple[list, list]:
         natives, dtypes = [], []
         for name in self._names:
             obj, dtype = _native(given[name])
@@ -197,6 +200,7 @@ class Kernel:
             for d, size in zip(a.dims, shape):
                 if d.name is not None:
                     symbols.setdefault(d.name, int(size) - d.value)
+        unsized = []  # (output, symbol) of each size no argument given binds
         for a in self.args:
             if a.dir != "out" or given.get(a.name) is not None:
                 continue
@@ -208,9 +212,25 @@ class Kernel:
                     # A negative size is an input attnrt will name; keep numpy out of it.
                     shape.append(max(0, symbols[d.name] + d.value))
                 else:
-                    raise ValueError(f"kernel '{self.name}': cannot size output {a.name!r}: "
-                                     f"no argument given binds {d.name!r}; pass {a.name!r}")
+                    unsized.append((a.name, d.name))
+                    shape.append(0)
             given[a.name] = np.zeros(shape, NP_DTYPES[a.dtype])
+        if unsized:
+            # Usually an argument that should bind the symbol is not an array or has the
+            # wrong rank: attnrt's message about it (raised here) says more than ours, unless
+            # it is about a placeholder output.
+            placeholders = {name for name, _ in unsized}
+            try:
+                self._k.validate(*self._natives(given))
+            except _attnc.ValidationError as e:
+                if not any(f"argument '{name}' (#" in e.message for name in placeholders):
+                    raise
+            except TypeError as e:
+                if not any(f"argument '{name}' (#" in str(e) for name in placeholders):
+                    raise
+            name, symbol = unsized[0]
+            raise ValueError(f"kernel '{self.name}': cannot size output {name!r}: no argument "
+                             f"given binds {symbol!r}; pass {name!r}")
 
 
 class Module(Mapping):
@@ -241,6 +261,8 @@ class Module(Mapping):
         k = self._kernels.get(name)
         if k is None:
             self._m.kernel(name)  # raises KernelNotFoundError with attnrt's message
+            # attnrt found the name up to a NUL (where a C string ends): not a kernel either.
+            raise KeyError(name)
         return k
 
     def __getattr__(self, name: str) -> Kernel:
@@ -248,8 +270,8 @@ class Module(Mapping):
             raise AttributeError(name)
         try:
             return self[name]
-        except _attnc.KernelNotFoundError as e:
-            raise AttributeError(e.message) from None
+        except KeyError as e:
+            raise AttributeError(getattr(e, "message", repr(name))) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._kernels)

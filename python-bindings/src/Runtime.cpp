@@ -197,6 +197,47 @@ const char *deviceName(int type) {
   return "a non-CPU device";
 }
 
+/// Raises for an argument nanobind could not view as a tensor. NumPy arrays
+/// of a foreign byte order, of an element type DLPack lacks (object, str) or
+/// with strides that are not whole elements are among them: they are arrays
+/// all the same, and the error says what is wrong with them.
+[[noreturn]] void raiseUnreadable(const std::string &where, nb::handle obj,
+                                  const attnrt_arg_info *info) {
+  std::string type = Py_TYPE(obj.ptr())->tp_name;
+  nb::object dtype = nb::getattr(obj, "dtype", nb::none());
+  nb::object strides = nb::getattr(obj, "strides", nb::none());
+  nb::object itemsize = nb::getattr(dtype, "itemsize", nb::none());
+  if (dtype.is_none() || !nb::isinstance<nb::tuple>(strides) ||
+      !nb::isinstance<nb::int_>(itemsize))
+    raise(PyExc_TypeError,
+          where +
+              ": expected an array (a NumPy array or a DLPack tensor), got " +
+              type);
+  std::string expects = info ? std::string(" but the kernel expects ") +
+                                   attnrt_dtype_name(info->dtype)
+                             : std::string();
+  std::string dtypeText = nb::str(dtype).c_str();
+  nb::object isNative = nb::getattr(dtype, "isnative", nb::none());
+  if (!isNative.is_none() && PyObject_IsTrue(isNative.ptr()) == 0)
+    raiseAttnrt(ATTNRT_ERR_VALIDATION, where + ": dtype is " + dtypeText +
+                                           " (byte order not the machine's)" +
+                                           expects + "; convert the tensor");
+  int64_t size = nb::cast<int64_t>(itemsize);
+  for (nb::handle stride : nb::borrow<nb::tuple>(strides))
+    if (size > 0 && nb::isinstance<nb::int_>(stride) &&
+        nb::cast<int64_t>(stride) % size != 0)
+      raiseAttnrt(ATTNRT_ERR_VALIDATION,
+                  where + ": strides " + nb::str(strides).c_str() +
+                      " (bytes) are not whole " + dtypeText +
+                      " elements; the kernel needs contiguous tensors, make "
+                      "a contiguous copy");
+  raiseAttnrt(
+      ATTNRT_ERR_VALIDATION,
+      where + ": dtype is " + dtypeText +
+          (expects.empty() ? ", which attnrt has no type for" : expects) +
+          "; convert the tensor");
+}
+
 class Kernel {
 public:
   Kernel(std::shared_ptr<ModuleState> module, const attnrt_kernel *kernel)
@@ -317,11 +358,7 @@ void Kernel::run(const std::vector<nb::object> &args,
     bool writes = info && info->dir != ATTNRT_DIR_IN;
     nb::handle obj = args[i];
     if (!nb::try_cast(obj, readOnly[i], false))
-      raise(PyExc_TypeError,
-            where +
-                ": expected an array (a NumPy array or a DLPack tensor), "
-                "got " +
-                Py_TYPE(obj.ptr())->tp_name);
+      raiseUnreadable(where, obj, info);
     // A read-only array cannot be an out/inout argument: asking nanobind
     // for a writable view is what tells read-only arrays apart.
     if (writes && !nb::try_cast(obj, writable[i], false))

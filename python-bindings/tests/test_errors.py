@@ -164,3 +164,43 @@ def test_kernel_and_module_lookups(tmp_path):
     with pytest.raises(attnc.AttnrtError, match="manifest.json") as e:
         attnc.Module(tmp_path)
     assert e.value.status_name == "io"
+
+
+def test_arrays_without_a_tensor_view_say_why(kernel, qkv):
+    """NumPy arrays nanobind cannot view as a tensor are arrays all the same: the error says what
+    is wrong with them (byte order, element type, strides), not that an array was expected."""
+    q, k, v = qkv
+    with pytest.raises(attnc.DTypeError, match=r"argument 'q' \(#0\): dtype is >f2 \(byte order "
+                                               r"not the machine's\) but the kernel expects f16"):
+        kernel(q.astype(">f2"), k, v)
+    with pytest.raises(attnc.DTypeError, match=r"argument 'k' \(#1\): dtype is object but the "
+                                               r"kernel expects f16"):
+        kernel(q, k.astype(object), v)
+    odd = np.lib.stride_tricks.as_strided(np.zeros(q.size * 3, np.uint8).view(np.float16),
+                                          shape=q.shape, strides=(5376, 768, 192, 3))
+    with pytest.raises(attnc.ValidationError, match=r"argument 'q' \(#0\): strides \(5376, 768, "
+                                                    r"192, 3\) \(bytes\) are not whole f"):
+        kernel(odd, k, v)
+    with pytest.raises(TypeError, match=r"argument 'v' \(#2\): expected an array \(a NumPy array "
+                                        r"or a DLPack tensor\), got str"):
+        kernel(q, k, "v")
+
+
+def test_an_output_that_cannot_be_sized_reports_the_argument_at_fault(kernel, qkv):
+    """seqlen_q, which sizes the output o, comes only from q: when q is not an array or has the
+    wrong rank, attnrt's message about q is the error, not that o cannot be sized."""
+    q, k, v = qkv
+    with pytest.raises(attnc.ValidationError, match=r"argument 'q' \(#0\): rank is 3 but the "
+                                                    r"kernel expects 4"):
+        kernel(q[0], k, v)
+    with pytest.raises(TypeError, match=r"argument 'q' \(#0\): expected an array"):
+        kernel(q.tolist(), k, v)
+    with pytest.raises(TypeError, match=r"argument 'q' \(#0\): expected an array"):
+        kernel.validate(q.tolist(), k, v)
+
+
+def test_kernel_names_with_a_nul_are_not_found():
+    m = attnc.compile(SRC)
+    with pytest.raises(KeyError):
+        m["gqa\0x"]
+    assert m.get("gqa\0x") is None and "gqa\0x" not in m
