@@ -374,5 +374,16 @@ def page_table_from_block_tables(block_tables, seq_lens, page_size: int):
     """vLLM's padded block_tables [batch, max_blocks] and seq_lens [batch] -> (kv_indptr,
     kv_indices, kv_last_page_len), int32."""
     return _attnc.page_table_from_block_tables(
-        np.ascontiguousarray(block_tables, np.int32), np.ascontiguousarray(seq_lens, np.int32),
-        page_size)
+        _as_int32(block_tables, "block_tables"), _as_int32(seq_lens, "seq_lens"), page_size)
+
+
+def _as_int32(values, name: str) -> np.ndarray:
+    """values as contiguous int32, refusing what a cast would change (floats, values beyond
+    int32): a truncated page id would be a valid-looking wrong page."""
+    array = np.asarray(values)
+    if array.size and array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, not {array.dtype}")
+    info = np.iinfo(np.int32)
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise ValueError(f"{name} has values outside int32 (page ids and lengths are int32)")
+    return np.ascontiguousarray(array, np.int32)

@@ -195,6 +195,11 @@ def test_page_tables(module, rng_seed):
         np.testing.assert_array_equal(x, y)
     with pytest.raises(attnc.AttnrtError, match="seq_len"):
         attnc.page_table_from_block_tables(block_tables, [-1, 0, 0], 16)
+    # A cast would make these valid-looking wrong pages: refused instead.
+    with pytest.raises(TypeError, match="block_tables must hold integers"):
+        attnc.page_table_from_block_tables(block_tables.astype(np.float64) + 0.5, lens, 16)
+    with pytest.raises(ValueError, match="block_tables has values outside int32"):
+        attnc.page_table_from_block_tables(block_tables.astype(np.int64) + (1 << 32), lens, 16)
 
 
 def test_paged_validation_errors(module, rng_seed):
