@@ -26,6 +26,7 @@ struct HostArtifact {
 mlir::LogicalResult emitHostArtifact(mlir::ModuleOp module,
                                      const HostArtifact &artifact);
 
+/// The optimized LLVM IR text of the module (for --emit=llvm-ir).
 mlir::LogicalResult printHostLLVMIR(mlir::ModuleOp module,
                                     llvm::raw_ostream &os);
 
