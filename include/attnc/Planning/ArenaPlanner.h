@@ -59,9 +59,9 @@ checkArenaBuffers(const std::vector<ArenaBuffer> &buffers);
 
 /// Places `buffers` in one arena. Greedy by size (ties: longer lifetime first)
 /// with best fit among the gaps free over a buffer's whole interval, repeated
-/// for other orderings, then improved by moving the buffers at the peak
-/// earlier in the best ordering; the best plan wins. Deterministic. The
-/// buffers must pass checkArenaBuffers.
+/// for other orderings, then a hill climb on the best ordering that moves a
+/// buffer at the peak earlier or a buffer under it later; the best plan wins.
+/// Deterministic. The buffers must pass checkArenaBuffers.
 ArenaPlan planArena(const std::vector<ArenaBuffer> &buffers,
                     const ArenaPlannerOptions &options = {});
 
