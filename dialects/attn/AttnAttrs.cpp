@@ -3,9 +3,13 @@
 #include "attn/AttnDialect.h"
 
 #include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
+
+#include <array>
+#include <optional>
 
 using namespace mlir;
 using namespace attnc::attn;
@@ -104,5 +108,167 @@ LogicalResult MaskAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (topLeft && !causal && window < 0)
     return emitError() << "mask alignment 'top_left' has no effect without "
                           "'causal' or 'window'";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// TargetAttr
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct TargetPreset {
+  StringRef name;
+  int64_t smCount, smemPerBlock, smemPerSm, hbmBytes, hbmBandwidth, hostBytes,
+      linkBandwidth;
+};
+} // namespace
+
+// Datasheet figures, decimal where the datasheet says GB or TB/s; the sources
+// are in docs/memory-planning.md. Host memory is not a GPU figure: a DGX's
+// 2 TB (as 2 TiB) shared by its 8 GPUs stands in for it (256 GiB each).
+static constexpr int64_t kKiB = 1024, kGB = 1000 * 1000 * 1000;
+static constexpr int64_t kHostBytes = 256 * kKiB * kKiB * kKiB;
+static const TargetPreset kTargetPresets[] = {
+    {"h100-80gb", 132, 227 * kKiB, 228 * kKiB, 80 * kGB, 3350 * kGB, kHostBytes,
+     64 * kGB},
+    {"a100-80gb", 108, 163 * kKiB, 164 * kKiB, 80 * kGB, 2039 * kGB, kHostBytes,
+     32 * kGB},
+    {"h200", 132, 227 * kKiB, 228 * kKiB, 141 * kGB, 4800 * kGB, kHostBytes,
+     64 * kGB},
+    {"host", 0, 0, 0, 0, 0, kHostBytes, 0},
+};
+
+// The explicit form's keys, in printing order.
+static constexpr StringLiteral kTargetKeys[] = {
+    "sm_count",      "smem_per_block", "smem_per_sm",   "hbm_bytes",
+    "hbm_bandwidth", "host_bytes",     "link_bandwidth"};
+
+static std::array<int64_t, 7> targetFigures(const TargetPreset &p) {
+  return {p.smCount,      p.smemPerBlock, p.smemPerSm,    p.hbmBytes,
+          p.hbmBandwidth, p.hostBytes,    p.linkBandwidth};
+}
+
+static std::array<int64_t, 7> targetFigures(TargetAttr t) {
+  return {t.getSmCount(),      t.getSmemPerBlock(), t.getSmemPerSm(),
+          t.getHbmBytes(),     t.getHbmBandwidth(), t.getHostBytes(),
+          t.getLinkBandwidth()};
+}
+
+TargetAttr TargetAttr::getPreset(MLIRContext *context, StringRef name) {
+  for (const TargetPreset &p : kTargetPresets)
+    if (p.name == name)
+      return TargetAttr::get(context, p.smCount, p.smemPerBlock, p.smemPerSm,
+                             p.hbmBytes, p.hbmBandwidth, p.hostBytes,
+                             p.linkBandwidth);
+  return {};
+}
+
+SmallVector<StringRef> TargetAttr::getPresetNames() {
+  SmallVector<StringRef> names;
+  for (const TargetPreset &p : kTargetPresets)
+    names.push_back(p.name);
+  return names;
+}
+
+std::optional<StringRef> TargetAttr::getPresetName() const {
+  for (const TargetPreset &p : kTargetPresets)
+    if (targetFigures(p) == targetFigures(*this))
+      return p.name;
+  return std::nullopt;
+}
+
+// Grammar: `<` string `>` (a preset) or `<` key `=` int (`,` key `=` int)* `>`
+// with every key of kTargetKeys exactly once, in any order.
+Attribute TargetAttr::parse(AsmParser &parser, Type) {
+  if (parser.parseLess())
+    return {};
+  SMLoc loc = parser.getCurrentLocation();
+  std::string name;
+  if (succeeded(parser.parseOptionalString(&name))) {
+    if (parser.parseGreater())
+      return {};
+    if (TargetAttr preset = getPreset(parser.getContext(), name))
+      return preset;
+    parser.emitError(loc, "unknown target preset '")
+        << name << "'; known presets: " << llvm::join(getPresetNames(), ", ");
+    return {};
+  }
+  std::array<std::optional<int64_t>, 7> values;
+  do {
+    SMLoc keyLoc = parser.getCurrentLocation();
+    StringRef key;
+    if (parser.parseKeyword(&key))
+      return {};
+    const auto *it = llvm::find(kTargetKeys, key);
+    if (it == std::end(kTargetKeys)) {
+      parser.emitError(keyLoc, "unknown target key '")
+          << key << "'; expected a preset name or "
+          << llvm::join(ArrayRef<StringLiteral>(kTargetKeys), ", ");
+      return {};
+    }
+    std::optional<int64_t> &value = values[it - std::begin(kTargetKeys)];
+    if (value) {
+      parser.emitError(keyLoc, "target key '") << key << "' given twice";
+      return {};
+    }
+    value.emplace();
+    if (parser.parseEqual() || parser.parseInteger(*value))
+      return {};
+  } while (succeeded(parser.parseOptionalComma()));
+  if (parser.parseGreater())
+    return {};
+  for (auto [key, value] : llvm::zip(kTargetKeys, values))
+    if (!value) {
+      parser.emitError(loc, "target is missing '") << key << "'";
+      return {};
+    }
+  return parser.getChecked<TargetAttr>(parser.getContext(), *values[0],
+                                       *values[1], *values[2], *values[3],
+                                       *values[4], *values[5], *values[6]);
+}
+
+void TargetAttr::print(AsmPrinter &printer) const {
+  if (std::optional<StringRef> name = getPresetName()) {
+    printer << "<\"" << *name << "\">";
+    return;
+  }
+  printer << "<";
+  llvm::interleaveComma(
+      llvm::zip(kTargetKeys, targetFigures(*this)), printer, [&](auto pair) {
+        printer << std::get<0>(pair) << " = " << std::get<1>(pair);
+      });
+  printer << ">";
+}
+
+LogicalResult TargetAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                 int64_t smCount, int64_t smemPerBlock,
+                                 int64_t smemPerSm, int64_t hbmBytes,
+                                 int64_t hbmBandwidth, int64_t hostBytes,
+                                 int64_t linkBandwidth) {
+  std::array<int64_t, 7> figures = {smCount,      smemPerBlock, smemPerSm,
+                                    hbmBytes,     hbmBandwidth, hostBytes,
+                                    linkBandwidth};
+  for (auto [key, value] : llvm::zip(kTargetKeys, figures))
+    if (value < 0)
+      return emitError() << "target " << key << " must be >= 0, got " << value;
+  if (hostBytes == 0)
+    return emitError() << "target host_bytes must be positive";
+  // A host-only target (the CPU) has no device tiers at all; a device target
+  // has every one of them, or the planner would plan against a zero budget.
+  bool device = smCount > 0;
+  for (auto [key, value] : llvm::zip(kTargetKeys, figures)) {
+    if (StringRef(key) == "host_bytes")
+      continue;
+    if (device && value == 0)
+      return emitError() << "target " << key
+                         << " must be positive when sm_count > 0";
+    if (!device && value != 0)
+      return emitError() << "target " << key << " = " << value
+                         << " needs a device; a host-only target "
+                            "(sm_count = 0) has no device figures";
+  }
+  if (smemPerBlock > smemPerSm)
+    return emitError() << "target smem_per_block (" << smemPerBlock
+                       << ") exceeds smem_per_sm (" << smemPerSm << ")";
   return success();
 }

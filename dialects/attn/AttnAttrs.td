@@ -41,4 +41,54 @@ def Attn_MaskAttr : AttrDef<Attn_Dialect, "Mask"> {
   }];
 }
 
+def Attn_TargetAttr : AttrDef<Attn_Dialect, "Target"> {
+  let mnemonic = "target";
+  let summary = "The memory tiers of the machine a module is planned for";
+  let description = [{
+    What the memory planner (issue 6) plans against: the tiers, their
+    capacities in bytes and their bandwidths in bytes per second.
+
+    - `sm_count`: streaming multiprocessors.
+    - `smem_per_block`, `smem_per_sm`: shared memory one block may use (the
+      opt-in maximum) and one SM holds.
+    - `hbm_bytes`, `hbm_bandwidth`: device memory.
+    - `host_bytes`, `link_bandwidth`: host memory and the link to it.
+
+    A named preset stands for its figures and a target equal to a preset
+    prints as its name:
+
+    ```mlir
+    #attn.target<"h100-80gb">
+    #attn.target<"a100-80gb">
+    #attn.target<"h200">
+    #attn.target<"host">
+    #attn.target<sm_count = 132, smem_per_block = 232448,
+                 smem_per_sm = 233472, hbm_bytes = 80000000000,
+                 hbm_bandwidth = 3350000000000, host_bytes = 274877906944,
+                 link_bandwidth = 64000000000>
+    ```
+
+    Every size and bandwidth is positive and `smem_per_block <=
+    smem_per_sm`, except that a host-only target (`"host"`: the CPU, no
+    device) has `sm_count = 0` and zero for every device figure.
+  }];
+  let parameters = (ins "int64_t":$smCount, "int64_t":$smemPerBlock,
+                        "int64_t":$smemPerSm, "int64_t":$hbmBytes,
+                        "int64_t":$hbmBandwidth, "int64_t":$hostBytes,
+                        "int64_t":$linkBandwidth);
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// The preset `name` (e.g. "h100-80gb"), or null when there is none.
+    static TargetAttr getPreset(::mlir::MLIRContext *context,
+                                ::llvm::StringRef name);
+    /// The preset names, in the order the docs list them.
+    static ::llvm::SmallVector<::llvm::StringRef> getPresetNames();
+    /// The name of the preset with exactly these figures, if any.
+    std::optional<::llvm::StringRef> getPresetName() const;
+    /// False for a host-only target (no SMs, shared memory or HBM).
+    bool hasDevice() const { return getSmCount() > 0; }
+  }];
+}
+
 #endif // ATTN_ATTRS_TD
