@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import attnc
+from gil import stamps_during
 from reference import attention
 
 KERNEL = """\
@@ -144,24 +143,7 @@ def test_targets():
 
 def test_compile_releases_the_gil():
     """A compilation takes a while; another thread's Python runs meanwhile."""
-    done = threading.Event()
-    span = []
-
-    def work():
-        t0 = time.perf_counter()
-        attnc.compile(KERNEL)
-        span.extend([t0, time.perf_counter()])
-        done.set()
-
-    stamps = []
-    th = threading.Thread(target=work)
-    th.start()
-    while not done.is_set():
-        stamps.append(time.perf_counter())
-        time.sleep(0.001)
-    th.join()
-    t0, t1 = span
-    inside = [t for t in stamps if t0 + 0.01 < t < t1 - 0.01]
+    t0, t1, inside = stamps_during(lambda: attnc.compile(KERNEL), 0.001)
     assert len(inside) >= 5, f"{len(inside)} stamps inside a {(t1 - t0):.2f} s compilation"
 
 

@@ -3,14 +3,13 @@ NumPy reference (test/e2e/reference.py) at odd sizes with fresh seeds; how argum
 (positional, by name, caller-given outputs, DLPack, no copies) and that kernels release the GIL."""
 from __future__ import annotations
 
-import threading
-import time
 
 import ml_dtypes
 import numpy as np
 import pytest
 
 import attnc
+from gil import stamps_during
 from harness import LSE_TOL, O_TOL, KernelSpec, compare, module_mlir
 from reference import Mask, attention
 
@@ -139,25 +138,8 @@ def test_kernels_run_without_the_gil(module, rng_seed):
     q, k, v = random_qkv(rng, spec, 1, 1024, 1024)
     kernel = module[spec.name]
     kernel.run([q, k, v], num_threads=1)  # warm
-    span = []
-    done = threading.Event()
-
-    def work():
-        t0 = time.perf_counter()
-        kernel.run([q, k, v], num_threads=1)
-        span.extend([t0, time.perf_counter()])
-        done.set()
-
-    stamps = []
-    th = threading.Thread(target=work)
-    th.start()
-    while not done.is_set():
-        stamps.append(time.perf_counter())
-        time.sleep(0.0005)
-    th.join()
-    t0, t1 = span
+    t0, t1, inside = stamps_during(lambda: kernel.run([q, k, v], num_threads=1), 0.0005)
     assert t1 - t0 > 0.02, "the kernel ran too briefly to tell"
-    inside = [t for t in stamps if t0 + 0.005 < t < t1 - 0.005]
     assert len(inside) >= 5, f"{len(inside)} stamps inside a {(t1 - t0) * 1e3:.0f} ms kernel"
 
 
