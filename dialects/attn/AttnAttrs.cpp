@@ -118,48 +118,53 @@ LogicalResult MaskAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 namespace {
 struct TargetPreset {
   StringRef name;
-  int64_t smCount, smemPerBlock, smemPerSm, hbmBytes, hbmBandwidth, hostBytes,
-      linkBandwidth;
+  int64_t smCount, tensorFlops, smemPerBlock, smemPerSm, hbmBytes, hbmBandwidth,
+      hostBytes, linkBandwidth;
 };
 } // namespace
 
 // Datasheet figures, decimal where the datasheet says GB or TB/s; the sources
 // are in docs/memory-planning.md. Host memory is not a GPU figure: a DGX's
 // 2 TB (as 2 TiB) shared by its 8 GPUs stands in for it (256 GiB each).
+// Tensor rates are dense (no 2:4 sparsity) f16/bf16 with f32 accumulation.
 static constexpr int64_t kKiB = 1024, kGB = 1000 * 1000 * 1000;
 static constexpr int64_t kHostBytes = 256 * kKiB * kKiB * kKiB;
 static const TargetPreset kTargetPresets[] = {
-    {"h100-80gb", 132, 227 * kKiB, 228 * kKiB, 80 * kGB, 3350 * kGB, kHostBytes,
-     64 * kGB},
-    {"a100-80gb", 108, 163 * kKiB, 164 * kKiB, 80 * kGB, 2039 * kGB, kHostBytes,
-     32 * kGB},
-    {"h200", 132, 227 * kKiB, 228 * kKiB, 141 * kGB, 4800 * kGB, kHostBytes,
-     64 * kGB},
-    {"host", 0, 0, 0, 0, 0, kHostBytes, 0},
+    {"h100-80gb", 132, 989400 * kGB, 227 * kKiB, 228 * kKiB, 80 * kGB,
+     3350 * kGB, kHostBytes, 64 * kGB},
+    {"a100-80gb", 108, 312000 * kGB, 163 * kKiB, 164 * kKiB, 80 * kGB,
+     2039 * kGB, kHostBytes, 32 * kGB},
+    {"h200", 132, 989400 * kGB, 227 * kKiB, 228 * kKiB, 141 * kGB, 4800 * kGB,
+     kHostBytes, 64 * kGB},
+    {"host", 0, 0, 0, 0, 0, 0, kHostBytes, 0},
 };
 
-// The explicit form's keys, in printing order.
-static constexpr StringLiteral kTargetKeys[] = {
-    "sm_count",      "smem_per_block", "smem_per_sm",   "hbm_bytes",
-    "hbm_bandwidth", "host_bytes",     "link_bandwidth"};
+static constexpr size_t kNumTargetFigures = 8;
 
-static std::array<int64_t, 7> targetFigures(const TargetPreset &p) {
-  return {p.smCount,      p.smemPerBlock, p.smemPerSm,    p.hbmBytes,
-          p.hbmBandwidth, p.hostBytes,    p.linkBandwidth};
+// The explicit form's keys, in printing order.
+static constexpr StringLiteral kTargetKeys[kNumTargetFigures] = {
+    "sm_count",  "tensor_flops",  "smem_per_block", "smem_per_sm",
+    "hbm_bytes", "hbm_bandwidth", "host_bytes",     "link_bandwidth"};
+
+using TargetFigures = std::array<int64_t, kNumTargetFigures>;
+
+static TargetFigures targetFigures(const TargetPreset &p) {
+  return {p.smCount,  p.tensorFlops,  p.smemPerBlock, p.smemPerSm,
+          p.hbmBytes, p.hbmBandwidth, p.hostBytes,    p.linkBandwidth};
 }
 
-static std::array<int64_t, 7> targetFigures(TargetAttr t) {
-  return {t.getSmCount(),      t.getSmemPerBlock(), t.getSmemPerSm(),
-          t.getHbmBytes(),     t.getHbmBandwidth(), t.getHostBytes(),
-          t.getLinkBandwidth()};
+static TargetFigures targetFigures(TargetAttr t) {
+  return {t.getSmCount(),   t.getTensorFlops(),  t.getSmemPerBlock(),
+          t.getSmemPerSm(), t.getHbmBytes(),     t.getHbmBandwidth(),
+          t.getHostBytes(), t.getLinkBandwidth()};
 }
 
 TargetAttr TargetAttr::getPreset(MLIRContext *context, StringRef name) {
   for (const TargetPreset &p : kTargetPresets)
     if (p.name == name)
-      return TargetAttr::get(context, p.smCount, p.smemPerBlock, p.smemPerSm,
-                             p.hbmBytes, p.hbmBandwidth, p.hostBytes,
-                             p.linkBandwidth);
+      return TargetAttr::get(context, p.smCount, p.tensorFlops, p.smemPerBlock,
+                             p.smemPerSm, p.hbmBytes, p.hbmBandwidth,
+                             p.hostBytes, p.linkBandwidth);
   return {};
 }
 
@@ -193,7 +198,7 @@ Attribute TargetAttr::parse(AsmParser &parser, Type) {
         << name << "'; known presets: " << llvm::join(getPresetNames(), ", ");
     return {};
   }
-  std::array<std::optional<int64_t>, 7> values;
+  std::array<std::optional<int64_t>, kNumTargetFigures> values;
   do {
     SMLoc keyLoc = parser.getCurrentLocation();
     StringRef key;
@@ -222,9 +227,9 @@ Attribute TargetAttr::parse(AsmParser &parser, Type) {
       parser.emitError(loc, "target is missing '") << key << "'";
       return {};
     }
-  return parser.getChecked<TargetAttr>(parser.getContext(), *values[0],
-                                       *values[1], *values[2], *values[3],
-                                       *values[4], *values[5], *values[6]);
+  return parser.getChecked<TargetAttr>(
+      parser.getContext(), *values[0], *values[1], *values[2], *values[3],
+      *values[4], *values[5], *values[6], *values[7]);
 }
 
 void TargetAttr::print(AsmPrinter &printer) const {
@@ -241,13 +246,12 @@ void TargetAttr::print(AsmPrinter &printer) const {
 }
 
 LogicalResult TargetAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                                 int64_t smCount, int64_t smemPerBlock,
-                                 int64_t smemPerSm, int64_t hbmBytes,
-                                 int64_t hbmBandwidth, int64_t hostBytes,
-                                 int64_t linkBandwidth) {
-  std::array<int64_t, 7> figures = {smCount,      smemPerBlock, smemPerSm,
-                                    hbmBytes,     hbmBandwidth, hostBytes,
-                                    linkBandwidth};
+                                 int64_t smCount, int64_t tensorFlops,
+                                 int64_t smemPerBlock, int64_t smemPerSm,
+                                 int64_t hbmBytes, int64_t hbmBandwidth,
+                                 int64_t hostBytes, int64_t linkBandwidth) {
+  TargetFigures figures = {smCount,  tensorFlops,  smemPerBlock, smemPerSm,
+                           hbmBytes, hbmBandwidth, hostBytes,    linkBandwidth};
   for (auto [key, value] : llvm::zip(kTargetKeys, figures))
     if (value < 0)
       return emitError() << "target " << key << " must be >= 0, got " << value;

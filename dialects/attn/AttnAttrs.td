@@ -46,10 +46,14 @@ def Attn_TargetAttr : AttrDef<Attn_Dialect, "Target"> {
   let summary = "The memory tiers of the machine a module is planned for";
   let description = [{
     What the memory planner (issue 6) plans against: the tiers, their
-    capacities in bytes and their bandwidths in bytes per second.
+    capacities in bytes and their bandwidths in bytes per second, and the
+    device's compute rate.
 
     - `sm_count`: streaming multiprocessors.
     - `smem_per_block`, `smem_per_sm`: shared memory one block may use (the
+    - `tensor_flops`: peak dense f16/bf16 tensor-core FLOP/s, for the cost
+      model's compute time (`flops / tensor_flops`, against `bytes /
+      hbm_bandwidth`).
       opt-in maximum) and one SM holds.
     - `hbm_bytes`, `hbm_bandwidth`: device memory.
     - `host_bytes`, `link_bandwidth`: host memory and the link to it.
@@ -62,20 +66,21 @@ def Attn_TargetAttr : AttrDef<Attn_Dialect, "Target"> {
     #attn.target<"a100-80gb">
     #attn.target<"h200">
     #attn.target<"host">
-    #attn.target<sm_count = 132, smem_per_block = 232448,
-                 smem_per_sm = 233472, hbm_bytes = 80000000000,
-                 hbm_bandwidth = 3350000000000, host_bytes = 274877906944,
-                 link_bandwidth = 64000000000>
+    #attn.target<sm_count = 132, tensor_flops = 989400000000000,
+                 smem_per_block = 232448, smem_per_sm = 233472,
+                 hbm_bytes = 80000000000, hbm_bandwidth = 3350000000000,
+                 host_bytes = 274877906944, link_bandwidth = 64000000000>
     ```
 
-    Every size and bandwidth is positive and `smem_per_block <=
+    Every size, bandwidth and rate is positive and `smem_per_block <=
     smem_per_sm`, except that a host-only target (`"host"`: the CPU, no
-    device) has `sm_count = 0` and zero for every device figure.
+    device) has `sm_count = 0` and zero for every device figure
+    (`tensor_flops` included).
   }];
-  let parameters = (ins "int64_t":$smCount, "int64_t":$smemPerBlock,
-                        "int64_t":$smemPerSm, "int64_t":$hbmBytes,
-                        "int64_t":$hbmBandwidth, "int64_t":$hostBytes,
-                        "int64_t":$linkBandwidth);
+  let parameters = (ins "int64_t":$smCount, "int64_t":$tensorFlops,
+                        "int64_t":$smemPerBlock, "int64_t":$smemPerSm,
+                        "int64_t":$hbmBytes, "int64_t":$hbmBandwidth,
+                        "int64_t":$hostBytes, "int64_t":$linkBandwidth);
   let hasCustomAssemblyFormat = 1;
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
