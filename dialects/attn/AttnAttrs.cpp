@@ -276,3 +276,46 @@ LogicalResult TargetAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        << ") exceeds smem_per_sm (" << smemPerSm << ")";
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// PlaceAttr
+//===----------------------------------------------------------------------===//
+
+// Grammar: `<` tier `,` offset `>` with tier one of MemoryTier's names.
+Attribute PlaceAttr::parse(AsmParser &parser, Type type) {
+  if (parser.parseLess())
+    return {};
+  SMLoc loc = parser.getCurrentLocation();
+  StringRef name;
+  if (parser.parseKeyword(&name))
+    return {};
+  std::optional<MemoryTier> tier = symbolizeMemoryTier(name);
+  if (!tier) {
+    parser.emitError(loc, "unknown memory tier '")
+        << name << "'; expected hbm or host";
+    return {};
+  }
+  int64_t offset;
+  if (parser.parseComma() || parser.parseInteger(offset) ||
+      parser.parseGreater())
+    return {};
+  auto place = parser.getChecked<PlaceAttr>(parser.getContext(), *tier, offset);
+  // `#attn.place<...> : T`: MLIR parsed a type after the place and gives it
+  // here. A place has no type; this only happens in `attn.copy_start %x to
+  // #attn.place<...> : T`, where the T is the op's, so pass both back.
+  if (place && type && !isa<NoneType>(type))
+    return ArrayAttr::get(parser.getContext(), {place, TypeAttr::get(type)});
+  return place;
+}
+
+void PlaceAttr::print(AsmPrinter &printer) const {
+  printer << "<" << stringifyMemoryTier(getTier()) << ", " << getOffset()
+          << ">";
+}
+
+LogicalResult PlaceAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                MemoryTier, int64_t offset) {
+  if (offset < 0)
+    return emitError() << "place offset must be >= 0, got " << offset;
+  return success();
+}

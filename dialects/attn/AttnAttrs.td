@@ -4,6 +4,7 @@
 #define ATTN_ATTRS_TD
 
 include "attn/AttnDialect.td"
+include "attn/AttnEnums.td"
 include "mlir/IR/AttrTypeBase.td"
 
 def Attn_MaskAttr : AttrDef<Attn_Dialect, "Mask"> {
@@ -94,6 +95,30 @@ def Attn_TargetAttr : AttrDef<Attn_Dialect, "Target"> {
     /// False for a host-only target (no SMs, shared memory or HBM).
     bool hasDevice() const { return getSmCount() > 0; }
   }];
+}
+
+def Attn_PlaceAttr : AttrDef<Attn_Dialect, "Place"> {
+  let mnemonic = "place";
+  let summary = "Where a buffer of a planned step lives: a tier and an offset";
+  let description = [{
+    The memory planner's placement of one buffer (`attn-plan-memory`,
+    docs/memory-planning.md): the tier (`hbm` or `host`, those of
+    `#attn.target`) and the byte offset in that tier's arena. A
+    `!attn.kv_cache` occupies one place, its components laid out one after
+    the other from the offset.
+
+    ```mlir
+    #attn.place<hbm, 4096>
+    #attn.place<host, 0>
+    ```
+
+    The offset is `>= 0`; alignment, capacity and overlap are the plan
+    verifier's business (`attn-verify-plan`), not the attribute's.
+  }];
+  let parameters = (ins EnumParameter<Attn_MemoryTier>:$tier,
+                        "int64_t":$offset);
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
 }
 
 #endif // ATTN_ATTRS_TD

@@ -9,6 +9,7 @@ using namespace mlir;
 using namespace attnc::attn;
 
 #include "attn/AttnDialect.cpp.inc"
+#include "attn/AttnEnums.cpp.inc"
 
 void AttnDialect::initialize() {
   addOperations<

@@ -1,7 +1,7 @@
 //===- AttnDialect.h - the attn dialect -------------------------*- C++ -*-===//
 //
-// Single include for users of the dialect: the dialect, its attributes and
-// its operations.
+// Single include for users of the dialect: the dialect, its enums,
+// attributes, types and operations.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,6 +17,8 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include "attn/AttnDialect.h.inc"
+
+#include "attn/AttnEnums.h.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "attn/AttnAttrs.h.inc"

@@ -570,3 +570,125 @@ LogicalResult MergeOp::verify() {
   }
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// Copies
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyCopyable(std::optional<Location> location,
+                                    StringRef opName, Type type) {
+  if (CopyType::isCopyable(type))
+    return success();
+  return emitOptionalError(location, "'", opName,
+                           "' op copies a static-shape ranked tensor or an "
+                           "!attn.kv_cache, got ",
+                           type);
+}
+
+LogicalResult CopyStartOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location> location, ValueRange operands,
+    DictionaryAttr, OpaqueProperties, RegionRange,
+    SmallVectorImpl<Type> &inferredReturnTypes) {
+  if (operands.size() != 1)
+    return failure();
+  Type type = operands[0].getType();
+  if (failed(verifyCopyable(location, getOperationName(), type)))
+    return failure();
+  inferredReturnTypes.push_back(CopyType::get(context, type));
+  return success();
+}
+
+CopyDoneOp CopyStartOp::getDone() {
+  Value copy = getCopy();
+  if (!copy.hasOneUse())
+    return {};
+  return dyn_cast<CopyDoneOp>(*copy.getUsers().begin());
+}
+
+LogicalResult CopyStartOp::verify() {
+  unsigned waits = 0;
+  for (Operation *user : getCopy().getUsers()) {
+    if (!isa<CopyDoneOp>(user))
+      return emitOpError() << "copy handle may only be used by attn.copy_done, "
+                              "but '"
+                           << user->getName() << "' uses it";
+    ++waits;
+  }
+  if (waits != 1)
+    return emitOpError() << "copy must be waited for by exactly one "
+                            "attn.copy_done, found "
+                         << waits;
+  return success();
+}
+
+LogicalResult
+CopyDoneOp::inferReturnTypes(MLIRContext *, std::optional<Location> location,
+                             ValueRange operands, DictionaryAttr,
+                             OpaqueProperties, RegionRange,
+                             SmallVectorImpl<Type> &inferredReturnTypes) {
+  if (operands.size() != 1)
+    return failure();
+  auto copy = dyn_cast<CopyType>(operands[0].getType());
+  if (!copy)
+    return emitOptionalError(location, "'", getOperationName(),
+                             "' op expects an !attn.copy operand, got ",
+                             operands[0].getType());
+  inferredReturnTypes.push_back(copy.getValueType());
+  return success();
+}
+
+CopyStartOp CopyDoneOp::getStart() {
+  return getCopy().getDefiningOp<CopyStartOp>();
+}
+
+LogicalResult CopyDoneOp::verify() {
+  if (!getStart())
+    return emitOpError() << "operand must be the result of an attn.copy_start";
+  return success();
+}
+
+// `$source to #attn.place<...> attr-dict : type`. MLIR's parser reads a
+// `: T` right after a dialect attribute as that attribute's type, so without
+// an attr-dict the place swallows the op's type: PlaceAttr::parse then hands
+// back [place, T] (see there), which is unpacked here.
+ParseResult CopyStartOp::parse(OpAsmParser &parser, OperationState &result) {
+  OpAsmParser::UnresolvedOperand source;
+  Attribute toAttr;
+  Type type;
+  SMLoc placeLoc;
+  if (parser.parseOperand(source) || parser.parseKeyword("to"))
+    return failure();
+  placeLoc = parser.getCurrentLocation();
+  if (parser.parseAttribute(toAttr))
+    return failure();
+  if (auto pair = dyn_cast<ArrayAttr>(toAttr);
+      pair && pair.size() == 2 && isa<TypeAttr>(pair[1])) {
+    toAttr = pair[0];
+    type = cast<TypeAttr>(pair[1]).getValue();
+  }
+  auto to = dyn_cast<PlaceAttr>(toAttr);
+  if (!to)
+    return parser.emitError(placeLoc, "expected an #attn.place, got ")
+           << toAttr;
+  result.getOrAddProperties<Properties>().to = to;
+  SMLoc typeLoc = placeLoc;
+  if (!type &&
+      (parser.parseOptionalAttrDict(result.attributes) ||
+       parser.getCurrentLocation(&typeLoc) || parser.parseColonType(type)))
+    return failure();
+  if (!CopyType::isCopyable(type))
+    return parser.emitError(typeLoc, "cannot copy a value of type ")
+           << type
+           << ": a copy moves a static-shape ranked tensor or an "
+              "!attn.kv_cache";
+  if (parser.resolveOperand(source, type, result.operands))
+    return failure();
+  result.addTypes(CopyType::get(parser.getContext(), type));
+  return success();
+}
+
+void CopyStartOp::print(OpAsmPrinter &printer) {
+  printer << " " << getSource() << " to " << getTo();
+  printer.printOptionalAttrDict((*this)->getAttrs(), {"to"});
+  printer << " : " << getSource().getType();
+}

@@ -6,6 +6,7 @@
 include "attn/AttnDialect.td"
 include "attn/AttnAttrs.td"
 include "attn/AttnTypes.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
 // Block-sparse mask operands and the per-head policy, shared by the
@@ -267,6 +268,66 @@ def Attn_MergeOp : Attn_Op<"merge", [Pure]> {
     functional-type(operands, results)
   }];
   let hasVerifier = 1;
+}
+
+// The copies of a planned step (docs/memory-planning.md). They are not Pure:
+// their effects keep them where the planner put them, since their position
+// in the schedule is what makes a transfer overlap the kernels around it.
+defvar Attn_Copyable = AnyTypeOf<[AnyStaticShapeTensor, Attn_KVCacheType]>;
+
+def Attn_CopyStartOp : Attn_Op<"copy_start", [
+    MemoryEffects<[MemRead, MemWrite]>,
+    DeclareOpInterfaceMethods<InferTypeOpInterface>]> {
+  let summary = "Start an asynchronous copy of a value to another place";
+  let description = [{
+    Issues a copy of `source` (a static-shape tensor or a KV cache, all its
+    components) to the place `to` on the copy stream and returns its handle.
+    `attn.copy_done` waits for it; the handle has exactly one
+    `attn.copy_done` user. The memory planner inserts these pairs: a
+    prefetch from `host` to `hbm` before a kernel reads the value, an
+    offload from `hbm` to `host` after a kernel wrote it. The source must
+    stay untouched until the wait.
+
+    ```mlir
+    %c = attn.copy_start %x to #attn.place<hbm, 4096> : tensor<2x8xf16>
+    %y = attn.copy_done %c : !attn.copy<tensor<2x8xf16>>
+    ```
+  }];
+  let arguments = (ins Attn_Copyable:$source, Attn_PlaceAttr:$to);
+  let results = (outs Attn_CopyType:$copy);
+  // `$source to #attn.place<...> attr-dict : type($source)`; custom since a
+  // qualified attribute before `:` would be ambiguous with a typed one.
+  let hasCustomAssemblyFormat = 1;
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The one attn.copy_done of this copy (null only in invalid IR).
+    CopyDoneOp getDone();
+  }];
+}
+
+def Attn_CopyDoneOp : Attn_Op<"copy_done", [
+    MemoryEffects<[MemRead, MemWrite]>,
+    DeclareOpInterfaceMethods<InferTypeOpInterface>]> {
+  let summary = "Wait for a copy and use the value at its destination";
+  let description = [{
+    Blocks until the copy `copy` (the result of an `attn.copy_start`) has
+    completed; the result is the copied value at the copy's destination
+    place, of the type the copy moves.
+
+    ```mlir
+    %y = attn.copy_done %c : !attn.copy<tensor<2x8xf16>>
+    ```
+  }];
+  let arguments = (ins Attn_CopyType:$copy);
+  let results = (outs Attn_Copyable:$result);
+  let assemblyFormat = [{
+    $copy attr-dict `:` qualified(type($copy))
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The attn.copy_start this waits for (null only in invalid IR).
+    CopyStartOp getStart();
+  }];
 }
 
 #endif // ATTN_OPS_TD

@@ -232,3 +232,19 @@ double KVCacheType::getBytesPerToken() const {
   }
   return bytes / getPageSize();
 }
+
+bool CopyType::isCopyable(Type type) {
+  if (isa<KVCacheType>(type))
+    return true;
+  auto tensor = dyn_cast<RankedTensorType>(type);
+  return tensor && tensor.hasStaticShape();
+}
+
+LogicalResult CopyType::verify(function_ref<InFlightDiagnostic()> emitError,
+                               Type valueType) {
+  if (!isCopyable(valueType))
+    return emitError() << "!attn.copy can move a static-shape ranked tensor "
+                          "or an !attn.kv_cache, got "
+                       << valueType;
+  return success();
+}

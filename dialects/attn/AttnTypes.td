@@ -73,4 +73,26 @@ def Attn_KVCacheType : TypeDef<Attn_Dialect, "KVCache"> {
   }];
 }
 
+def Attn_CopyType : TypeDef<Attn_Dialect, "Copy"> {
+  let mnemonic = "copy";
+  let summary = "An asynchronous copy of a value between memory tiers";
+  let description = [{
+    The handle of a copy in flight: `attn.copy_start` issues it and
+    `attn.copy_done` waits for it and yields the copied value, of type `T`
+    (a static-shape ranked tensor or a `!attn.kv_cache`).
+
+    ```mlir
+    !attn.copy<tensor<2x8xf16>>
+    !attn.copy<!attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = f16>>
+    ```
+  }];
+  let parameters = (ins "::mlir::Type":$valueType);
+  let assemblyFormat = "`<` $valueType `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// What a copy can move: a static-shape ranked tensor or a KV cache.
+    static bool isCopyable(::mlir::Type type);
+  }];
+}
+
 #endif // ATTN_TYPES_TD
