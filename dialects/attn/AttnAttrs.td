@@ -51,10 +51,10 @@ def Attn_TargetAttr : AttrDef<Attn_Dialect, "Target"> {
     device's compute rate.
 
     - `sm_count`: streaming multiprocessors.
-    - `smem_per_block`, `smem_per_sm`: shared memory one block may use (the
     - `tensor_flops`: peak dense f16/bf16 tensor-core FLOP/s, for the cost
       model's compute time (`flops / tensor_flops`, against `bytes /
       hbm_bandwidth`).
+    - `smem_per_block`, `smem_per_sm`: shared memory one block may use (the
       opt-in maximum) and one SM holds.
     - `hbm_bytes`, `hbm_bandwidth`: device memory.
     - `host_bytes`, `link_bandwidth`: host memory and the link to it.
