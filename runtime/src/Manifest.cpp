@@ -724,6 +724,7 @@ Manifest attnrt::parseManifest(const std::string &text,
       if (m.kernels[i].name == m.kernels[k].name)
         r.badField("kernels",
                    "has two kernels named '" + m.kernels[i].name + "'");
+  m.steps = parseSteps(root, m.kernels, where);
   return m;
 }
 

@@ -9,6 +9,7 @@
 #ifndef ATTNRT_SRC_MANIFEST_H
 #define ATTNRT_SRC_MANIFEST_H
 
+#include "StepManifest.h"
 #include "attnrt/attnrt.h"
 
 #include <string>
@@ -76,6 +77,7 @@ struct Manifest {
   std::string library;
   std::string header;
   std::vector<KernelDesc> kernels;
+  std::vector<StepDesc> steps; // memory plans; kernels referred to by index
 };
 
 /// Parses manifest text; `where` names the file in messages. Throws

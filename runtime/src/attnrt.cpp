@@ -7,67 +7,31 @@
 //===----------------------------------------------------------------------===//
 
 #include "Error.h"
-#include "Library.h"
-#include "Manifest.h"
-#include "ThreadPool.h"
+#include "Module.h"
 #include "Validate.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
-#include <memory>
-#include <mutex>
 
 using namespace attnrt;
 
-namespace {
-using RunFn = void (*)(void **args, int64_t phase, int64_t begin, int64_t end);
-using WorkItemsFn = int64_t (*)(void **args, int64_t phase);
+AlignedBlock::~AlignedBlock() { std::free(data); }
 
-/// 64-byte aligned heap block for scratch buffers.
-struct AlignedBlock {
-  void *data = nullptr;
-  size_t bytes = 0;
-  AlignedBlock() = default;
-  AlignedBlock(const AlignedBlock &) = delete;
-  AlignedBlock &operator=(const AlignedBlock &) = delete;
-  ~AlignedBlock() { std::free(data); }
-  /// Makes the block hold at least `n` bytes (contents are not kept).
-  void reserve(size_t n) {
-    if (data && n <= bytes)
-      return;
-    std::free(data);
-    data = nullptr;
-    bytes = 0;
-    // At least one alignment unit, so kernels never see NULL scratch.
-    size_t size = std::max(n + kScratchAlign - 1, kScratchAlign) /
-                  kScratchAlign * kScratchAlign;
-    data = std::aligned_alloc(kScratchAlign, size);
-    if (!data)
-      throw std::bad_alloc();
-    bytes = size;
-  }
-};
-} // namespace
-
-struct attnrt_kernel {
-  attnrt_module *module = nullptr;
-  KernelDesc desc;
-  RunFn run = nullptr;
-  WorkItemsFn workItems = nullptr;
-  // NAME__tile_stats (attnc --count-tiles), NULL when not instrumented.
-  int64_t *tileStats = nullptr;
-};
-
-struct attnrt_module {
-  std::string dir;
-  std::unique_ptr<Library> library;
-  std::vector<std::unique_ptr<attnrt_kernel>> kernels;
-  std::unique_ptr<ThreadPool> pool;
-  // Scratch reused across calls; a run that finds it taken (a concurrent
-  // run on another thread) allocates its own.
-  std::mutex scratchMutex;
-  AlignedBlock scratch;
-};
+void AlignedBlock::reserve(size_t n) {
+  if (data && n <= bytes)
+    return;
+  std::free(data);
+  data = nullptr;
+  bytes = 0;
+  // At least one alignment unit, so kernels never see NULL scratch.
+  size_t size = std::max(n + kScratchAlign - 1, kScratchAlign) / kScratchAlign *
+                kScratchAlign;
+  data = std::aligned_alloc(kScratchAlign, size);
+  if (!data)
+    throw std::bad_alloc();
+  bytes = size;
+}
 
 namespace {
 
@@ -108,6 +72,7 @@ void bindKernels(attnrt_module &module, Manifest &manifest, unsigned threads) {
     linkViews(kernel->desc);
     module.kernels.push_back(std::move(kernel));
   }
+  module.steps = std::move(manifest.steps);
   module.pool = std::make_unique<ThreadPool>(threads);
 }
 } // namespace
@@ -329,32 +294,68 @@ extern "C" attnrt_status attnrt_run(attnrt_module *module,
                "' does not belong to this module; pass the module it came "
                "from");
     unsigned threads = threadCount(numThreads, "attnrt_run");
-    Descriptors desc;
-    validateArgs(kernel->desc, args, numArgs, &desc);
-    // Held until the last phase has finished.
-    std::unique_lock<std::mutex> reuse;
-    AlignedBlock own;
-    if (!kernel->desc.scratch.empty()) {
-      reuse =
-          std::unique_lock<std::mutex>(module->scratchMutex, std::try_to_lock);
-      AlignedBlock &block = reuse.owns_lock() ? module->scratch : own;
-      block.reserve(desc.scratchBytes);
-      bindScratch(desc, block.data);
-    }
-    void **argv = desc.pointers.data();
-    RunFn run = kernel->run;
-    // Phase p + 1 starts after every item of phase p has finished
-    // (parallelFor returns only then), so it sees all of phase p's writes.
-    for (int phase = 0; phase < kernel->desc.phases; ++phase) {
-      int64_t n = kernel->workItems(argv, phase);
-      if (n < 0)
-        fail(ATTNRT_ERR_LIBRARY,
-             "kernel '" + kernel->desc.name + "': work_items returned " +
-                 std::to_string(n) + " for phase " + std::to_string(phase) +
-                 "; the kernel library is broken");
-      module->pool->parallelFor(n, threads, [&](int64_t begin, int64_t end) {
-        run(argv, phase, begin, end);
-      });
-    }
+    runKernel(*module, *kernel, args, numArgs, threads, nullptr);
   });
+}
+
+void attnrt::runKernel(attnrt_module &module, const attnrt_kernel &kernel,
+                       const attnrt_tensor *args, int numArgs, unsigned threads,
+                       const ScratchPlacement *scratch) {
+  Descriptors desc;
+  validateArgs(kernel.desc, args, numArgs, &desc);
+  // Held until the last phase has finished.
+  std::unique_lock<std::mutex> reuse;
+  AlignedBlock own;
+  if (scratch) {
+    size_t n = kernel.desc.scratch.size();
+    if (scratch->data.size() != n || scratch->bytes.size() != n)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           "kernel '" + kernel.desc.name +
+               "': " + std::to_string(scratch->data.size()) +
+               " scratch buffers were placed but the kernel has " +
+               std::to_string(n));
+    for (size_t i = 0; i < n; ++i) {
+      // The layout rounds each buffer up to kScratchAlign; the kernel uses
+      // only its elements.
+      int64_t need = attnrt_dtype_size(kernel.desc.scratch[i].dtype);
+      for (int64_t size : desc.scratchSizes[i])
+        need *= size;
+      if (scratch->bytes[i] < need)
+        fail(ATTNRT_ERR_VALIDATION,
+             "kernel '" + kernel.desc.name + "': scratch buffer '" +
+                 kernel.desc.scratch[i].name + "' has " +
+                 std::to_string(scratch->bytes[i]) + " bytes but needs " +
+                 std::to_string(need) + " for these argument sizes");
+    }
+    // bindScratch places buffer i at block + scratchOffsets[i]: the lowest
+    // placed address is the block (buffers may lie in different arenas).
+    uintptr_t base = UINTPTR_MAX;
+    for (void *p : scratch->data)
+      base = std::min(base, reinterpret_cast<uintptr_t>(p));
+    for (size_t i = 0; i < n; ++i)
+      desc.scratchOffsets[i] =
+          reinterpret_cast<uintptr_t>(scratch->data[i]) - base;
+    if (n)
+      bindScratch(desc, reinterpret_cast<void *>(base));
+  } else if (!kernel.desc.scratch.empty()) {
+    reuse = std::unique_lock<std::mutex>(module.scratchMutex, std::try_to_lock);
+    AlignedBlock &block = reuse.owns_lock() ? module.scratch : own;
+    block.reserve(desc.scratchBytes);
+    bindScratch(desc, block.data);
+  }
+  void **argv = desc.pointers.data();
+  RunFn run = kernel.run;
+  // Phase p + 1 starts after every item of phase p has finished
+  // (parallelFor returns only then), so it sees all of phase p's writes.
+  for (int phase = 0; phase < kernel.desc.phases; ++phase) {
+    int64_t n = kernel.workItems(argv, phase);
+    if (n < 0)
+      fail(ATTNRT_ERR_LIBRARY,
+           "kernel '" + kernel.desc.name + "': work_items returned " +
+               std::to_string(n) + " for phase " + std::to_string(phase) +
+               "; the kernel library is broken");
+    module.pool->parallelFor(n, threads, [&](int64_t begin, int64_t end) {
+      run(argv, phase, begin, end);
+    });
+  }
 }

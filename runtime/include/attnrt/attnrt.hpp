@@ -1,7 +1,7 @@
 //===- attnrt.hpp - header-only C++ wrapper over attnrt.h -------*- C++ -*-===//
 //
-// RAII for modules and exceptions for failures; nothing here adds behavior,
-// it only forwards to the C API so both stay in sync.
+// RAII for modules and steps and exceptions for failures; nothing here adds
+// behavior, it only forwards to the C API so both stay in sync.
 //
 //===----------------------------------------------------------------------===//
 
@@ -9,6 +9,7 @@
 #define ATTNRT_ATTNRT_HPP
 
 #include "attnrt/attnrt.h"
+#include "attnrt/attnrt_step.h"
 
 #include <array>
 #include <cstdint>
@@ -137,10 +138,70 @@ public:
     check(attnrt_run(m_, k.get(), args.data(), static_cast<int>(args.size()),
                      numThreads));
   }
+  /// Step functions of the manifest's "steps" (memory plans); open one
+  /// with Step.
+  int numSteps() const { return attnrt_num_steps(m_); }
+  std::string stepName(int i) const {
+    const char *name = attnrt_step_name_at(m_, i);
+    if (!name)
+      throw Error(ATTNRT_ERR_INVALID_ARGUMENT, attnrt_last_error());
+    return name;
+  }
 
 private:
   explicit Module(attnrt_module *m) : m_(m) {}
   attnrt_module *m_ = nullptr;
+};
+
+/// An open step (attnrt_step_open): its arenas, buffers and copy thread.
+/// Close it (destroy it) before its Module.
+class Step {
+public:
+  Step(const Module &module, const std::string &name) {
+    check(attnrt_step_open(module.get(), name.c_str(), &s_));
+  }
+  ~Step() { attnrt_step_close(s_); }
+  Step(const Step &) = delete;
+  Step &operator=(const Step &) = delete;
+  Step(Step &&other) noexcept : s_(other.s_) { other.s_ = nullptr; }
+
+  attnrt_step *get() const { return s_; }
+  std::string name() const { return attnrt_step_name(s_); }
+  int numTiers() const { return attnrt_step_num_tiers(s_); }
+  attnrt_step_tier_info tier(int i) const {
+    attnrt_step_tier_info info;
+    check(attnrt_step_tier(s_, i, &info));
+    return info;
+  }
+  int numBuffers() const { return attnrt_step_num_buffers(s_); }
+  const attnrt_step_buffer_info &buffer(int i) const {
+    const attnrt_step_buffer_info *info = attnrt_step_buffer(s_, i);
+    if (!info)
+      throw Error(ATTNRT_ERR_INVALID_ARGUMENT, attnrt_last_error());
+    return *info;
+  }
+  int findBuffer(const std::string &name) const {
+    int index = -1;
+    check(attnrt_step_find_buffer(s_, name.c_str(), &index));
+    return index;
+  }
+  /// The buffer's memory in its arena (buffer(i).bytes bytes).
+  void *data(int i) const {
+    buffer(i); // throws for a bad index
+    return attnrt_step_data(s_, i);
+  }
+  void *data(const std::string &name) const {
+    return attnrt_step_data(s_, findBuffer(name));
+  }
+  void run(int numThreads = 0) { check(attnrt_step_run(s_, numThreads)); }
+  attnrt_step_run_stats stats() const {
+    attnrt_step_run_stats out;
+    check(attnrt_step_stats(s_, &out));
+    return out;
+  }
+
+private:
+  attnrt_step *s_ = nullptr;
 };
 
 } // namespace attnrt
