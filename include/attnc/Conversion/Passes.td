@@ -106,6 +106,49 @@ def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
   ];
 }
 
+def AttnPlanTiles : Pass<"attn-plan-tiles", "mlir::ModuleOp"> {
+  let summary = "Choose GPU kernel tiles that fit the target's shared memory";
+  let description = [{
+    The kernel level of the memory planner (docs/memory-planning.md). For
+    every `attn.attention` and `attn.paged_attention` whose target (the
+    `target` option, else the nearest enclosing `attn.target`) has a device,
+    chooses the tile sizes and pipeline depth of its GPU kernel, in the
+    FlashAttention-2 shape: a thread block per (query tile, KV head), the
+    query heads sharing that KV head packed into the tile's rows (decode: all
+    of them in one tile); in shared memory the Q tile (`block_q` rows x
+    `head_dim`, query dtype) and, per pipeline stage, the K and V tiles
+    (`block_kv` x `head_dim`, storage bytes) with, for i8/i4 caches, their
+    scale (and minimum) tiles. Each stage of each buffer is 128-byte
+    aligned. P stays in registers and O goes out through the Q buffer.
+
+    Candidates: `block_q` and `block_kv` in {128, 64, 32, 16}, capped at
+    FlashAttention-2's sizes for the head size and at the rows there are,
+    `stages` in {3, 2, 1}; preferred in the order pipelined (stages >= 2),
+    larger `block_q`, larger `block_kv`, more stages. The first whose
+    buffers fit `smem_per_block`, with `occupancy` blocks fitting
+    `smem_per_sm`, is recorded on the op:
+
+    ```
+    attn.tile_plan = {block_q = 128, block_kv = 64, stages = 3,
+                      smem_bytes = 131072,
+                      buffers = [{name = "q", bytes = 32768}, ...]}
+    ```
+
+    (`bytes` of a staged buffer counts every stage.) When none fits, the
+    error names each buffer of the smallest candidate, its bytes and the
+    budget. A host-only target leaves the ops alone: the CPU has no
+    software-managed shared memory, and `attn-lower-to-tiles`'s options size
+    its tiles. The manifest reports the plan as `tile_plan`.
+  }];
+  let options = [
+    Option<"target", "target", "std::string", /*default=*/"\"\"",
+           "A target preset that overrides attn.target (h100-80gb, "
+           "a100-80gb, h200, host)">,
+    Option<"occupancy", "occupancy", "int64_t", /*default=*/"1",
+           "Thread blocks that must fit on one SM at once">,
+  ];
+}
+
 def AttnCPUKernelABI : Pass<"attn-cpu-kernel-abi", "mlir::ModuleOp"> {
   let summary = "Give each bufferized kernel the host work-item ABI";
   let description = [{
