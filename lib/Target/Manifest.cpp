@@ -322,6 +322,43 @@ static LogicalResult readInstrumented(func::FuncOp func, KernelInfo &k) {
   return success();
 }
 
+/// The op's `attn.tile_plan`, when attn-plan-tiles planned its GPU kernel.
+static LogicalResult readTilePlan(Operation *op, KernelInfo &k) {
+  Attribute attr = op->getAttr("attn.tile_plan");
+  if (!attr)
+    return success();
+  auto dict = dyn_cast<DictionaryAttr>(attr);
+  KernelInfo::TilePlan plan;
+  bool ok = dict != nullptr;
+  auto get = [&](StringRef key, int64_t &out) {
+    auto value = dict ? dict.getAs<IntegerAttr>(key) : IntegerAttr();
+    ok &= value != nullptr;
+    if (value)
+      out = value.getInt();
+  };
+  get("block_q", plan.blockQ);
+  get("block_kv", plan.blockKV);
+  get("stages", plan.stages);
+  get("smem_bytes", plan.smemBytes);
+  auto buffers = dict ? dict.getAs<ArrayAttr>("buffers") : ArrayAttr();
+  ok &= buffers != nullptr;
+  for (Attribute entry : buffers ? buffers.getValue() : ArrayRef<Attribute>()) {
+    auto buffer = dyn_cast<DictionaryAttr>(entry);
+    auto name = buffer ? buffer.getAs<StringAttr>("name") : StringAttr();
+    auto bytes = buffer ? buffer.getAs<IntegerAttr>("bytes") : IntegerAttr();
+    ok &= name && bytes;
+    if (name && bytes)
+      plan.buffers.emplace_back(name.str(), bytes.getInt());
+  }
+  if (!ok)
+    return op->emitError()
+           << "attn.tile_plan = " << attr
+           << "; expected {block_q, block_kv, stages, smem_bytes, buffers = "
+              "[{name, bytes}, ...]} as attn-plan-tiles writes it";
+  k.tilePlan = std::move(plan);
+  return success();
+}
+
 static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
   SmallVector<Operation *> ops;
   func.walk([&](Operation *op) {
@@ -341,7 +378,7 @@ static FailureOr<KernelInfo> describeKernel(func::FuncOp func) {
     return func.emitError() << "kernel name '" << k.name
                             << "' is not a C identifier; rename the function";
   OpRoles roles = opRoles(ops.front(), k);
-  if (failed(readInstrumented(func, k)))
+  if (failed(readInstrumented(func, k)) || failed(readTilePlan(roles.op, k)))
     return failure();
   Operation *op = roles.op;
   StringRef opName = op->getName().getStringRef();
@@ -684,6 +721,17 @@ void attnc::writeManifest(llvm::raw_ostream &os,
                                           {"vector_width", k.vectorWidth}};
     if (k.workspaceBytes)
       kernel["workspace_bytes"] = *k.workspaceBytes;
+    if (k.tilePlan) {
+      llvm::json::Array buffers;
+      for (const auto &[name, bytes] : k.tilePlan->buffers)
+        buffers.push_back(llvm::json::Object{{"name", name}, {"bytes", bytes}});
+      kernel["tile_plan"] =
+          llvm::json::Object{{"block_q", k.tilePlan->blockQ},
+                             {"block_kv", k.tilePlan->blockKV},
+                             {"stages", k.tilePlan->stages},
+                             {"smem_bytes", k.tilePlan->smemBytes},
+                             {"buffers", std::move(buffers)}};
+    }
     llvm::json::Array scratch;
     for (const ScratchBuffer &s : k.scratch)
       scratch.push_back(llvm::json::Object{

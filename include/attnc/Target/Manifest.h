@@ -92,6 +92,13 @@ struct KernelInfo {
   int64_t blockQ = 0, blockKV = 0, headDimChunk = 0, vectorWidth = 0;
   std::string qkForm; // "dot", "transposed" or "by_rows" (docs/passes.md)
   std::optional<int64_t> workspaceBytes;
+  /// The op's `attn.tile_plan` (attn-plan-tiles): the GPU kernel's tiles and
+  /// its shared-memory buffers, bytes over all pipeline stages.
+  struct TilePlan {
+    int64_t blockQ = 0, blockKV = 0, stages = 0, smemBytes = 0;
+    std::vector<std::pair<std::string, int64_t>> buffers;
+  };
+  std::optional<TilePlan> tilePlan;
   int64_t phases = 1;
   std::vector<ScratchBuffer> scratch;
   /// Inputs in function order (a cache as its components), then outputs.
