@@ -149,6 +149,52 @@ def AttnPlanTiles : Pass<"attn-plan-tiles", "mlir::ModuleOp"> {
   ];
 }
 
+def AttnVerifyPlan : Pass<"attn-verify-plan", "mlir::ModuleOp"> {
+  let summary = "Check the memory plan of every step function";
+  let description = [{
+    For every step function (`attn.step`) of the module, checks the plan
+    that `attn-plan-memory` wrote into it (docs/memory-planning.md): every
+    value has exactly one place, 64-byte aligned, in a tier of the target;
+    in each tier no two buffers live at the same time share a byte and no
+    kernel writes bytes an unfinished copy still reads; every operand,
+    result and workspace of a kernel is in the tier kernels read (`hbm` on
+    a device target, else `host`), and no kernel reads a value while a copy
+    writes it back; every tier's buffers end within its capacity and within
+    the peak of `attn.plan`. A buffer is live from the op that starts
+    writing it to the last op that reads it; a copy reads its source until
+    its `attn.copy_done`, but copies run in issue order, so a later copy may
+    reuse those bytes. Errors name the buffers (argument names, result
+    names, op locations), their ranges, tiers and steps. A step function
+    without places is an error ("run attn-plan-memory first"). The tiers
+    come from the `target` option, else the module's `attn.target`, else
+    `attn.plan`. The IR is not changed. `attnc --verify-plan` runs the same
+    checks.
+  }];
+  let options = [
+    Option<"target", "target", "std::string", /*default=*/"\"\"",
+           "A target preset that overrides attn.target (h100-80gb, "
+           "a100-80gb, h200, host)">,
+  ];
+}
+
+def AttnPrintPlanReport : Pass<"attn-print-plan-report", "mlir::ModuleOp"> {
+  let summary = "Print the memory plan report of every step function";
+  let description = [{
+    Prints what `attnc --emit=plan` prints, read only from the planned IR
+    (places, copies, `attn.plan`, `attn.seconds`, `attn.transfer_seconds`,
+    `attn.exposed_seconds`), to standard output: with `format=table` a
+    fixed-width summary per step function (the tiers' capacity, peak, lower
+    bound and their ratio; what each tier holds; each transfer with its
+    bytes, issue and wait steps, transfer and exposed time; the predicted
+    step time against the time without offloading), with `format=json` the
+    JSON document of `plan.json`. The IR is not changed.
+  }];
+  let options = [
+    Option<"format", "format", "std::string", /*default=*/"\"table\"",
+           "table or json">,
+  ];
+}
+
 def AttnCPUKernelABI : Pass<"attn-cpu-kernel-abi", "mlir::ModuleOp"> {
   let summary = "Give each bufferized kernel the host work-item ABI";
   let description = [{
