@@ -149,6 +149,40 @@ def AttnPlanTiles : Pass<"attn-plan-tiles", "mlir::ModuleOp"> {
   ];
 }
 
+def AttnPlanMemory : Pass<"attn-plan-memory", "mlir::ModuleOp"> {
+  let summary = "Place every buffer of each step function across the target's "
+                "memory tiers, with prefetch and offload copies";
+  let description = [{
+    Plans every step function (`func.func` with `attn.step`: a straight-line
+    schedule of attn kernels with static tensors, KV cache arguments
+    carrying `attn.num_pages`) against the target (the `target` option,
+    else the module's `attn.target`). Kernels read and write HBM; what does
+    not fit there lives in host memory, prefetched before its uses by
+    `attn.copy_start`/`attn.copy_done` pairs placed so the transfer overlaps
+    the kernels before it, and offloaded after its last write (a KV cache
+    `attn.kv_append` writes, an output). Buffers get offsets in one arena
+    per tier (the arena planner: best fit over several orderings, then a
+    hill climb). The cost model predicts a kernel's time as the longer of
+    its FLOPs at `tensor_flops` and its bytes at `hbm_bandwidth`, a
+    transfer's as its bytes at `link_bandwidth`.
+
+    Writes the plan into the IR: `attn.place` on every argument,
+    `attn.places` and `attn.seconds` on every kernel, the copies with
+    `attn.transfer_seconds` and `attn.exposed_seconds`, kernels reading the
+    copies, and the summary `attn.plan` (per tier capacity, peak and lower
+    bound; predicted step time with the copies and without). A kernel whose
+    operands alone exceed HBM is an error that names them. A host-only
+    target has one tier and no copies. docs/memory-planning.md has the
+    algorithm and the liveness rules.
+  }];
+  let options = [
+    Option<"targetName", "target", "std::string", /*default=*/"\"\"",
+           "A target preset that overrides attn.target (h100-80gb, "
+           "a100-80gb, h200, host)">,
+  ];
+  let dependentDialects = ["attnc::attn::AttnDialect"];
+}
+
 def AttnVerifyPlan : Pass<"attn-verify-plan", "mlir::ModuleOp"> {
   let summary = "Check the memory plan of every step function";
   let description = [{
