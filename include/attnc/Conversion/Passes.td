@@ -200,9 +200,9 @@ def AttnVerifyPlan : Pass<"attn-verify-plan", "mlir::ModuleOp"> {
     reuse those bytes. Errors name the buffers (argument names, result
     names, op locations), their ranges, tiers and steps. A step function
     without places is an error ("run attn-plan-memory first"). The tiers
-    come from the `target` option, else the module's `attn.target`, else
-    `attn.plan`. The IR is not changed. `attnc --verify-plan` runs the same
-    checks.
+    come from the `target` option, else the `target` entry of `attn.plan`,
+    else the module's `attn.target`, else the tiers of `attn.plan`. The IR
+    is not changed. `attnc --verify-plan` runs the same checks.
   }];
   let options = [
     Option<"target", "target", "std::string", /*default=*/"\"\"",
