@@ -270,13 +270,21 @@ void StepParser::parseBuffers(const Fields &s) {
       b.badField("offset", "is " + str(buf.range.offset) +
                                ", not a multiple of the element size " +
                                str(attnrt_dtype_size(buf.dtype)));
-    // The caller writes each buffer separately; shared bytes would make one
-    // write clobber another.
-    for (const StepBuffer &other : step.buffers)
-      if (overlaps(other.range, buf.range))
+    // The caller writes every in/inout buffer before a run and reads every
+    // out/inout buffer after it, so two of either kind must not share a
+    // byte. An output may take an input's bytes (after the input's last use
+    // within the run).
+    for (const StepBuffer &other : step.buffers) {
+      bool bothWritten =
+          buf.dir != ATTNRT_DIR_OUT && other.dir != ATTNRT_DIR_OUT;
+      bool bothRead = buf.dir != ATTNRT_DIR_IN && other.dir != ATTNRT_DIR_IN;
+      if ((bothWritten || bothRead) && overlaps(other.range, buf.range))
         b.bad("bytes " + rangeText(buf.range) + " of tier '" +
               step.tiers[buf.range.tier].name + "' overlap buffer '" +
-              other.name + "' " + rangeText(other.range));
+              other.name + "' " + rangeText(other.range) + ", and the caller " +
+              (bothWritten ? "writes both before" : "reads both after") +
+              " a run");
+    }
     step.buffers.push_back(std::move(buf));
   }
 }

@@ -702,7 +702,25 @@ TEST(StepPlanError, KernelWritesBytesACopyIsReading) {
 TEST(StepPlanError, OverlappingBuffers) {
   expectPlanError([](json &p) { p["buffers"][2]["offset"] = 64; },
                   {"step 'st' buffer 'v': bytes [64, 144) of tier 'host' "
-                   "overlap buffer 'k' [0, 80)"});
+                   "overlap buffer 'k' [0, 80), and the caller writes both "
+                   "before a run"});
+  expectPlanError(
+      [](json &p) {
+        p["buffers"][4] = buffer("lse", "out", "f32", kLse, "hbm", 400);
+      },
+      {"step 'st' buffer 'lse': bytes [400, 424) of tier 'hbm' overlap "
+       "buffer 'o' [384, 480), and the caller reads both after a run"});
+  expectPlanError(
+      [](json &p) {
+        p["buffers"][1]["dir"] = "inout";
+        p["buffers"][3] = buffer("o", "out", "f32", kQ, "host", 0);
+      },
+      {"buffer 'o': bytes [0, 96) of tier 'host' overlap buffer 'k' [0, 80), "
+       "and the caller reads both after a run"});
+  // An output may reuse an input's bytes (after its last use in the run).
+  json plan = densePlan();
+  plan["buffers"][3] = buffer("o", "out", "f32", kQ, "hbm", 0);
+  EXPECT_EQ(openSteps(json::array({plan})).first, ATTNRT_OK) << lastError();
 }
 
 TEST(StepPlanError, CopyOntoItself) {
