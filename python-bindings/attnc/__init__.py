@@ -12,14 +12,16 @@
     o = m.prefill(q, k, v)
 
 compile() runs the attnc driver in-process and opens the kernels with attnrt; emit() prints one
-level of the pipeline; CachePool is attnrt's KV-cache page pool. See docs/python.md.
+level of the pipeline; CachePool is attnrt's KV-cache page pool; Module.step opens a step of a
+memory plan. See docs/python.md.
 """
 from ._attnc import (ArgInfo, AttentionInfo, AttnrtError, BlockSparseInfo, CacheStats,
                      CompileError, Diagnostic, Dim, DTypeError, InternalCompilerError,
                      KernelNotFoundError, KVCacheInfo, MaskInfo, OutOfPagesError,
-                     PoolComponent, SelectPagesInfo, ValidationError)
+                     PoolComponent, SelectPagesInfo, StepBufferInfo, StepTierInfo,
+                     ValidationError)
 from ._compile import LEVELS, OPTIONS, CompileWarning, compile, emit
-from ._runtime import NP_DTYPES, CachePool, Kernel, Module, page_table_from_block_tables
+from ._runtime import NP_DTYPES, CachePool, Kernel, Module, Step, page_table_from_block_tables
 
 __version__ = "0.1.0"
 
@@ -28,5 +30,6 @@ __all__ = [
     "CompileError", "CompileWarning", "Diagnostic", "Dim", "DTypeError",
     "InternalCompilerError", "Kernel", "KernelNotFoundError", "KVCacheInfo", "LEVELS",
     "MaskInfo", "Module", "NP_DTYPES", "OPTIONS", "OutOfPagesError", "PoolComponent",
-    "SelectPagesInfo", "ValidationError", "compile", "emit", "page_table_from_block_tables",
+    "SelectPagesInfo", "Step", "StepBufferInfo", "StepTierInfo", "ValidationError", "compile",
+    "emit", "page_table_from_block_tables",
 ]

@@ -1,4 +1,4 @@
-"""Modules, kernels and KV-cache page pools over attnrt (the native half is _attnc)."""
+"""Modules, kernels, memory-plan steps and KV-cache page pools over attnrt (the native half is _attnc)."""
 from __future__ import annotations
 
 import json
@@ -257,6 +257,15 @@ class Module(Mapping):
     def kernels(self) -> list[str]:
         return list(self._kernels)
 
+    @property
+    def steps(self) -> list[str]:
+        """Names of the step functions of the manifest's memory plans ("steps")."""
+        return self._m.steps
+
+    def step(self, name: str) -> "Step":
+        """Opens step `name` of the memory plan: its arenas (zero-filled) and copy thread."""
+        return Step(_attnc.Step(self._m, name))
+
     def __getitem__(self, name: str) -> Kernel:
         k = self._kernels.get(name)
         if k is None:
@@ -284,6 +293,67 @@ class Module(Mapping):
 
     def __repr__(self) -> str:
         return f"<attnc.Module {', '.join(self._kernels)}>"
+
+
+class Step:
+    """A step function of a memory plan, opened by Module.step(name): one arena per memory tier
+    of exactly the planned size, the plan's copies on a copy thread and its kernels, run through
+    attnrt's checks. Write the inputs (and state) through their views before a run, read the
+    outputs after it:
+
+        step = module.step("decode_step")
+        step.buffer("q0")[...] = q                # a NumPy view of the arena, in place
+        step.run()                                # GIL released
+        o = step.buffer("o0").copy()
+
+    The views keep the step alive; they stay valid (and keep their place) while it lives."""
+
+    def __init__(self, native: _attnc.Step):
+        self._s = native
+        #: The buffers at their home places (name, dir, dtype, shape, tier, offset, bytes).
+        self.buffers: list[_attnc.StepBufferInfo] = native.buffers
+        self._views: dict[str, np.ndarray] = {}
+        for i, b in enumerate(self.buffers):
+            self._views[b.name] = native.buffer(i).view(NP_DTYPES[b.dtype]).reshape(b.shape)
+
+    @property
+    def name(self) -> str:
+        return self._s.name
+
+    @property
+    def tiers(self) -> list[_attnc.StepTierInfo]:
+        """The memory tiers (name, capacity, size, device), one arena each."""
+        return self._s.tiers
+
+    def buffer(self, name: str) -> np.ndarray:
+        """Buffer `name` as a writable NumPy view of its arena (dtype and shape from the plan;
+        bf16 and fp8 as ml_dtypes). KernelNotFoundError (a KeyError) lists the buffers when
+        there is none of that name."""
+        view = self._views.get(name)
+        if view is None:
+            self._s.find_buffer(name)  # raises with attnrt's message
+            raise KeyError(name)
+        return view
+
+    def run(self, threads: int = 0) -> None:
+        """Runs the program (copies, waits, kernels) with the GIL released; threads: the
+        kernels' threads (0: the module's). attnrt's errors raise AttnrtError (ValidationError
+        when a kernel's arguments, e.g. a page table in a buffer, are invalid)."""
+        self._s.run(threads)
+
+    @property
+    def stats(self) -> dict[str, Union[int, float]]:
+        """Counters and timings of the last run: runs, copies, bytes_copied, kernels,
+        copy_seconds, exposed_seconds (waiting for copies), kernel_seconds, overlap_seconds
+        (copy time that overlapped a kernel), total_seconds."""
+        s = self._s.stats()
+        return {name: getattr(s, name) for name in (
+            "runs", "copies", "bytes_copied", "kernels", "copy_seconds", "exposed_seconds",
+            "kernel_seconds", "overlap_seconds", "total_seconds")}
+
+    def __repr__(self) -> str:
+        tiers = ", ".join(f"{t.name} {t.size} B" for t in self.tiers)
+        return f"<Step {self.name}: {tiers}; {', '.join(b.name for b in self.buffers)}>"
 
 
 class CachePool:

@@ -1,6 +1,7 @@
 //===- Runtime.cpp - attnrt for Python: modules, kernels, page pools ------===//
 //
-// Module/Kernel over attnrt.h and CachePool over attnrt_cache.h. Tensors
+// Module/Kernel over attnrt.h, CachePool over attnrt_cache.h and Step over
+// attnrt_step.h. Tensors
 // cross as nanobind ndarrays (NumPy arrays or any DLPack producer) without a
 // copy; attnrt validates them against the manifest and runs the kernel while
 // the GIL is released. Manifest information is copied into plain structs so
@@ -11,6 +12,7 @@
 #include "Ext.h"
 
 #include "attnrt/attnrt_cache.h"
+#include "attnrt/attnrt_step.h"
 
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -444,8 +446,111 @@ public:
 
   const std::string &directory() const { return state->directory; }
 
+  std::vector<std::string> steps() const {
+    std::vector<std::string> names;
+    for (int i = 0, e = attnrt_num_steps(state->handle); i < e; ++i)
+      names.push_back(attnrt_step_name_at(state->handle, i));
+    return names;
+  }
+
+  const std::shared_ptr<ModuleState> &shared() const { return state; }
+
 private:
   std::shared_ptr<ModuleState> state;
+};
+
+//===----------------------------------------------------------------------===//
+// Steps (memory plans)
+//===----------------------------------------------------------------------===//
+
+struct StepTierInfo {
+  std::string name;
+  int64_t capacity, size;
+  bool device;
+};
+
+struct StepBufferInfo {
+  std::string name, dir, dtype;
+  int dtypeCode;
+  std::vector<int64_t> shape;
+  std::string tier;
+  int64_t offset, bytes;
+};
+
+class Step {
+public:
+  Step(const Module &module, const std::string &name)
+      : module(module.shared()) {
+    check(attnrt_step_open(this->module->handle, name.c_str(), &step));
+  }
+  // Before `module` lets the attnrt module go.
+  ~Step() { attnrt_step_close(step); }
+  Step(const Step &) = delete;
+  Step &operator=(const Step &) = delete;
+
+  std::string name() const { return attnrt_step_name(step); }
+
+  std::vector<StepTierInfo> tiers() const {
+    std::vector<StepTierInfo> out;
+    for (int i = 0, e = attnrt_step_num_tiers(step); i < e; ++i) {
+      attnrt_step_tier_info t;
+      check(attnrt_step_tier(step, i, &t));
+      out.push_back({t.name, t.capacity, t.size, t.device != 0});
+    }
+    return out;
+  }
+
+  std::vector<StepBufferInfo> buffers() const {
+    std::vector<StepBufferInfo> out;
+    for (int i = 0, e = attnrt_step_num_buffers(step); i < e; ++i) {
+      const attnrt_step_buffer_info &b = *attnrt_step_buffer(step, i);
+      attnrt_step_tier_info t;
+      check(attnrt_step_tier(step, b.tier, &t));
+      out.push_back({b.name, attnrt_dir_name(b.dir), attnrt_dtype_name(b.dtype),
+                     static_cast<int>(b.dtype),
+                     std::vector<int64_t>(b.shape, b.shape + b.rank), t.name,
+                     b.offset, b.bytes});
+    }
+    return out;
+  }
+
+  int findBuffer(const std::string &name) const {
+    int index = -1;
+    check(attnrt_step_find_buffer(step, name.c_str(), &index));
+    return index;
+  }
+
+  /// Raw bytes of buffer i (the Python layer views them typed).
+  std::pair<void *, int64_t> data(int i) const {
+    const attnrt_step_buffer_info *b = attnrt_step_buffer(step, i);
+    if (!b)
+      raiseAttnrt(ATTNRT_ERR_INVALID_ARGUMENT, attnrt_last_error());
+    return {attnrt_step_data(step, i), b->bytes};
+  }
+
+  void run(int numThreads) {
+    attnrt_status status;
+    std::string error;
+    {
+      // Kernels and copies only touch the arenas, which the step owns.
+      nb::gil_scoped_release release;
+      status = attnrt_step_run(step, numThreads);
+      if (status != ATTNRT_OK)
+        error = attnrt_last_error();
+    }
+    if (status != ATTNRT_OK)
+      raiseAttnrt(status, error);
+  }
+
+  attnrt_step_run_stats stats() const {
+    attnrt_step_run_stats s;
+    check(attnrt_step_stats(step, &s));
+    return s;
+  }
+
+private:
+  std::shared_ptr<ModuleState> module;
+  attnrt_step *step = nullptr;
 };
 
 //===----------------------------------------------------------------------===//
@@ -809,7 +914,81 @@ void bindRuntime(nb::module_ &m) {
            "num_threads"_a = 0)
       .def_prop_ro("kernels", &Module::kernels)
       .def_prop_ro("directory", &Module::directory)
+      .def_prop_ro("steps", &Module::steps,
+                   "names of the step functions of the manifest's memory "
+                   "plans")
       .def("kernel", &Module::kernel, "name"_a);
+
+  nb::class_<StepTierInfo>(m, "StepTierInfo",
+                           "A memory tier of a step: its arena.")
+      .def_ro("name", &StepTierInfo::name)
+      .def_ro("capacity", &StepTierInfo::capacity,
+              "the target's capacity of the tier, in bytes")
+      .def_ro("size", &StepTierInfo::size,
+              "the arena's size: exactly the plan's, in bytes")
+      .def_ro("device", &StepTierInfo::device, "whether kernels read it")
+      .def("__repr__", [](const StepTierInfo &t) {
+        return "<StepTierInfo " + t.name + ": " + std::to_string(t.size) +
+               " of " + std::to_string(t.capacity) + " bytes" +
+               (t.device ? ", device" : "") + ">";
+      });
+
+  nb::class_<StepBufferInfo>(m, "StepBufferInfo",
+                             "A buffer of a step at its home place.")
+      .def_ro("name", &StepBufferInfo::name)
+      .def_ro("dir", &StepBufferInfo::dir,
+              "'in' (written before a run), 'out' (read after it) or "
+              "'inout'")
+      .def_ro("dtype", &StepBufferInfo::dtype)
+      .def_ro("dtype_code", &StepBufferInfo::dtypeCode, "attnrt_dtype value")
+      .def_ro("shape", &StepBufferInfo::shape)
+      .def_ro("tier", &StepBufferInfo::tier)
+      .def_ro("offset", &StepBufferInfo::offset,
+              "bytes from the start of the tier's arena")
+      .def_ro("bytes", &StepBufferInfo::bytes)
+      .def("__repr__", [](const StepBufferInfo &b) {
+        std::string s =
+            "<StepBufferInfo " + b.dir + " " + b.name + ": " + b.dtype + "[";
+        for (size_t i = 0; i < b.shape.size(); ++i)
+          s += (i ? ", " : "") + std::to_string(b.shape[i]);
+        return s + "] at " + b.tier + "+" + std::to_string(b.offset) + ">";
+      });
+
+  nb::class_<attnrt_step_run_stats>(m, "StepStats",
+                                    "Counters and timings of a step's last "
+                                    "run.")
+      .def_ro("runs", &attnrt_step_run_stats::runs)
+      .def_ro("copies", &attnrt_step_run_stats::copies)
+      .def_ro("bytes_copied", &attnrt_step_run_stats::bytes_copied)
+      .def_ro("kernels", &attnrt_step_run_stats::kernels)
+      .def_ro("copy_seconds", &attnrt_step_run_stats::copy_seconds)
+      .def_ro("exposed_seconds", &attnrt_step_run_stats::exposed_seconds)
+      .def_ro("kernel_seconds", &attnrt_step_run_stats::kernel_seconds)
+      .def_ro("overlap_seconds", &attnrt_step_run_stats::overlap_seconds)
+      .def_ro("total_seconds", &attnrt_step_run_stats::total_seconds);
+
+  nb::class_<Step>(m, "Step",
+                   "An open step of a memory plan (attnrt_step): one arena "
+                   "per tier, a copy thread, the program.")
+      .def(nb::init<const Module &, const std::string &>(), "module"_a,
+           "name"_a)
+      .def_prop_ro("name", &Step::name)
+      .def_prop_ro("tiers", &Step::tiers)
+      .def_prop_ro("buffers", &Step::buffers)
+      .def("find_buffer", &Step::findBuffer, "name"_a)
+      .def(
+          "buffer",
+          [](nb::pointer_and_handle<Step> self, int index) {
+            auto [data, bytes] = self.p->data(index);
+            size_t shape[1] = {static_cast<size_t>(bytes)};
+            // The view keeps the step (and its arenas) alive.
+            return nb::ndarray<nb::numpy, uint8_t, nb::ndim<1>>(data, 1, shape,
+                                                                self.h);
+          },
+          "index"_a, "Buffer `index`'s memory as a uint8 view.")
+      .def("run", &Step::run, "num_threads"_a = 0,
+           "Runs the program with the GIL released.")
+      .def("stats", &Step::stats);
 
   nb::class_<PoolComponent>(m, "PoolComponent",
                             "A component buffer of a page pool.")
