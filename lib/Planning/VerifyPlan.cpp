@@ -153,6 +153,10 @@ LogicalResult PlanVerifier::readTiers() {
   if (step->getAttr("attn.plan") && !plan)
     return step.emitError() << "the attn.plan of step function '"
                             << step.getSymName() << "' must be a dictionary";
+  // The planner may record the target it planned for (its option overrides
+  // the module's attribute).
+  if (!target && plan)
+    target = plan.getAs<TargetAttr>("target");
   if (!target)
     if (auto module = step->getParentOfType<ModuleOp>())
       target = module->getAttrOfType<TargetAttr>("attn.target");

@@ -11,6 +11,7 @@
 // CHECK: attn.copy_start
 // CHECK: func.func @paged
 // CHECK: func.func @fifo
+// CHECK: func.func @recorded
 
 // Under the preset the capacities of attn.plan disagree with the target.
 // PRESET: error: the attn.plan of step function 'paged' gives tier "hbm" the capacity 1024 but the target #attn.target<"h100-80gb"> has 80000000000
@@ -91,6 +92,18 @@ func.func @fifo(
   %o2 = attn.attention %q, %k3, %v {attn.places = [#attn.place<hbm, 64>]}
       : (tensor<1x1x2x8xf16>, tensor<1x4x1x8xf16>, tensor<1x4x1x8xf16>) -> tensor<1x1x2x8xf16>
   return %h, %o2 : tensor<1x1x2x8xf16>, tensor<1x1x2x8xf16>
+}
+
+// attn.plan may record the target it was planned for, which wins over the
+// module's: here the host-only one, whose one tier kernels read.
+func.func @recorded(
+    %q: tensor<1x1x2x8xf16> {attn.place = #attn.place<host, 0>})
+    -> tensor<1x1x2x8xf16> attributes {attn.step, attn.plan = {
+      target = #attn.target<"host">,
+      tiers = [{name = "host", capacity = 274877906944 : i64, peak = 96 : i64, lower_bound = 64 : i64}]}} {
+  %o = attn.attention %q, %q, %q {attn.places = [#attn.place<host, 64>]}
+      : (tensor<1x1x2x8xf16>, tensor<1x1x2x8xf16>, tensor<1x1x2x8xf16>) -> tensor<1x1x2x8xf16>
+  return %o : tensor<1x1x2x8xf16>
 }
 
 // Functions without attn.step are kernels and are not checked.

@@ -163,9 +163,11 @@ struct StepSchedule {
 /// when the target has a device) and no compute op reads a buffer while a
 /// copy writes it back; every tier's buffers end within its capacity and
 /// within `attn.plan`'s peak, which is at most their end rounded up to 64.
-/// The tiers and capacities come from `target` when given, else the
-/// module's `attn.target`, else `attn.plan`. Emits an error naming the
-/// buffers in the user's terms and fails on the first violation.
+/// The tiers and capacities come from `target` when given, else
+/// `attn.plan`'s `target` entry (the planner may record the target it
+/// planned for), else the module's `attn.target`, else `attn.plan`'s tiers.
+/// Emits an error naming the buffers in the user's terms and fails on the
+/// first violation.
 mlir::LogicalResult verifyStepPlan(mlir::func::FuncOp step,
                                    attn::TargetAttr target = {});
 
