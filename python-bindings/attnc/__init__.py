@@ -18,8 +18,8 @@ memory plan. See docs/python.md.
 from ._attnc import (ArgInfo, AttentionInfo, AttnrtError, BlockSparseInfo, CacheStats,
                      CompileError, Diagnostic, Dim, DTypeError, InternalCompilerError,
                      KernelNotFoundError, KVCacheInfo, MaskInfo, OutOfPagesError,
-                     PoolComponent, SelectPagesInfo, StepBufferInfo, StepTierInfo,
-                     ValidationError)
+                     PoolComponent, SelectPagesInfo, StepBufferInfo, StepStats,
+                     StepTierInfo, ValidationError)
 from ._compile import LEVELS, OPTIONS, CompileWarning, compile, emit
 from ._runtime import NP_DTYPES, CachePool, Kernel, Module, Step, page_table_from_block_tables
 
@@ -30,6 +30,6 @@ __all__ = [
     "CompileError", "CompileWarning", "Diagnostic", "Dim", "DTypeError",
     "InternalCompilerError", "Kernel", "KernelNotFoundError", "KVCacheInfo", "LEVELS",
     "MaskInfo", "Module", "NP_DTYPES", "OPTIONS", "OutOfPagesError", "PoolComponent",
-    "SelectPagesInfo", "Step", "StepBufferInfo", "StepTierInfo", "ValidationError", "compile",
-    "emit", "page_table_from_block_tables",
+    "SelectPagesInfo", "Step", "StepBufferInfo", "StepStats", "StepTierInfo", "ValidationError",
+    "compile", "emit", "page_table_from_block_tables",
 ]
