@@ -1,4 +1,4 @@
-/*===- attnrt_step.h - memory plans (manifest steps) C API ---------*- C -*-===*\
+/*===- attnrt_step.h - memory plans (manifest steps) C API --------*- C -*-===*\
 |*                                                                            *|
 |* Runs the step functions the memory planner wrote to manifest.json         *|
 |* ("steps", docs/memory-planning.md): one arena per memory tier of exactly  *|
