@@ -11,6 +11,9 @@
 
 #include "attn/AttnDialect.h"
 #include "attnc/Conversion/Passes.h"
+#include "attnc/Planning/OutlineSteps.h"
+#include "attnc/Planning/PlanReport.h"
+#include "attnc/Planning/StepPlan.h"
 #include "attnc/Target/HostLibrary.h"
 #include "attnc/Target/Manifest.h"
 
@@ -78,9 +81,17 @@ private:
   CompileStatus runPipeline(ModuleOp module,
                             function_ref<LogicalResult(OpPassManager &)> build);
   void recordDiagnostic(Diagnostic &diag);
+  /// Plans, verifies and outlines the step functions (docs/memory-planning.md):
+  /// `steps` gets their manifest entries and `planJSON` the plan report.
+  CompileStatus planSteps(ModuleOp module,
+                          std::optional<llvm::json::Array> &steps,
+                          std::string &planJSON);
+  /// Writes `text` to DIR/NAME, creating DIR.
+  CompileStatus writeFile(StringRef dir, StringRef name, StringRef text);
   CompileStatus writeArtifacts(ModuleOp module,
                                const std::vector<KernelInfo> &kernels,
-                               StringRef stem);
+                               StringRef stem, const llvm::json::Array *steps,
+                               StringRef planJSON);
   /// The kernel library's file name in the output directory.
   std::string libraryName(StringRef stem) const;
 
@@ -208,12 +219,10 @@ void Compilation::run(StringRef source, StringRef bufferName) {
     return userError("--emit=ptx needs a GPU target (sm_80, sm_90), and this "
                      "attnc has no GPU code generation yet; use "
                      "--emit=llvm-ir for the host");
-  if (options.emit == EmitKind::Plan)
-    return userError("--emit=plan needs the memory planner, which this attnc "
-                     "does not have yet");
-  if (options.emit == EmitKind::Artifacts && options.outputDir.empty())
+  if (options.emit == EmitKind::Artifacts && options.outputDir.empty() &&
+      !options.verifyPlan)
     return userError("no output directory; pass -o DIR, or "
-                     "--emit=attn|manifest|tiles|llvm|llvm-ir to print");
+                     "--emit=attn|manifest|tiles|llvm|llvm-ir|plan to print");
   std::string stem = options.stem.empty()
                          ? llvm::sys::path::stem(bufferName).str()
                          : options.stem;
@@ -242,13 +251,25 @@ void Compilation::run(StringRef source, StringRef bufferName) {
     return;
   }
 
+  // Step functions: planned (unless the input carries a plan), verified,
+  // then outlined into kernels and a program for the manifest.
+  std::optional<llvm::json::Array> steps;
+  std::string planJSON;
+  if (CompileStatus status = planSteps(*module, steps, planJSON)) {
+    result.status = status;
+    return;
+  }
+  if (options.emit == EmitKind::Plan || options.verifyPlan)
+    return;
+
   FailureOr<std::vector<KernelInfo>> kernels = collectKernels(*module);
   if (failed(kernels)) {
     result.status = kCompileUserError;
     return;
   }
   if (options.emit == EmitKind::Manifest) {
-    writeManifest(out, *kernels, "host", libraryName(stem), stem + ".h");
+    writeManifest(out, *kernels, "host", libraryName(stem), stem + ".h",
+                  steps ? &*steps : nullptr);
     return;
   }
 
@@ -281,7 +302,57 @@ void Compilation::run(StringRef source, StringRef bufferName) {
                              : internalError("translation to LLVM IR failed");
     return;
   }
-  result.status = writeArtifacts(*module, *kernels, stem);
+  result.status = writeArtifacts(*module, *kernels, stem,
+                                 steps ? &*steps : nullptr, planJSON);
+}
+
+CompileStatus Compilation::planSteps(ModuleOp module,
+                                     std::optional<llvm::json::Array> &steps,
+                                     std::string &planJSON) {
+  SmallVector<func::FuncOp> stepFuncs;
+  for (auto fn : module.getOps<func::FuncOp>())
+    if (fn->hasAttr("attn.step"))
+      stepFuncs.push_back(fn);
+  if (stepFuncs.empty()) {
+    if (options.emit != EmitKind::Plan && !options.verifyPlan)
+      return kCompileOk;
+    userError("the input has no step function to plan: mark a func.func "
+              "holding a whole step with the attribute attn.step "
+              "(docs/memory-planning.md)");
+    return kCompileUserError;
+  }
+  bool planned = llvm::all_of(
+      stepFuncs, [](func::FuncOp fn) { return fn->hasAttr("attn.plan"); });
+  if (!planned) {
+    std::string pipeline =
+        "attn-plan-memory{target=" + options.memoryTarget + "}";
+    if (CompileStatus status = runPipeline(module, [&](OpPassManager &pm) {
+          return parsePassPipeline(pipeline, pm);
+        }))
+      return status;
+  }
+  for (func::FuncOp fn : stepFuncs)
+    if (failed(verifyStepPlan(fn)))
+      return kCompileUserError;
+  llvm::raw_string_ostream out(result.output);
+  if (options.verifyPlan) {
+    for (func::FuncOp fn : stepFuncs)
+      out << "attnc: the memory plan of step '" << fn.getSymName()
+          << "' verifies\n";
+    return kCompileOk;
+  }
+  planJSON = planReportJSON(module);
+  if (options.emit == EmitKind::Plan) {
+    out << planReportTable(module);
+    if (options.outputDir.empty())
+      return kCompileOk;
+    return writeFile(options.outputDir, "plan.json", planJSON);
+  }
+  FailureOr<llvm::json::Array> outlined = outlineSteps(module);
+  if (failed(outlined))
+    return kCompileUserError;
+  steps = std::move(*outlined);
+  return kCompileOk;
 }
 
 static CompileStatus writeTextFile(StringRef path,
@@ -300,8 +371,27 @@ std::string Compilation::libraryName(StringRef stem) const {
                                                 : ("lib" + stem + ".so").str();
 }
 
+CompileStatus Compilation::writeFile(StringRef dir, StringRef name,
+                                     StringRef text) {
+  if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
+    userError("cannot create '" + dir + "': " + ec.message());
+    return kCompileUserError;
+  }
+  SmallString<256> path(dir);
+  llvm::sys::path::append(path, name);
+  std::string error;
+  if (writeTextFile(
+          path, [&](raw_ostream &os) { os << text; }, error)) {
+    userError("cannot write '" + path + "': " + error);
+    return kCompileUserError;
+  }
+  result.files.push_back(std::string(path));
+  return kCompileOk;
+}
+
 CompileStatus Compilation::writeArtifacts(
-    ModuleOp module, const std::vector<KernelInfo> &kernels, StringRef stem) {
+    ModuleOp module, const std::vector<KernelInfo> &kernels, StringRef stem,
+    const llvm::json::Array *steps, StringRef planJSON) {
   if (std::error_code ec =
           llvm::sys::fs::create_directories(options.outputDir)) {
     userError("cannot create '" + options.outputDir + "': " + ec.message());
@@ -318,7 +408,7 @@ CompileStatus Compilation::writeArtifacts(
   std::string manifest;
   {
     llvm::raw_string_ostream os(manifest);
-    writeManifest(os, kernels, "host", library, header);
+    writeManifest(os, kernels, "host", library, header, steps);
   }
   std::string objectPath = inDir(stem.str() + ".o");
   HostArtifact artifact{objectPath,
@@ -342,6 +432,8 @@ CompileStatus Compilation::writeArtifacts(
   }
   result.files.push_back(inDir(header));
   result.files.push_back(inDir("manifest.json"));
+  if (!planJSON.empty())
+    return writeFile(options.outputDir, "plan.json", planJSON);
   return kCompileOk;
 }
 

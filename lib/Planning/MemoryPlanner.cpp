@@ -20,6 +20,7 @@
 #include <limits>
 #include <numeric>
 #include <sstream>
+#include <tuple>
 
 namespace attnc {
 namespace {
@@ -86,6 +87,10 @@ private:
   std::vector<std::pair<Step, Step>> hostIntervals(int v) const;
   std::vector<uint64_t> deviceProfile() const;
   bool reduceAt(Step t);
+  bool shrinkWindowAt(Step t);
+  /// Live device bytes at t beyond its budget.
+  uint64_t excessAt(Step t) const { return excess[t]; }
+  std::vector<uint64_t> excess;
   std::string cannotFit(Step t, const std::vector<uint64_t> &profile) const;
   std::string fragmented(Step t, uint64_t live) const;
   MemoryPlan assemble() const;
@@ -250,27 +255,42 @@ bool Planner::reduceAt(Step t) {
     auto it = std::upper_bound(v.useSteps.begin(), v.useSteps.end(), t);
     return it == v.useSteps.end() ? std::numeric_limits<Step>::max() : *it;
   };
-  // Belady: among the device-homed values live at t that a host home with
-  // the shortest copy windows would take off step t, the one needed
-  // farthest in the future, then the larger.
+  // Among the device-homed values live at t that a host home with the
+  // shortest copy windows would take off step t: one that alone frees
+  // enough if there is one, else any when no copy window can shrink
+  // instead; then Belady's choice, the one needed farthest in the future,
+  // then the larger.
+  uint64_t excess = excessAt(t);
+  auto enough = [&](int vi) { return reserved(p.values[vi]) >= excess; };
+  auto better = [&](int a, int b) {
+    if (enough(a) != enough(b))
+      return enough(a);
+    if (nextUse(a) != nextUse(b))
+      return nextUse(a) > nextUse(b);
+    return p.values[a].size > p.values[b].size;
+  };
   int best = -1;
   for (size_t vi = 0; vi < p.values.size(); ++vi) {
     int v = static_cast<int>(vi);
     if (onHost[vi] || !mayLiveOnHost(p.values[vi].kind) ||
         !covers(deviceIntervals(v)) || covers(shortestWindows[vi]))
       continue;
-    if (best < 0 || nextUse(v) > nextUse(best) ||
-        (nextUse(v) == nextUse(best) &&
-         p.values[vi].size > p.values[best].size))
+    if (best < 0 || better(v, best))
       best = v;
   }
+  if (best >= 0 && !enough(best) && shrinkWindowAt(t))
+    return true;
   if (best >= 0) {
     onHost[best] = true;
     windows[best] = makeWindows(best, /*minimal=*/false);
     return true;
   }
-  // Else shorten a copy window covering t: an offload's tail first (nothing
-  // waits on it), else the prefetch needed latest.
+  return shrinkWindowAt(t);
+}
+
+/// Shortens a copy window covering t: an offload's tail first (nothing
+/// waits on it), else the prefetch needed latest.
+bool Planner::shrinkWindowAt(Step t) {
   Window *prefetch = nullptr;
   for (size_t vi = 0; vi < p.values.size(); ++vi) {
     if (!onHost[vi])
@@ -367,10 +387,12 @@ MemoryPlan Planner::assemble() const {
     }
     plan.defBuffer[vi] = def;
   }
+  // Program order. At one position offloads go first: the copy stream is
+  // FIFO, so a prefetch into bytes an offload frees there runs after it.
   std::stable_sort(plan.copies.begin(), plan.copies.end(),
                    [](const PlannedCopy &a, const PlannedCopy &b) {
-                     return std::make_pair(a.issue, a.wait) <
-                            std::make_pair(b.issue, b.wait);
+                     return std::make_tuple(a.issue, a.prefetch, a.wait) <
+                            std::make_tuple(b.issue, b.prefetch, b.wait);
                    });
   for (const PlannedCopy &c : plan.copies)
     plan.bytesMoved += p.values[c.value].size;
@@ -419,6 +441,8 @@ std::variant<MemoryPlan, std::string> Planner::run() {
       while (t < n && profile[t] <= budget[t])
         ++t;
       if (t < n) {
+        excess.assign(n, 0);
+        excess[t] = profile[t] - budget[t];
         if (reduceAt(t))
           continue;
         if (budget[t] == p.deviceCapacity)

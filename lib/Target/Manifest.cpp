@@ -641,7 +641,7 @@ static llvm::json::Value shapeJson(const std::vector<ShapeDim> &shape) {
 void attnc::writeManifest(llvm::raw_ostream &os,
                           const std::vector<KernelInfo> &kernels,
                           StringRef target, StringRef library,
-                          StringRef header) {
+                          StringRef header, const llvm::json::Array *steps) {
   llvm::json::Array list;
   for (const KernelInfo &k : kernels) {
     llvm::json::Array args;
@@ -744,6 +744,8 @@ void attnc::writeManifest(llvm::raw_ostream &os,
                           {"library", library},
                           {"header", header},
                           {"kernels", std::move(list)}};
+  if (steps && !steps->empty())
+    root["steps"] = llvm::json::Array(*steps);
   os << llvm::formatv("{0:2}", llvm::json::Value(std::move(root))) << "\n";
 }
 

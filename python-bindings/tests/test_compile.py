@@ -137,7 +137,7 @@ def test_targets():
     assert e.value.diagnostics[0].file == "" and e.value.diagnostics[0].line == 0
     with pytest.raises(attnc.CompileError, match="unknown target 'tpu'"):
         attnc.compile(KERNEL, "tpu")
-    with pytest.raises(attnc.CompileError, match="memory planner"):
+    with pytest.raises(attnc.CompileError, match="no step function to plan"):
         attnc.emit(KERNEL, "plan")
 
 

@@ -6,6 +6,8 @@
 //   attnc IN.mlir --emit=attn|tiles|llvm|llvm-ir   prints one level and stops
 //   attnc IN.mlir --emit=manifest          prints manifest.json of the input
 //                                          level (no lowering)
+//   attnc IN.mlir --emit=plan              prints the memory plan of the step
+//                                          functions (-o DIR: DIR/plan.json)
 //
 // The work is attnc::compile (lib/Driver), shared with the Python bindings.
 // Exit codes: 0 success, 1 error in the input or options (diagnosed with its
@@ -60,8 +62,20 @@ cl::opt<EmitKind> emit(
                clEnumValN(EmitKind::PTX, "ptx",
                           "PTX of a GPU target (not in this build: an error)"),
                clEnumValN(EmitKind::Plan, "plan",
-                          "the memory plan (not in this build: an error)")),
+                          "the memory plan of the step functions as a table "
+                          "(with -o DIR, also DIR/plan.json)")),
     cl::init(EmitKind::Artifacts), cl::cat(category));
+cl::opt<std::string> memoryTarget(
+    "memory-target",
+    cl::desc("The #attn.target preset step functions are planned for "
+             "(h100-80gb, a100-80gb, h200, host); default: the module's "
+             "attn.target attribute"),
+    cl::value_desc("preset"), cl::cat(category));
+cl::opt<bool> verifyPlan(
+    "verify-plan",
+    cl::desc("Check the step functions' memory plans (given in the input or "
+             "computed) with the plan verifier, report, and stop"),
+    cl::cat(category));
 cl::opt<HostLinkage> linkage(
     "linkage", cl::desc("How host kernels are packaged (with -o)"),
     cl::values(clEnumValN(HostLinkage::Shared, "shared",
@@ -128,7 +142,8 @@ int main(int argc, char **argv) {
       "  attnc model.mlir --target=host -o build/kernels/\n"
       "  attnc model.mlir --linkage=object -o build/kernels/\n"
       "  attnc model.mlir --emit=tiles\n"
-      "  attnc model.mlir --emit=manifest   (the kernels' signatures only)\n\n"
+      "  attnc model.mlir --emit=manifest   (the kernels' signatures only)\n"
+      "  attnc step.mlir --emit=plan --memory-target=h100-80gb\n\n"
       "Exit codes: 0 success, 1 error in the input or options (reported as "
       "file:line:col: error: ...), 2 internal error.\n");
 
@@ -143,6 +158,8 @@ int main(int argc, char **argv) {
   options.emit = emit;
   options.linkage = linkage;
   options.outputDir = outputDir;
+  options.memoryTarget = memoryTarget;
+  options.verifyPlan = verifyPlan;
   options.tiles =
       TileOptions{blockQ,      blockKV,     vectorWidth, qkForm,
                   maxKVSplits, numKVSplits, numThreads,  countTiles};

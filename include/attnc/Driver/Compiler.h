@@ -31,7 +31,7 @@ enum class EmitKind {
   LLVMDialect, // the LLVM dialect (text)
   LLVMIR,      // optimized LLVM IR for the host (text)
   PTX,         // GPU targets only (not in this build: a user error)
-  Plan,        // the memory plan (not in this build: a user error)
+  Plan,        // the memory plan of the step functions: a table (text)
 };
 
 /// How host kernels are packaged when emitting artifacts.
@@ -49,6 +49,12 @@ struct CompileOptions {
   /// Names the library and header files and (as a C identifier) the
   /// embedded symbols; defaults to the buffer name's stem.
   std::string stem;
+  /// The `#attn.target` preset step functions are planned for; empty: the
+  /// module's `attn.target` attribute.
+  std::string memoryTarget;
+  /// Verify the step functions' plans (computed or given), report each and
+  /// stop.
+  bool verifyPlan = false;
   /// vectorWidth 0 = the host's widest vector unit.
   TileOptions tiles{0, 32, 0, "auto", 8, 0, 0, false};
 };

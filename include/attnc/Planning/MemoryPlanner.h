@@ -96,7 +96,9 @@ struct TierSummary {
 
 struct MemoryPlan {
   std::vector<PlacedBuffer> buffers;
-  /// In program order: by issue position, then by wait position.
+  /// In program order: by issue position, offloads before prefetches (the
+  /// copy stream is FIFO, so a prefetch may reuse bytes an offload at the
+  /// same position frees), then by wait position.
   std::vector<PlannedCopy> copies;
   /// buffers in kernel-reading order for each use: use[v][k] is the buffer
   /// value v's k-th use step reads (an index into buffers).

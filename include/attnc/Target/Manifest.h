@@ -11,6 +11,7 @@
 #define ATTNC_TARGET_MANIFEST_H
 
 #include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <map>
@@ -121,10 +122,13 @@ mlir::LogicalResult recordTiling(mlir::ModuleOp tiled,
                                  std::vector<KernelInfo> &kernels,
                                  int64_t vectorWidth);
 
+/// `steps`: the manifest entries of outlined step functions (outlineSteps),
+/// written as `steps` when there are any.
 void writeManifest(llvm::raw_ostream &os,
                    const std::vector<KernelInfo> &kernels,
                    llvm::StringRef target, llvm::StringRef library,
-                   llvm::StringRef header);
+                   llvm::StringRef header,
+                   const llvm::json::Array *steps = nullptr);
 
 /// The C header of an artifact: memref descriptors, each kernel's entry
 /// points and signature, and the embedding (the manifest's symbol and
