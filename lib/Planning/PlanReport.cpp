@@ -24,22 +24,6 @@ namespace json = llvm::json;
 
 namespace {
 
-std::string locationText(Location loc) {
-  if (auto file = dyn_cast<FileLineColLoc>(loc))
-    return (file.getFilename().getValue() + ":" + Twine(file.getLine()) + ":" +
-            Twine(file.getColumn()))
-        .str();
-  if (auto name = dyn_cast<NameLoc>(loc))
-    return locationText(name.getChildLoc());
-  if (auto fused = dyn_cast<FusedLoc>(loc))
-    if (!fused.getLocations().empty())
-      return locationText(fused.getLocations().front());
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  loc.print(os);
-  return text;
-}
-
 std::optional<double> f64Attr(Operation *op, StringRef name) {
   if (auto f = op->getAttrOfType<FloatAttr>(name))
     return f.getValueAsDouble();

@@ -35,22 +35,6 @@ struct Tier {
   std::optional<int64_t> peak; // attn.plan's
 };
 
-std::string locationText(Location loc) {
-  if (auto file = dyn_cast<FileLineColLoc>(loc))
-    return (llvm::sys::path::filename(file.getFilename().getValue()) + ":" +
-            Twine(file.getLine()) + ":" + Twine(file.getColumn()))
-        .str();
-  if (auto name = dyn_cast<NameLoc>(loc))
-    return locationText(name.getChildLoc());
-  if (auto fused = dyn_cast<FusedLoc>(loc))
-    if (!fused.getLocations().empty())
-      return locationText(fused.getLocations().front());
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  loc.print(os);
-  return text;
-}
-
 std::string stepsText(int64_t first, int64_t last) {
   return first == last
              ? "step " + std::to_string(first)

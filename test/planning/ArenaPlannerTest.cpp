@@ -9,6 +9,8 @@
 
 #include "attnc/Planning/ArenaPlanner.h"
 
+#include "SplitMix.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -219,21 +221,6 @@ TEST_F(VerifyArenaPlan, RejectsInvalidBuffers) {
 //===----------------------------------------------------------------------===//
 // Property tests on random schedules
 //===----------------------------------------------------------------------===//
-
-/// splitmix64, so the schedules are the same with every standard library.
-struct Rng {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  uint64_t below(uint64_t n) { return next() % n; }
-  int64_t between(int64_t lo, int64_t hi) {
-    return lo + static_cast<int64_t>(below(static_cast<uint64_t>(hi - lo + 1)));
-  }
-};
 
 /// A schedule of 8..128 steps with 4..160 buffers: sizes log-uniform over
 /// 1 B..1 MiB, mixed alignments, mostly short-lived buffers (1..3 steps), some

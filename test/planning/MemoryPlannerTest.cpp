@@ -9,11 +9,12 @@
 
 #include "attnc/Planning/MemoryPlanner.h"
 
+#include "SplitMix.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 
 using namespace attnc;
@@ -326,51 +327,34 @@ TEST(MemoryPlanner, LayeredDecodeStepStreamsCaches) {
   EXPECT_GT(plan.stepSeconds, plan.noOffloadSeconds);
 }
 
-/// splitmix64, so the schedules are the same with every standard library.
-struct Rng {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  int64_t range(int64_t lo, int64_t hi) { // inclusive
-    return lo + int64_t(next() % uint64_t(hi - lo + 1));
-  }
-  uint64_t logUniform(uint64_t lo, uint64_t hi) {
-    double u = double(next() >> 11) / double(1ull << 53);
-    return uint64_t(double(lo) * std::pow(double(hi) / double(lo), u));
-  }
-};
-
 MemoryPlanProblem randomProblem(Rng &rng) {
-  int n = int(rng.range(2, 48));
+  int n = int(rng.between(2, 48));
   MemoryPlanProblem p;
   for (int i = 0; i < n; ++i)
     p.kernels.push_back(
         {"k" + std::to_string(i), double(rng.logUniform(10, 100000)) * 1e-9});
   p.linkBandwidth = double(rng.logUniform(1000, 100000000));
   p.hostCapacity = uint64_t(1) << 40;
-  int values = int(rng.range(2, 96));
+  int values = int(rng.between(2, 96));
   for (int i = 0; i < values; ++i) {
     StepValue v;
     v.name = "v" + std::to_string(i);
     v.size = rng.logUniform(1, 1 << 20);
-    int kind = int(rng.range(0, 9));
+    int kind = int(rng.between(0, 9));
     if (kind < 4) { // an input or a state read a few times
       v.kind = kind == 3 ? StepValueKind::State : StepValueKind::Input;
-      int uses = int(rng.range(1, 3));
+      int uses = int(rng.between(1, 3));
       for (int u = 0; u < uses; ++u)
-        v.useSteps.push_back(rng.range(0, n - 1));
+        v.useSteps.push_back(rng.between(0, n - 1));
     } else {
       v.kind = kind < 6   ? StepValueKind::Output
                : kind < 9 ? StepValueKind::Temp
                           : StepValueKind::Workspace;
-      v.definingStep = rng.range(0, n - 1);
-      int uses = v.kind == StepValueKind::Workspace ? 0 : int(rng.range(0, 2));
+      v.definingStep = rng.between(0, n - 1);
+      int uses =
+          v.kind == StepValueKind::Workspace ? 0 : int(rng.between(0, 2));
       for (int u = 0; u < uses && v.definingStep + 1 < n; ++u)
-        v.useSteps.push_back(rng.range(v.definingStep + 1, n - 1));
+        v.useSteps.push_back(rng.between(v.definingStep + 1, n - 1));
     }
     std::sort(v.useSteps.begin(), v.useSteps.end());
     v.useSteps.erase(std::unique(v.useSteps.begin(), v.useSteps.end()),
@@ -378,10 +362,10 @@ MemoryPlanProblem randomProblem(Rng &rng) {
     if (v.kind == StepValueKind::State && v.useSteps.empty())
       v.kind = StepValueKind::Input;
     if (v.kind == StepValueKind::State)
-      v.writeSteps = {v.useSteps[rng.range(0, v.useSteps.size() - 1)]};
+      v.writeSteps = {v.useSteps[rng.between(0, v.useSteps.size() - 1)]};
     if ((v.kind == StepValueKind::Input || v.kind == StepValueKind::State) &&
         v.useSteps.empty())
-      v.useSteps = {rng.range(0, n - 1)};
+      v.useSteps = {rng.between(0, n - 1)};
     p.values.push_back(v);
   }
   // The device holds, at every step, what that step's kernel touches and the
@@ -413,7 +397,7 @@ MemoryPlanProblem randomProblem(Rng &rng) {
   }
   for (const StepValue &v : p.values)
     everything += reservedSize({v.name, v.size, p.alignment, 0, 0});
-  double slack = double(rng.range(0, 1000)) / 1000.0;
+  double slack = double(rng.between(0, 1000)) / 1000.0;
   p.deviceCapacity = floor + uint64_t(slack * double(everything - floor));
   p.deviceCapacity += p.deviceCapacity / 8; // room for fragmentation
   return p;

@@ -40,6 +40,10 @@ std::string stepArgName(mlir::func::FuncOp step, unsigned i);
 /// `result<i>`.
 std::string stepResultName(mlir::func::FuncOp step, unsigned i);
 
+/// `file:line:col` of `loc` (its file name only) for messages and reports;
+/// name and fused locations give their first file location.
+std::string locationText(mlir::Location loc);
+
 /// One component of a placed `!attn.kv_cache`, laid out from the cache's
 /// place: components in KVCacheType::getComponents() order, each starting at
 /// the previous one's end rounded up to kPlaceAlignment.
