@@ -49,16 +49,27 @@ std::string formatBytes(uint64_t bytes) {
   return os.str();
 }
 
+/// How reduceAt trades a new host value against a shorter copy window.
+enum class Policy {
+  /// Move a value that alone frees the excess, else shorten a window. Keeps
+  /// prefetches early: best when the link keeps up with the kernels.
+  EvictFirst,
+  /// Shorten windows while any can shrink, then move a value. Moves fewer
+  /// bytes: best when the link is the bottleneck.
+  ShrinkFirst,
+};
+
 class Planner {
 public:
-  explicit Planner(const MemoryPlanProblem &p)
-      : p(p), n(static_cast<Step>(p.kernels.size())) {}
+  Planner(const MemoryPlanProblem &p, Policy policy)
+      : p(p), n(static_cast<Step>(p.kernels.size())), policy(policy) {}
 
   std::variant<MemoryPlan, std::string> run();
 
 private:
   const MemoryPlanProblem &p;
   const Step n;
+  const Policy policy;
   std::vector<bool> onHost;
   std::vector<std::vector<Window>> windows;
   /// Prefix sums of the kernels' predicted times.
@@ -257,14 +268,23 @@ bool Planner::reduceAt(Step t) {
   };
   // Among the device-homed values live at t that a host home with the
   // shortest copy windows would take off step t: one that alone frees
-  // enough if there is one, else any when no copy window can shrink
-  // instead; then Belady's choice, the one needed farthest in the future,
-  // then the larger.
+  // enough if there is one, the one needed farthest in the future (Belady),
+  // then the larger; else the one with the most bytes times steps to its
+  // next use (size-aware Belady: a small value needed late frees little).
   uint64_t excess = excessAt(t);
   auto enough = [&](int vi) { return reserved(p.values[vi]) >= excess; };
+  auto score = [&](int vi) {
+    Step next = nextUse(vi);
+    double distance = next == std::numeric_limits<Step>::max()
+                          ? std::numeric_limits<double>::infinity()
+                          : double(next - t);
+    return distance * double(p.values[vi].size);
+  };
   auto better = [&](int a, int b) {
     if (enough(a) != enough(b))
       return enough(a);
+    if (!enough(a) && score(a) != score(b))
+      return score(a) > score(b);
     if (nextUse(a) != nextUse(b))
       return nextUse(a) > nextUse(b);
     return p.values[a].size > p.values[b].size;
@@ -278,11 +298,25 @@ bool Planner::reduceAt(Step t) {
     if (best < 0 || better(v, best))
       best = v;
   }
-  if (best >= 0 && !enough(best) && shrinkWindowAt(t))
+  if (best >= 0 && (policy == Policy::ShrinkFirst || !enough(best)) &&
+      shrinkWindowAt(t))
     return true;
   if (best >= 0) {
     onHost[best] = true;
     windows[best] = makeWindows(best, /*minimal=*/false);
+    // ShrinkFirst moves a value to free step t: a copy window that would
+    // still cover it (a prefetch whose lead reaches back to t, an offload
+    // still running) starts after it or ends at it. EvictFirst keeps the
+    // lead and shrinks it later, which overlaps more but, where transfers
+    // are too long to hide, moves value after value off step t.
+    for (Window &w : windows[best]) {
+      if (policy != Policy::ShrinkFirst)
+        break;
+      if (w.prefetch >= 0 && w.firstUse > t)
+        w.prefetch = std::max(w.prefetch, t + 1);
+      if (w.offloadWait >= 0 && w.lastUse < t)
+        w.offloadWait = std::min(w.offloadWait, t);
+    }
     return true;
   }
   return shrinkWindowAt(t);
@@ -497,7 +531,21 @@ std::variant<MemoryPlan, std::string> Planner::run() {
 
 std::variant<MemoryPlan, std::string>
 planMemory(const MemoryPlanProblem &problem) {
-  return Planner(problem).run();
+  // Both policies, and the plan predicted fastest (then moving fewer bytes).
+  // Where one fails the other cannot succeed by more than its luck with
+  // fragmentation, so the first failure is the answer only if both fail.
+  std::variant<MemoryPlan, std::string> best =
+      Planner(problem, Policy::EvictFirst).run();
+  if (!problem.hasDevice)
+    return best;
+  std::variant<MemoryPlan, std::string> other =
+      Planner(problem, Policy::ShrinkFirst).run();
+  auto *a = std::get_if<MemoryPlan>(&best);
+  auto *b = std::get_if<MemoryPlan>(&other);
+  if (b && (!a || std::make_pair(b->stepSeconds, b->bytesMoved) <
+                      std::make_pair(a->stepSeconds, a->bytesMoved)))
+    return other;
+  return best;
 }
 
 void predictStepTime(const MemoryPlanProblem &p, MemoryPlan &plan) {

@@ -327,6 +327,27 @@ TEST(MemoryPlanner, LayeredDecodeStepStreamsCaches) {
   EXPECT_GT(plan.stepSeconds, plan.noOffloadSeconds);
 }
 
+// Where the link cannot hide any transfer (70B-like: each cache takes 50
+// kernels' time to cross), the plan must move as few caches as the capacity
+// allows, not stream all of them: 80 state caches, room for 37 and one copy.
+TEST(MemoryPlanner, LinkBoundStepMovesOnlyWhatDoesNotFit) {
+  const int layers = 80;
+  const uint64_t cache = 1 << 20;
+  MemoryPlanProblem p = problem(layers, 1e-3, 38 * cache, cache / 50e-3);
+  p.hostCapacity = uint64_t(1) << 30;
+  for (int l = 0; l < layers; ++l) {
+    StepValue c = input("cache" + std::to_string(l), cache, {l});
+    c.kind = StepValueKind::State;
+    p.values.push_back(c);
+  }
+  MemoryPlan plan = planOrFail(p);
+  // At least 43 caches cannot stay; one more makes room for the copies.
+  EXPECT_LE(plan.copies.size(), 44u);
+  EXPECT_GE(plan.copies.size(), 43u);
+  EXPECT_EQ(plan.bytesMoved, plan.copies.size() * cache);
+  EXPECT_LE(plan.tiers[0].peak, p.deviceCapacity);
+}
+
 MemoryPlanProblem randomProblem(Rng &rng) {
   int n = int(rng.between(2, 48));
   MemoryPlanProblem p;
