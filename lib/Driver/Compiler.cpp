@@ -14,6 +14,7 @@
 #include "attnc/Planning/OutlineSteps.h"
 #include "attnc/Planning/PlanReport.h"
 #include "attnc/Planning/StepPlan.h"
+#include "attnc/Target/GPUBinary.h"
 #include "attnc/Target/HostLibrary.h"
 #include "attnc/Target/Manifest.h"
 
@@ -26,6 +27,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/Support/FileSystem.h"
@@ -94,6 +96,11 @@ private:
                                StringRef planJSON);
   /// The kernel library's file name in the output directory.
   std::string libraryName(StringRef stem) const;
+  /// The GPU target (docs/gpu.md): FlashAttention-2 kernels as PTX for the
+  /// lowest of `archs` and a cubin per arch through ptxas.
+  CompileStatus compileForGPU(ModuleOp module, std::vector<KernelInfo> &kernels,
+                              StringRef stem,
+                              const std::vector<std::string> &archs);
 
   const CompileOptions &options;
   CompileResult &result;
@@ -123,6 +130,8 @@ static DialectRegistry makeRegistry() {
   registerAllExtensions(registry);
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
+  // gpu-module-to-binary: GPU, NVVM and LLVM dialects to LLVM IR for NVPTX.
+  registerAllToLLVMIRTranslations(registry);
   registry.insert<attn::AttnDialect>();
   return registry;
 }
@@ -207,18 +216,29 @@ Compilation::runPipeline(ModuleOp module,
 static bool isGPUTarget(StringRef target) { return target.starts_with("sm_"); }
 
 void Compilation::run(StringRef source, StringRef bufferName) {
+  std::vector<std::string> archs;
   if (options.target != "host") {
-    if (isGPUTarget(options.target))
-      return userError("target '" + options.target +
-                       "' is an NVIDIA GPU; this attnc has no GPU code "
-                       "generation yet, use --target=host");
-    return userError("unknown target '" + options.target +
-                     "'; this build supports --target=host");
+    if (!isGPUTarget(options.target))
+      return userError("unknown target '" + options.target +
+                       "'; give --target=host or GPU architectures such as "
+                       "--target=sm_80,sm_90");
+    auto parsed = parseGPUArchs(options.target);
+    if (auto *err = std::get_if<std::string>(&parsed))
+      return userError(*err);
+    archs = std::get<std::vector<std::string>>(parsed);
+    if (options.emit == EmitKind::LLVMDialect ||
+        options.emit == EmitKind::LLVMIR)
+      return userError("--emit=llvm and --emit=llvm-ir print the host's "
+                       "code; for a GPU target use --emit=tiles (the GPU "
+                       "kernels' IR) or --emit=ptx");
+    if (options.linkage == HostLinkage::Object)
+      return userError("--linkage=object links host kernels into a "
+                       "program; GPU kernels are PTX and cubins, loaded by "
+                       "the CUDA driver");
+  } else if (options.emit == EmitKind::PTX) {
+    return userError("--emit=ptx needs a GPU target, e.g. --target=sm_80; "
+                     "use --emit=llvm-ir for the host");
   }
-  if (options.emit == EmitKind::PTX)
-    return userError("--emit=ptx needs a GPU target (sm_80, sm_90), and this "
-                     "attnc has no GPU code generation yet; use "
-                     "--emit=llvm-ir for the host");
   if (options.emit == EmitKind::Artifacts && options.outputDir.empty() &&
       !options.verifyPlan)
     return userError("no output directory; pass -o DIR, or "
@@ -265,6 +285,13 @@ void Compilation::run(StringRef source, StringRef bufferName) {
   FailureOr<std::vector<KernelInfo>> kernels = collectKernels(*module);
   if (failed(kernels)) {
     result.status = kCompileUserError;
+    return;
+  }
+  if (!archs.empty()) {
+    if (steps && !steps->empty())
+      return userError("step functions run on the host runtime (attnrt's "
+                       "steps); compile them with --target=host");
+    result.status = compileForGPU(*module, *kernels, stem, archs);
     return;
   }
   if (options.emit == EmitKind::Manifest) {
@@ -435,6 +462,116 @@ CompileStatus Compilation::writeArtifacts(
   if (!planJSON.empty())
     return writeFile(options.outputDir, "plan.json", planJSON);
   return kCompileOk;
+}
+
+CompileStatus
+Compilation::compileForGPU(ModuleOp module, std::vector<KernelInfo> &kernels,
+                           StringRef stem,
+                           const std::vector<std::string> &archs) {
+  llvm::raw_string_ostream out(result.output);
+  if (CompileStatus status = runPipeline(module, [](OpPassManager &pm) {
+        return parsePassPipeline("attn-lower-to-gpu,canonicalize,cse", pm);
+      }))
+    return status;
+  std::map<std::string, llvm::json::Object> launches =
+      collectGPULaunches(module);
+  for (KernelInfo &k : kernels) {
+    auto it = launches.find(k.name);
+    if (it == launches.end())
+      return internalError("attn-lower-to-gpu left no kernel for '" + k.name +
+                           "'");
+    k.gpu = std::move(it->second);
+    // The kernel's pointers are the manifest's arguments in order (q, k, v,
+    // o, lse); the manifest names them (attn.name or the defaults).
+    size_t argIndex = 0;
+    for (llvm::json::Value &p : *k.gpu->getArray("params")) {
+      llvm::json::Object &param = *p.getAsObject();
+      if (!param.getString("arg"))
+        continue;
+      if (argIndex >= k.args.size())
+        return internalError("kernel '" + k.name +
+                             "' has more pointer parameters than arguments");
+      param["arg"] = k.args[argIndex++].name;
+    }
+    if (argIndex != k.args.size())
+      return internalError("kernel '" + k.name +
+                           "' has fewer pointer parameters than arguments");
+  }
+  if (options.emit == EmitKind::Tiles) {
+    module->print(out);
+    return kCompileOk;
+  }
+  if (options.emit == EmitKind::Manifest) {
+    writeManifest(out, kernels, "cuda", "", (stem + ".h").str(), nullptr,
+                  &archs);
+    return kCompileOk;
+  }
+  // PTX for the lowest architecture: the driver JIT-compiles it for newer
+  // GPUs. PTX ISA 8.0 (CUDA 12.0) covers sm_80 and sm_90.
+  std::string pipeline =
+      "gpu-lower-to-nvvm-pipeline{cubin-chip=" + archs.front() +
+      " cubin-features=+ptx80 cubin-format=isa opt-level=3}";
+  if (CompileStatus status = runPipeline(module, [&](OpPassManager &pm) {
+        return parsePassPipeline(pipeline, pm);
+      }))
+    return status;
+  std::map<std::string, std::string> ptx = collectPTX(module);
+  for (const KernelInfo &k : kernels)
+    if (!ptx.count(k.name))
+      return internalError("the NVPTX back-end wrote no PTX for '" + k.name +
+                           "'");
+  if (options.emit == EmitKind::PTX) {
+    for (const KernelInfo &k : kernels)
+      out << "// kernel " << k.name << " (" << archs.front() << ")\n"
+          << ptx[k.name];
+    return kCompileOk;
+  }
+
+  std::optional<std::string> ptxas = findPtxas();
+  if (!ptxas)
+    module.emitWarning()
+        << "no ptxas (the CUDA toolkit's) was found: writing PTX only, no "
+           "cubins; set ATTNC_PTXAS or install the toolkit";
+  for (KernelInfo &k : kernels) {
+    std::string ptxName = k.name + ".ptx";
+    if (CompileStatus status =
+            writeFile(options.outputDir, ptxName, ptx[k.name]))
+      return status;
+    llvm::json::Object cubins, reports;
+    for (const std::string &arch : archs) {
+      if (!ptxas)
+        break;
+      std::string cubin = k.name + "." + arch + ".cubin";
+      SmallString<256> ptxPath(options.outputDir), cubinPath(options.outputDir);
+      llvm::sys::path::append(ptxPath, ptxName);
+      llvm::sys::path::append(cubinPath, cubin);
+      auto report = runPtxas(*ptxas, ptxPath, arch, cubinPath);
+      if (auto *err = std::get_if<std::string>(&report))
+        return internalError("ptxas rejected the PTX of kernel '" + k.name +
+                             "': " + *err);
+      result.files.push_back(std::string(cubinPath));
+      cubins[arch] = cubin;
+      reports[arch] = toJSON(std::get<PtxasReport>(report));
+    }
+    (*k.gpu)["ptx"] = ptxName;
+    (*k.gpu)["ptx_arch"] = archs.front();
+    (*k.gpu)["cubins"] = std::move(cubins);
+    (*k.gpu)["ptxas"] = std::move(reports);
+  }
+  std::string manifest, header;
+  {
+    llvm::raw_string_ostream os(manifest);
+    writeManifest(os, kernels, "cuda", "", (stem + ".h").str(), nullptr,
+                  &archs);
+  }
+  {
+    llvm::raw_string_ostream os(header);
+    writeGPUHeader(os, kernels, stem);
+  }
+  if (CompileStatus status =
+          writeFile(options.outputDir, (stem + ".h").str(), header))
+    return status;
+  return writeFile(options.outputDir, "manifest.json", manifest);
 }
 
 CompileResult attnc::compile(StringRef source, StringRef bufferName,

@@ -83,6 +83,16 @@ def compile(source_or_path: Source, target: str = "host", *,
     Raises CompileError (str() = the diagnostics as attnc prints them, with locations;
     .diagnostics = the structured list) or InternalCompilerError. Runs with the GIL released.
     """
+    if target.startswith("sm_"):
+        # The GPU side of the package (CUDA tensors, the caller's stream) is not built
+        # yet; the artifacts themselves are (docs/gpu.md).
+        err = _attnc.CompileError(
+            f"attnc.compile loads kernels to run them on the CPU; target {target!r} makes "
+            f"GPU artifacts: use attnc.emit(source, 'ptx', target={target!r}), or the attnc "
+            "command line (attnc IN.mlir --target=sm_80,sm_90 -o DIR) whose output attnrt's "
+            "GPU API runs (docs/gpu.md)")
+        err.diagnostics, err.status = [], 1
+        raise err
     text, name = _read_source(source_or_path)
     opts = _options("compile", options)
     if stem is None:

@@ -132,9 +132,14 @@ def test_unknown_and_mistyped_options():
 
 
 def test_targets():
-    with pytest.raises(attnc.CompileError, match="'sm_90' is an NVIDIA GPU") as e:
+    with pytest.raises(attnc.CompileError, match="target 'sm_90' makes GPU artifacts") as e:
         attnc.compile(KERNEL, target="sm_90")
-    assert e.value.diagnostics[0].file == "" and e.value.diagnostics[0].line == 0
+    assert e.value.diagnostics == [] and e.value.status == 1
+    # The PTX itself: the GPU kernel of the same source.
+    ptx = attnc.emit(KERNEL.replace("f32", "f16"), "ptx", target="sm_80")
+    assert ".target sm_80" in ptx and "mma.sync.aligned.m16n8k16" in ptx
+    with pytest.raises(attnc.CompileError, match="'sm_70' is older than sm_80"):
+        attnc.emit(KERNEL, "ptx", target="sm_70")
     with pytest.raises(attnc.CompileError, match="unknown target 'tpu'"):
         attnc.compile(KERNEL, "tpu")
     with pytest.raises(attnc.CompileError, match="no step function to plan"):

@@ -43,8 +43,9 @@ cl::opt<std::string> outputDir("o", cl::desc("Output directory for artifacts"),
                                cl::value_desc("dir"), cl::cat(category));
 cl::opt<std::string>
     target("target",
-           cl::desc("Target: host (the CPU attnc runs on); GPU targets "
-                    "(sm_80, sm_90) are not in this build"),
+           cl::desc("Target: host (the CPU attnc runs on), or NVIDIA GPU "
+                    "architectures, e.g. sm_80,sm_90 (PTX for the lowest, "
+                    "a cubin for each through ptxas)"),
            cl::init("host"), cl::cat(category));
 cl::opt<EmitKind> emit(
     "emit",
@@ -56,11 +57,12 @@ cl::opt<EmitKind> emit(
                           "lowering: no tile sizes or workspace, 1 phase, no "
                           "scratch"),
                clEnumValN(EmitKind::Tiles, "tiles",
-                          "tiled online-softmax level"),
+                          "tiled online-softmax level (GPU targets: the "
+                          "gpu.module kernels)"),
                clEnumValN(EmitKind::LLVMDialect, "llvm", "LLVM dialect"),
                clEnumValN(EmitKind::LLVMIR, "llvm-ir", "optimized LLVM IR"),
                clEnumValN(EmitKind::PTX, "ptx",
-                          "PTX of a GPU target (not in this build: an error)"),
+                          "PTX of every kernel (GPU targets)"),
                clEnumValN(EmitKind::Plan, "plan",
                           "the memory plan of the step functions as a table "
                           "(with -o DIR, also DIR/plan.json)")),

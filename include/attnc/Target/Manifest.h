@@ -107,6 +107,8 @@ struct KernelInfo {
   /// Symbols with a static use, by name without `+N`: they are that size
   /// everywhere (in scratch shapes too).
   std::map<std::string, int64_t> staticSymbols;
+  /// GPU targets: the manifest's `gpu` object (docs/gpu-artifacts.md).
+  std::optional<llvm::json::Object> gpu;
 };
 
 /// Reads the kernels of a verified level-1 module. Emits a diagnostic at the
@@ -123,12 +125,21 @@ mlir::LogicalResult recordTiling(mlir::ModuleOp tiled,
                                  int64_t vectorWidth);
 
 /// `steps`: the manifest entries of outlined step functions (outlineSteps),
-/// written as `steps` when there are any.
+/// written as `steps` when there are any. Target "cuda" (with `archs`)
+/// writes GPU kernels: no library and no host entry points, a `gpu` object
+/// per kernel.
 void writeManifest(llvm::raw_ostream &os,
                    const std::vector<KernelInfo> &kernels,
                    llvm::StringRef target, llvm::StringRef library,
                    llvm::StringRef header,
-                   const llvm::json::Array *steps = nullptr);
+                   const llvm::json::Array *steps = nullptr,
+                   const std::vector<std::string> *archs = nullptr);
+
+/// The C header of a GPU artifact: per kernel, its launch geometry (grid,
+/// block, dynamic shared memory) computed from the sizes.
+void writeGPUHeader(llvm::raw_ostream &os,
+                    const std::vector<KernelInfo> &kernels,
+                    llvm::StringRef stem);
 
 /// The C header of an artifact: memref descriptors, each kernel's entry
 /// points and signature, and the embedding (the manifest's symbol and
