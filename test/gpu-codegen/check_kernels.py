@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""The GPU kernels' resource check (issue 5; run by ctest as gpu_codegen).
+
+Compiles the default configurations of the GPU prefill kernel (f16 and bf16,
+head_dim 64 and 128, every structured mask, with and without LSE; 32 query
+heads over 8 KV heads, dynamic sizes) with `attnc --target=sm_80,sm_90`, so
+every kernel's PTX is assembled by ptxas for both architectures, then reads
+ptxas's report from manifest.json. It fails when a kernel spills registers,
+uses a stack frame, or needs more shared memory than the architecture gives
+one block (opt-in maximum: 163 KiB on sm_80, 227 KiB on sm_90). Without
+ptxas it exits 77, which ctest reports as skipped.
+
+    check_kernels.py --attnc build/bin/attnc [--keep DIR]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+SMEM_PER_BLOCK = {"sm_80": 163 * 1024, "sm_90": 227 * 1024}
+MASKS = {
+    "none": None,
+    "causal": "#attn.mask<causal>",
+    "causal_top_left": "#attn.mask<causal, top_left>",
+    "window_sinks": "#attn.mask<window = 256, sinks = 4>",
+}
+
+
+def kernel(name, dtype, head_dim, mask, lse):
+    q = f"tensor<?x?x32x{head_dim}x{dtype}>"
+    kv = f"tensor<?x?x8x{head_dim}x{dtype}>"
+    lse_type = "tensor<?x32x?xf32>"
+    attrs = f" {{mask = {mask}}}" if mask else ""
+    results = f"({q}, {lse_type})" if lse else q
+    outs = "%o, %lse" if lse else "%o"
+    return (f"func.func @{name}(%q: {q}, %k: {kv}, %v: {kv}) -> {results} {{\n"
+            f"  {outs} = attn.attention %q, %k, %v{attrs}\n"
+            f"      : ({q}, {kv}, {kv}) -> {results}\n"
+            f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attnc", required=True)
+    parser.add_argument("--keep", help="write the artifacts here instead of a temporary dir")
+    args = parser.parse_args()
+
+    source = []
+    for dtype in ("f16", "bf16"):
+        for head_dim in (64, 128):
+            for mask_name, mask in MASKS.items():
+                for lse in (False, True):
+                    name = f"{dtype}_d{head_dim}_{mask_name}{'_lse' if lse else ''}"
+                    source.append(kernel(name, dtype, head_dim, mask, lse))
+    out = args.keep or tempfile.mkdtemp(prefix="attnc-gpu-check-")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "configs.mlir")
+    with open(path, "w") as f:
+        f.write("\n".join(source))
+    run = subprocess.run([args.attnc, path, "--target=sm_80,sm_90", "-o", out],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        print(run.stdout + run.stderr)
+        print(f"FAIL: attnc exited {run.returncode}")
+        return 1
+    if "no ptxas" in run.stderr:
+        print(run.stderr.strip())
+        print("SKIP: no ptxas, so no cubins and no report to check")
+        return 77
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+
+    failures = []
+    print(f"{'kernel':<30} {'arch':<6} {'regs':>4} {'spill st/ld':>11} {'stack':>5} "
+          f"{'smem':>7} {'budget':>7}")
+    for k in manifest["kernels"]:
+        gpu = k["gpu"]
+        for arch in manifest["archs"]:
+            r = gpu["ptxas"].get(arch)
+            if r is None:
+                failures.append(f"{k['name']} {arch}: no ptxas report")
+                continue
+            smem = gpu["smem_bytes"] + r["static_smem_bytes"]
+            budget = SMEM_PER_BLOCK[arch]
+            print(f"{k['name']:<30} {arch:<6} {r['registers']:>4} "
+                  f"{r['spill_stores']:>5}/{r['spill_loads']:<5} {r['stack_bytes']:>5} "
+                  f"{smem:>7} {budget:>7}")
+            if r["spill_stores"] or r["spill_loads"]:
+                failures.append(f"{k['name']} {arch}: spills {r['spill_stores']} bytes stored, "
+                                f"{r['spill_loads']} loaded")
+            if r["stack_bytes"]:
+                failures.append(f"{k['name']} {arch}: a {r['stack_bytes']}-byte stack frame")
+            if smem > budget:
+                failures.append(f"{k['name']} {arch}: {smem} bytes of shared memory, over the "
+                                f"{budget} one block may use")
+    count = len(manifest["kernels"]) * len(manifest["archs"])
+    for f in failures:
+        print("FAIL:", f)
+    print(f"{count} kernel builds checked ({len(manifest['kernels'])} kernels x "
+          f"{len(manifest['archs'])} architectures): {len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
