@@ -42,6 +42,8 @@ extern "C" const char *attnrt_status_string(attnrt_status status) {
     return "argument validation failed";
   case ATTNRT_ERR_OUT_OF_PAGES:
     return "out of pages";
+  case ATTNRT_ERR_CUDA:
+    return "CUDA driver error";
   }
   return "unknown status";
 }

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 using namespace attnrt;
@@ -604,7 +605,36 @@ void checkRoles(const Reader &kr, const KernelDesc &kd) {
   checkSparsityRoles(kr, kd);
 }
 
-KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
+/// A CUDA kernel's gpu object (docs/gpu-artifacts.md): one launch, no
+/// scratch, parameters naming its arguments and symbols.
+void parseGpu(const Reader &kr, KernelDesc &kd, const std::string &where,
+              const std::vector<std::string> &archs) {
+  if (kd.phases != 1)
+    kr.badField("phases", "is " + std::to_string(kd.phases) +
+                              " but a CUDA kernel is one launch (phases 1)");
+  if (!kd.scratch.empty())
+    kr.badField("scratch", "lists " + std::to_string(kd.scratch.size()) +
+                               " buffers but CUDA kernels take no scratch; "
+                               "regenerate the artifact with attnc");
+  std::vector<std::string> argNames;
+  std::set<std::string> symbols;
+  for (const ArgDesc &a : kd.args) {
+    argNames.push_back(a.name);
+    for (const DimDesc &d : a.shape)
+      if (!d.symbol.empty())
+        symbols.insert(d.symbolName);
+  }
+  kd.hasGpu = true;
+  kd.gpu = parseGpuKernel(kr.field("gpu"), where, argNames, symbols, archs);
+  // The tiling lives in gpu.tile; the host's kernel-level tile wins.
+  if (kd.hasAttention && !kr.has("tile")) {
+    kd.attention.block_q = kd.gpu.tileBlockQ;
+    kd.attention.block_kv = kd.gpu.tileBlockKv;
+  }
+}
+
+KernelDesc parseKernel(const json &j, const std::string &file, size_t index,
+                       const std::vector<std::string> *cudaArchs) {
   Reader k(j, file + ": kernel #" + std::to_string(index));
   KernelDesc kd;
   kd.name = k.str("name");
@@ -616,13 +646,16 @@ KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
     kr.badField("kind", "is '" + kd.kind +
                             "', expected one of attention, paged_attention, "
                             "kv_append, merge, select_pages");
-  int64_t phases = kr.integer("phases");
+  // CUDA kernels are one launch of gpu.entry: no phases or host entries.
+  int64_t phases = cudaArchs ? kr.integerOr("phases", 1) : kr.integer("phases");
   if (phases < 1 || phases > 1024)
     kr.badField("phases",
                 "is " + std::to_string(phases) + ", expected 1 to 1024");
   kd.phases = static_cast<int>(phases);
-  kd.entryRun = kr.str("entry_run");
-  kd.entryWorkItems = kr.str("entry_work_items");
+  if (!cudaArchs) {
+    kd.entryRun = kr.str("entry_run");
+    kd.entryWorkItems = kr.str("entry_work_items");
+  }
 
   kd.hasAttention = kd.kind == "attention" || kd.kind == "paged_attention";
   if (kd.hasAttention)
@@ -678,37 +711,80 @@ KernelDesc parseKernel(const json &j, const std::string &file, size_t index) {
                                    "size would be unknown");
     }
   checkRoles(kr, kd);
+  if (cudaArchs)
+    parseGpu(kr, kd, where, *cudaArchs);
   return kd;
 }
 
-} // namespace
+/// attnrt_open and attnrt_gpu_open each refuse the other's artifacts,
+/// saying which one to use.
+void checkTarget(const std::string &target, ArtifactTarget expected,
+                 const std::string &where) {
+  if (target == "host" && expected == ArtifactTarget::Cuda)
+    fail(ATTNRT_ERR_UNSUPPORTED,
+         where + " has target 'host' (a host artifact); open it with "
+                 "attnrt_open (attnrt/attnrt.h), or compile for the GPU with "
+                 "attnc --target=sm_XY");
+  if (target == "cuda" && expected == ArtifactTarget::Host)
+    fail(ATTNRT_ERR_UNSUPPORTED,
+         where + " has target 'cuda' (a CUDA artifact); open it with "
+                 "attnrt_gpu_open (attnrt/attnrt_cuda.h), or compile for the "
+                 "CPU with attnc --target=host");
+  if (target != "host" && target != "cuda")
+    fail(ATTNRT_ERR_UNSUPPORTED,
+         where + " has target '" + target +
+             "' but attnrt runs only 'host' and 'cuda' artifacts; compile "
+             "with attnc --target=host or --target=sm_XY");
+}
 
-Manifest attnrt::parseManifest(const std::string &text,
-                               const std::string &where, bool needLibrary) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error &e) {
-    // nlohmann messages are one line and include the byte position.
-    fail(ATTNRT_ERR_MANIFEST, where + " is not valid JSON (" + e.what() +
-                                  "); regenerate it with attnc");
-  }
+/// The root object's format_version (2) and target.
+std::string parseTarget(const json &root, const std::string &where) {
   Reader r(root, where);
-  Manifest m;
   int64_t version = r.integer("format_version");
   if (version != 2)
     fail(ATTNRT_ERR_UNSUPPORTED,
          where + " has format_version " + std::to_string(version) +
              " but this attnrt supports only 2; rebuild attnrt and attnc "
              "from the same source tree");
-  m.formatVersion = static_cast<int>(version);
-  m.target = r.str("target");
-  if (m.target != "host")
-    fail(ATTNRT_ERR_UNSUPPORTED,
-         where + " has target '" + m.target +
-             "' but attnrt runs only 'host' artifacts; compile with "
-             "attnc --target=host");
-  if (needLibrary) {
+  return r.str("target");
+}
+
+json parseJson(const std::string &text, const std::string &where) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error &e) {
+    // nlohmann messages are one line and include the byte position.
+    fail(ATTNRT_ERR_MANIFEST, where + " is not valid JSON (" + e.what() +
+                                  "); regenerate it with attnc");
+  }
+}
+
+std::string readManifestText(const std::string &dir, std::string &path) {
+  path = dir + "/manifest.json";
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    fail(ATTNRT_ERR_IO, "cannot read " + path + " (" + std::strerror(errno) +
+                            "); pass the directory attnc -o wrote");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+} // namespace
+
+Manifest attnrt::parseManifest(const std::string &text,
+                               const std::string &where,
+                               ArtifactTarget expected, bool needLibrary) {
+  json root = parseJson(text, where);
+  Reader r(root, where);
+  Manifest m;
+  m.formatVersion = 2;
+  m.target = parseTarget(root, where);
+  checkTarget(m.target, expected, where);
+  bool cuda = expected == ArtifactTarget::Cuda;
+  if (cuda)
+    m.archs = parseArchs(root, where);
+  if (needLibrary && !cuda) {
     m.library = r.str("library");
     if (m.library.empty() || m.library.find('/') != std::string::npos)
       r.badField("library",
@@ -718,25 +794,30 @@ Manifest attnrt::parseManifest(const std::string &text,
     m.header = r.str("header");
   const json &kernels = r.array("kernels");
   for (size_t i = 0; i < kernels.size(); ++i)
-    m.kernels.push_back(parseKernel(kernels[i], where, i));
+    m.kernels.push_back(
+        parseKernel(kernels[i], where, i, cuda ? &m.archs : nullptr));
   for (size_t i = 0; i < m.kernels.size(); ++i)
     for (size_t k = i + 1; k < m.kernels.size(); ++k)
       if (m.kernels[i].name == m.kernels[k].name)
         r.badField("kernels",
                    "has two kernels named '" + m.kernels[i].name + "'");
+  if (cuda && r.has("steps"))
+    r.badField("steps", "is present but memory plans run only on the host "
+                        "runtime (attnrt_open); remove it");
   m.steps = parseSteps(root, m.kernels, where);
   return m;
 }
 
-Manifest attnrt::loadManifest(const std::string &dir) {
-  std::string path = dir + "/manifest.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail(ATTNRT_ERR_IO, "cannot read " + path + " (" + std::strerror(errno) +
-                            "); pass the directory attnc -o wrote");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parseManifest(ss.str(), path);
+Manifest attnrt::loadManifest(const std::string &dir, ArtifactTarget expected) {
+  std::string path;
+  std::string text = readManifestText(dir, path);
+  return parseManifest(text, path, expected);
+}
+
+std::string attnrt::loadManifestTarget(const std::string &dir) {
+  std::string path;
+  std::string text = readManifestText(dir, path);
+  return parseTarget(parseJson(text, path), path);
 }
 
 void attnrt::linkViews(KernelDesc &k) {

@@ -9,6 +9,7 @@
 #ifndef ATTNRT_SRC_MANIFEST_H
 #define ATTNRT_SRC_MANIFEST_H
 
+#include "GpuManifest.h"
 #include "StepManifest.h"
 #include "attnrt/attnrt.h"
 
@@ -61,6 +62,8 @@ struct KernelDesc {
   std::vector<ArgDesc> scratch;          // allocated by the runtime, after args
   std::vector<attnrt_arg_info> argViews; // C views of args
   std::vector<attnrt_arg_info> scratchViews; // C views of scratch
+  bool hasGpu = false;                       // a kernel of a "cuda" manifest
+  GpuKernelDesc gpu;
 
   /// Index of the first argument with `role`, or -1.
   int findRole(attnrt_role role) const {
@@ -71,24 +74,34 @@ struct KernelDesc {
   }
 };
 
+/// The artifacts attnrt opens: attnrt_open (host libraries) and
+/// attnrt_gpu_open (CUDA images); each refuses the other's manifests.
+enum class ArtifactTarget { Host, Cuda };
+
 struct Manifest {
   int formatVersion = 0;
   std::string target;
-  std::string library;
+  std::string library; // host only
   std::string header;
+  std::vector<std::string> archs; // cuda only: sm_XY, ascending
   std::vector<KernelDesc> kernels;
   std::vector<StepDesc> steps; // memory plans; kernels referred to by index
 };
 
 /// Parses manifest text; `where` names the file in messages. Throws
-/// RuntimeError (ATTNRT_ERR_MANIFEST / ATTNRT_ERR_UNSUPPORTED). Embedded
-/// modules (attnrt_open_embedded) load no file, so for them 'library' is
-/// optional and unchecked (needLibrary = false).
+/// RuntimeError (ATTNRT_ERR_MANIFEST / ATTNRT_ERR_UNSUPPORTED, the latter
+/// also when the target is not `expected`, saying which API opens it).
+/// Embedded modules (attnrt_open_embedded) load no file, so for them
+/// 'library' is optional and unchecked (needLibrary = false).
 Manifest parseManifest(const std::string &text, const std::string &where,
-                       bool needLibrary = true);
+                       ArtifactTarget expected, bool needLibrary = true);
 
 /// Reads and parses DIR/manifest.json (ATTNRT_ERR_IO if unreadable).
-Manifest loadManifest(const std::string &dir);
+Manifest loadManifest(const std::string &dir, ArtifactTarget expected);
+
+/// The "target" of DIR/manifest.json ("host", "cuda"), after checking
+/// format_version; nothing else is read.
+std::string loadManifestTarget(const std::string &dir);
 
 /// Builds the C views (attnrt_arg_info, attnrt_dim, attnrt_kv_cache_info,
 /// the head masks of attnrt_attention_info) into `k`; call again whenever

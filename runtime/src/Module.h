@@ -62,6 +62,13 @@ struct attnrt_kernel {
   attnrt::WorkItemsFn workItems = nullptr;
   // NAME__tile_stats (attnc --count-tiles), NULL when not instrumented.
   int64_t *tileStats = nullptr;
+  // CUDA kernels (attnrt_gpu_open; `module` is NULL): their module, the
+  // CUfunction of gpu.entry, and the C view of desc.gpu with the image
+  // loaded for the device.
+  attnrt_gpu_module *gpuModule = nullptr;
+  void *cuFunction = nullptr;
+  attnrt_gpu_kernel_info gpuInfo{};
+  std::string gpuImage, gpuImageArch;
 };
 
 struct attnrt_module {

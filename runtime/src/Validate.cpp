@@ -40,8 +40,10 @@ struct Binding {
 
 class Validator {
 public:
-  Validator(const KernelDesc &k, const attnrt_tensor *args, int n)
-      : kernel(k), args(args), numArgs(n) {}
+  /// deviceData: the tensors' data are device pointers, never to be read.
+  Validator(const KernelDesc &k, const attnrt_tensor *args, int n,
+            bool deviceData = false)
+      : kernel(k), args(args), numArgs(n), deviceData(deviceData) {}
 
   void run() {
     size_t expected = kernel.args.size();
@@ -60,6 +62,11 @@ public:
            "kernel '" + kernel.name + "': the argument array is NULL");
     for (size_t i = 0; i < expected; ++i)
       checkTensor(i);
+    if (deviceData) {
+      checkCuSeqlensLengths();
+      checkWritesDoNotOverlap();
+      return;
+    }
     checkCuSeqlens();
     checkPageTable();
     checkSlots();
@@ -191,13 +198,19 @@ private:
   int64_t length(int i) const { return args[i].sizes[0]; }
   std::string name(int i) const { return "'" + kernel.args[i].name + "'"; }
 
-  void checkCuSeqlens() {
+  void checkCuSeqlensLengths() {
     int cuQ = findRole(ATTNRT_ROLE_CU_SEQLENS_Q);
     int cuK = findRole(ATTNRT_ROLE_CU_SEQLENS_K);
     if (cuQ >= 0 && cuK >= 0 && length(cuQ) != length(cuK))
       bad(cuK, "has " + std::to_string(length(cuK)) + " entries but " +
                    name(cuQ) + " has " + std::to_string(length(cuQ)) +
                    "; both must have batch+1 entries");
+  }
+
+  void checkCuSeqlens() {
+    checkCuSeqlensLengths();
+    int cuQ = findRole(ATTNRT_ROLE_CU_SEQLENS_Q);
+    int cuK = findRole(ATTNRT_ROLE_CU_SEQLENS_K);
     int query = findRole(ATTNRT_ROLE_QUERY);
     checkOffsets(cuQ, query, "total_q");
     checkOffsets(cuK, findRole(ATTNRT_ROLE_KEY), "total_k");
@@ -697,6 +710,7 @@ private:
   const KernelDesc &kernel;
   const attnrt_tensor *args;
   int numArgs;
+  bool deviceData;
   std::map<std::string, Binding> symbols;
   std::vector<int64_t> trimmed; ///< kv_indices entries that are -1.
   bool lengthsKnown = false;
@@ -772,6 +786,17 @@ void attnrt::validateArgs(const KernelDesc &kernel, const attnrt_tensor *args,
     out->scratchBytes += scratchShape(
         kernel, kernel.scratch[i], validator.bindings(), out->scratchSizes[i]);
   }
+}
+
+std::map<std::string, int64_t>
+attnrt::validateDeviceArgs(const KernelDesc &kernel, const attnrt_tensor *args,
+                           int numArgs) {
+  Validator validator(kernel, args, numArgs, /*deviceData=*/true);
+  validator.run();
+  std::map<std::string, int64_t> values;
+  for (const auto &[name, binding] : validator.bindings())
+    values[name] = binding.value;
+  return values;
 }
 
 void attnrt::bindScratch(Descriptors &out, void *block) {

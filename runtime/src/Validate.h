@@ -11,6 +11,8 @@
 
 #include "Manifest.h"
 
+#include <map>
+#include <string>
 #include <vector>
 
 namespace attnrt {
@@ -36,6 +38,14 @@ constexpr size_t kScratchAlign = 64;
 /// scratch layout).
 void validateArgs(const KernelDesc &kernel, const attnrt_tensor *args,
                   int numArgs, Descriptors *out);
+
+/// The checks of validateArgs that read no tensor data, for tensors in
+/// device memory: count, dtype, rank, sizes and symbols, non-NULL data,
+/// contiguous strides, written arguments overlapping no other, and the
+/// lengths of cu_seqlens_q/_k. Returns the symbols' values.
+std::map<std::string, int64_t> validateDeviceArgs(const KernelDesc &kernel,
+                                                  const attnrt_tensor *args,
+                                                  int numArgs);
 
 /// Appends the scratch descriptors, placing the buffers in `block`
 /// (kScratchAlign-aligned, at least out.scratchBytes bytes).

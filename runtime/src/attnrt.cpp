@@ -90,7 +90,7 @@ extern "C" attnrt_status attnrt_open(const char *dir, int numThreads,
     unsigned threads = threadCount(numThreads, "attnrt_open");
     auto module = std::make_unique<attnrt_module>();
     module->dir = dir;
-    Manifest manifest = loadManifest(module->dir);
+    Manifest manifest = loadManifest(module->dir, ArtifactTarget::Host);
     module->library =
         std::make_unique<Library>(module->dir + "/" + manifest.library);
     bindKernels(*module, manifest, threads);
@@ -121,7 +121,8 @@ extern "C" attnrt_status attnrt_open_embedded(const char *manifestJson,
     // The kernels are already in the process: "library" names a file that
     // need not exist here, so it is only used to describe the module.
     Manifest manifest =
-        parseManifest(manifestJson, "the embedded manifest", false);
+        parseManifest(manifestJson, "the embedded manifest",
+                      ArtifactTarget::Host, /*needLibrary=*/false);
     module->dir = "the embedded module";
     module->library = std::make_unique<Library>(lookup, module->dir);
     bindKernels(*module, manifest, threads);
@@ -240,6 +241,11 @@ extern "C" int attnrt_kernel_has_tile_stats(const attnrt_kernel *kernel) {
 namespace {
 int64_t *requireTileStats(const attnrt_kernel *kernel, const char *fn) {
   requireKernel(kernel);
+  if (kernel->desc.hasGpu)
+    fail(ATTNRT_ERR_UNSUPPORTED,
+         std::string(fn) + ": kernel '" + kernel->desc.name +
+             "' is a CUDA kernel; tile counters exist only in host kernels "
+             "compiled with attnc --count-tiles");
   if (!kernel->tileStats)
     fail(ATTNRT_ERR_UNSUPPORTED,
          std::string(fn) + ": kernel '" + kernel->desc.name +
@@ -278,7 +284,11 @@ extern "C" attnrt_status attnrt_validate(const attnrt_kernel *kernel,
                                          int numArgs) {
   return guard([&] {
     requireKernel(kernel);
-    validateArgs(kernel->desc, args, numArgs, nullptr);
+    // A CUDA kernel's data are device pointers: only what needs no data.
+    if (kernel->desc.hasGpu)
+      validateDeviceArgs(kernel->desc, args, numArgs);
+    else
+      validateArgs(kernel->desc, args, numArgs, nullptr);
   });
 }
 
@@ -288,6 +298,11 @@ extern "C" attnrt_status attnrt_run(attnrt_module *module,
                                     int numThreads) {
   return guard([&] {
     requireKernel(kernel);
+    if (kernel->desc.hasGpu)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           "attnrt_run: kernel '" + kernel->desc.name +
+               "' is a CUDA kernel (attnrt_gpu_open); launch it with "
+               "attnrt_gpu_run");
     if (!module || kernel->module != module)
       fail(ATTNRT_ERR_INVALID_ARGUMENT,
            "attnrt_run: kernel '" + kernel->desc.name +

@@ -32,7 +32,8 @@ typedef enum attnrt_status {
   ATTNRT_ERR_LIBRARY = 5,          /* dlopen or dlsym failed */
   ATTNRT_ERR_NOT_FOUND = 6,        /* no kernel with that name */
   ATTNRT_ERR_VALIDATION = 7,       /* tensors do not match the manifest */
-  ATTNRT_ERR_OUT_OF_PAGES = 8      /* a KV-cache page pool is full */
+  ATTNRT_ERR_OUT_OF_PAGES = 8,     /* a KV-cache page pool is full */
+  ATTNRT_ERR_CUDA = 9              /* a CUDA driver call failed */
 } attnrt_status;
 
 typedef enum attnrt_dtype {

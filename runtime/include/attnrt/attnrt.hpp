@@ -9,6 +9,7 @@
 #define ATTNRT_ATTNRT_HPP
 
 #include "attnrt/attnrt.h"
+#include "attnrt/attnrt_cuda.h"
 #include "attnrt/attnrt_step.h"
 
 #include <array>
@@ -94,6 +95,8 @@ public:
     return out;
   }
   void resetTileStats() const { check(attnrt_kernel_reset_tile_stats(k_)); }
+  /// The gpu object and loaded image of a CUDA kernel; NULL for host ones.
+  const attnrt_gpu_kernel_info *gpu() const { return attnrt_kernel_gpu(k_); }
   void validate(const std::vector<attnrt_tensor> &args) const {
     check(attnrt_validate(k_, args.data(), static_cast<int>(args.size())));
   }
@@ -151,6 +154,98 @@ public:
 private:
   explicit Module(attnrt_module *m) : m_(m) {}
   attnrt_module *m_ = nullptr;
+};
+
+/// A CUDA artifact (attnrt_gpu_open); its kernels are Kernel handles.
+class GpuModule {
+public:
+  explicit GpuModule(const std::string &dir) {
+    check(attnrt_gpu_open(dir.c_str(), &m_));
+  }
+  ~GpuModule() { attnrt_gpu_close(m_); }
+  GpuModule(const GpuModule &) = delete;
+  GpuModule &operator=(const GpuModule &) = delete;
+  GpuModule(GpuModule &&other) noexcept : m_(other.m_) { other.m_ = nullptr; }
+
+  attnrt_gpu_module *get() const { return m_; }
+  int numKernels() const { return attnrt_gpu_num_kernels(m_); }
+  Kernel kernel(int i) const {
+    const attnrt_kernel *k = attnrt_gpu_kernel_at(m_, i);
+    if (!k)
+      throw Error(ATTNRT_ERR_INVALID_ARGUMENT, attnrt_last_error());
+    return Kernel(k);
+  }
+  Kernel kernel(const std::string &name) const {
+    const attnrt_kernel *k = nullptr;
+    check(attnrt_gpu_find_kernel(m_, name.c_str(), &k));
+    return Kernel(k);
+  }
+  attnrt_gpu_device_info device() const {
+    attnrt_gpu_device_info info;
+    check(attnrt_gpu_device(m_, &info));
+    return info;
+  }
+  /// Launches on `stream` (NULL: the default stream) without waiting.
+  void run(Kernel k, const std::vector<attnrt_tensor> &args,
+           void *stream = nullptr) {
+    check(attnrt_gpu_run(m_, k.get(), args.data(),
+                         static_cast<int>(args.size()), stream));
+  }
+  /// Milliseconds of `runs` back-to-back launches (CUDA events).
+  std::vector<float> timeRuns(Kernel k, const std::vector<attnrt_tensor> &args,
+                              int runs, void *stream = nullptr) {
+    std::vector<float> ms(runs > 0 ? runs : 0);
+    check(attnrt_gpu_time_runs(m_, k.get(), args.data(),
+                               static_cast<int>(args.size()), stream, runs,
+                               ms.data()));
+    return ms;
+  }
+  void synchronize(void *stream = nullptr) {
+    check(attnrt_gpu_synchronize(m_, stream));
+  }
+
+private:
+  attnrt_gpu_module *m_ = nullptr;
+};
+
+/// Device memory of a GpuModule's context, freed on destruction (before
+/// the module is closed).
+class DeviceBuffer {
+public:
+  DeviceBuffer(GpuModule &module, size_t bytes)
+      : m_(module.get()), bytes_(bytes) {
+    check(attnrt_gpu_alloc(m_, bytes, &data_));
+  }
+  ~DeviceBuffer() { attnrt_gpu_free(m_, data_); }
+  DeviceBuffer(const DeviceBuffer &) = delete;
+  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
+  DeviceBuffer(DeviceBuffer &&other) noexcept
+      : m_(other.m_), data_(other.data_), bytes_(other.bytes_) {
+    other.data_ = nullptr;
+  }
+
+  void *data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  void copyFrom(const void *host, size_t bytes) {
+    checkSize(bytes);
+    check(attnrt_gpu_copy_to_device(m_, data_, host, bytes));
+  }
+  void copyTo(void *host, size_t bytes) const {
+    checkSize(bytes);
+    check(attnrt_gpu_copy_to_host(m_, host, data_, bytes));
+  }
+
+private:
+  void checkSize(size_t bytes) const {
+    if (bytes > bytes_)
+      throw Error(ATTNRT_ERR_INVALID_ARGUMENT,
+                  "DeviceBuffer: copying " + std::to_string(bytes) +
+                      " bytes but the buffer has " + std::to_string(bytes_));
+  }
+
+  attnrt_gpu_module *m_;
+  void *data_ = nullptr;
+  size_t bytes_;
 };
 
 /// An open step (attnrt_step_open): its arenas, buffers and copy thread.

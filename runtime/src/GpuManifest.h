@@ -1,0 +1,80 @@
+//===- GpuManifest.h - the gpu object of CUDA manifests ---------*- C++ -*-===//
+//
+// What attnrt reads of a "target": "cuda" manifest beyond the host fields
+// (docs/gpu-artifacts.md): the top-level "archs" and each kernel's "gpu"
+// object (entry, PTX, cubins, launch geometry, parameters). Everything is
+// checked here, without CUDA, so a malformed artifact fails at open on any
+// machine.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNRT_SRC_GPUMANIFEST_H
+#define ATTNRT_SRC_GPUMANIFEST_H
+
+#include "attnrt/attnrt_cuda.h"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace attnrt {
+
+/// One gpu.grid entry: `value` (symbol empty) or
+/// ceil(value(symbol) * multiply / divide).
+struct GridDimDesc {
+  std::string symbol;
+  int64_t value = 1;
+  int64_t multiply = 1;
+  int64_t divide = 1;
+};
+
+/// One gpu.params entry: the device pointer of argument `argIndex` (u64) or
+/// the value of `symbol` (i32).
+struct GpuParamDesc {
+  int argIndex = -1; // -1: a symbol
+  std::string symbol;
+};
+
+struct GpuKernelDesc {
+  std::string entry;
+  std::string ptx;
+  std::string ptxArch;
+  std::map<std::string, std::string> cubins; // arch -> file
+  std::map<std::string, attnrt_gpu_ptxas_info> ptxas;
+  int64_t block[3] = {1, 1, 1};
+  GridDimDesc grid[3];
+  int64_t smemBytes = 0;
+  std::vector<GpuParamDesc> params;
+  // gpu.tile (informative), 0 when absent.
+  int64_t tileBlockQ = 0;
+  int64_t tileBlockKv = 0;
+};
+
+/// 90 for "sm_90", 100 for "sm_100"; -1 unless the text is sm_ followed by
+/// digits only.
+int archNumber(const std::string &arch);
+
+/// "sm_XY" for a compute capability X.Y (sm_90, sm_100, sm_120).
+std::string archName(int major, int minor);
+
+/// Parses the top-level "archs": a non-empty, strictly ascending list of
+/// sm_XY with XY >= 80. `where` names the manifest.
+std::vector<std::string> parseArchs(const nlohmann::json &root,
+                                    const std::string &where);
+
+/// Parses a kernel's "gpu" object. `where` names the kernel; `argNames` are
+/// its arguments in order and `symbols` the symbols their shapes bind.
+/// Throws RuntimeError(ATTNRT_ERR_MANIFEST) naming the field.
+GpuKernelDesc parseGpuKernel(const nlohmann::json &gpu,
+                             const std::string &where,
+                             const std::vector<std::string> &argNames,
+                             const std::set<std::string> &symbols,
+                             const std::vector<std::string> &archs);
+
+} // namespace attnrt
+
+#endif // ATTNRT_SRC_GPUMANIFEST_H
