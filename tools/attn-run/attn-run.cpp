@@ -1,8 +1,9 @@
 //===- attn-run.cpp - run, check and time attnc kernels -------------------===//
 //
 // A thin client of attnrt: loads .npy inputs (or makes random ones), runs one
-// kernel, writes .npy outputs, compares against the float64 reference from
-// Reference.h and times repeated runs. See docs/runtime.md.
+// kernel on the CPU (attnrt.h) or a GPU (attnrt_cuda.h), writes .npy outputs,
+// compares against the float64 reference from Reference.h and times repeated
+// runs. See docs/runtime.md.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,7 +34,9 @@ const char *usageText =
     "                [--size SYM=N ...] [--seqlens-q L0,L1,..]\n"
     "                [--seqlens-k L0,L1,..] [--block-density D]\n"
     "                [--check] [--stats] [--bench N] [--threads T] [--list]\n"
-    "  DIR           artifact directory written by attnc --target=host\n"
+    "                [--device gpu|cpu|auto]\n"
+    "  DIR           artifact directory written by attnc (--target=host, or\n"
+    "                --target=sm_XY for the GPU)\n"
     "  --kernel      kernel to run (optional when DIR has one kernel)\n"
     "  --in/--out    .npy file per argument (bf16 as <u2 bits or "
     "ml_dtypes.bfloat16)\n"
@@ -48,9 +51,12 @@ const char *usageText =
     "                the visible and dense tiles (exit 3 when run != "
     "visible)\n"
     "  --bench       2 warm-up runs, then N timed runs\n"
-    "  --threads     worker threads (default: hardware threads)\n"
+    "  --threads     CPU worker threads (default: hardware threads)\n"
+    "  --device      where to run: gpu (CUDA artifacts), cpu (host\n"
+    "                artifacts) or auto (default: the artifact's target)\n"
     "  --list        print every kernel (kind, phases, arguments, scratch,\n"
     "                kv_cache), then exit\n"
+    "Options take their value as the next argument or after '=' (--bench=5).\n"
     "attn-run runs kernels of kind attention; call the others through\n"
     "test/e2e/attnrt_ctypes.py\n";
 
@@ -67,6 +73,8 @@ struct Options {
   bool list = false;
   int bench = 0;
   int threads = 0;
+  bool threadsGiven = false;
+  std::string device = "auto"; // gpu | cpu | auto
 };
 
 int64_t parseInt(const std::string &text, const std::string &what) {
@@ -103,7 +111,18 @@ Options parseOptions(int argc, char **argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    // --name=value is --name value.
+    std::optional<std::string> attached;
+    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != a.npos) {
+      attached = a.substr(eq + 1);
+      a.resize(eq);
+    }
     auto value = [&]() -> std::string {
+      if (attached) {
+        std::string v = std::move(*attached);
+        attached.reset();
+        return v;
+      }
       if (i + 1 >= argc)
         throw UsageError(a + " needs a value; see attn-run --help");
       return argv[++i];
@@ -142,15 +161,24 @@ Options parseOptions(int argc, char **argv) {
       o.bench = static_cast<int>(parseInt(value(), a));
       if (o.bench < 1)
         throw UsageError("--bench needs N >= 1");
-    } else if (a == "--threads")
+    } else if (a == "--threads") {
       o.threads = static_cast<int>(parseInt(value(), a));
-    else if (a.size() > 1 && a[0] == '-')
+      o.threadsGiven = true;
+    } else if (a == "--device") {
+      o.device = value();
+      if (o.device != "gpu" && o.device != "cpu" && o.device != "auto")
+        throw UsageError("--device: '" + o.device +
+                         "' is not gpu, cpu or auto");
+    } else if (a.size() > 1 && a[0] == '-')
       throw UsageError("unknown option '" + a + "'; see attn-run --help");
     else if (o.dir.empty())
       o.dir = a;
     else
       throw UsageError("unexpected argument '" + a +
                        "'; only one artifact directory is allowed");
+    if (attached)
+      throw UsageError(a + " takes no value (got '" + a + "=" + *attached +
+                       "')");
   }
   if (o.dir.empty())
     throw UsageError("missing artifact directory; see attn-run --help");
@@ -168,11 +196,49 @@ std::string shapeText(const attnrt_arg_info &a) {
   return s + "]";
 }
 
-void listKernels(const attnrt::Module &m) {
+/// A gpu.grid entry: 8, seqlen_q, batch*2, ceil(seqlen_q/64).
+std::string gridText(const attnrt_gpu_grid_dim &g) {
+  if (!g.symbol)
+    return std::to_string(g.value);
+  std::string s = g.symbol;
+  if (g.multiply != 1)
+    s += "*" + std::to_string(g.multiply);
+  if (g.divide != 1)
+    s = "ceil(" + s + "/" + std::to_string(g.divide) + ")";
+  return s;
+}
+
+/// "dense_f32.ptx (PTX sm_80)" or "x.sm_90.cubin (cubin sm_90)".
+std::string imageText(const attnrt_gpu_kernel_info &g) {
+  return std::string(g.image) + " (" + (g.image_is_ptx ? "PTX " : "cubin ") +
+         g.image_arch + ")";
+}
+
+void listGpu(const attnrt::Kernel &k) {
+  const attnrt_gpu_kernel_info *g = k.gpu();
+  if (!g)
+    return;
+  std::printf("  gpu: entry=%s image=%s block=[%lld, %lld, %lld] "
+              "grid=[%s, %s, %s] smem_bytes=%lld",
+              g->entry, imageText(*g).c_str(), (long long)g->block[0],
+              (long long)g->block[1], (long long)g->block[2],
+              gridText(g->grid[0]).c_str(), gridText(g->grid[1]).c_str(),
+              gridText(g->grid[2]).c_str(), (long long)g->smem_bytes);
+  if (g->ptxas)
+    std::printf(" registers=%lld spill_stores=%lld spill_loads=%lld",
+                (long long)g->ptxas->registers,
+                (long long)g->ptxas->spill_stores,
+                (long long)g->ptxas->spill_loads);
+  std::printf("\n");
+}
+
+/// attnrt::Module or attnrt::GpuModule.
+template <typename ModuleT> void listKernels(const ModuleT &m) {
   for (int i = 0; i < m.numKernels(); ++i) {
     attnrt::Kernel k = m.kernel(i);
     std::printf("%s: kind=%s phases=%d\n", k.name().c_str(), k.kind().c_str(),
                 k.numPhases());
+    listGpu(k);
     if (const attnrt_attention_info *at = k.attentionOrNull())
       std::printf("  attention: %s %s Hq=%lld Hkv=%lld D=%lld scale=%g "
                   "softcap=%g causal=%d align=%s window=%lld sinks=%lld "
@@ -804,18 +870,12 @@ bool check(const attnrt::Kernel &k, const std::vector<HostTensor> &tensors) {
   return allPass;
 }
 
-void bench(attnrt::Module &m, const attnrt::Kernel &k,
-           std::vector<HostTensor> &tensors, int runs, int threads) {
-  std::vector<attnrt_tensor> views = tensorViews(tensors);
-  for (int i = 0; i < 2; ++i)
-    m.run(k, views, threads);
-  std::vector<double> ms;
-  for (int i = 0; i < runs; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    m.run(k, views, threads);
-    auto t1 = std::chrono::steady_clock::now();
-    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-  }
+/// Prints the timing lines of --bench from per-run milliseconds. `where`
+/// ends the human line ("8 threads", "gpu sm_90") and `key` the BENCH line
+/// ("threads=8", "device=gpu").
+void reportBench(const attnrt::Kernel &k,
+                 const std::vector<HostTensor> &tensors, std::vector<double> ms,
+                 const std::string &where, const std::string &key) {
   std::sort(ms.begin(), ms.end());
   double median = ms.size() % 2
                       ? ms[ms.size() / 2]
@@ -829,16 +889,71 @@ void bench(attnrt::Module &m, const attnrt::Kernel &k,
   double sec = median * 1e-3;
   double gflops = sec > 0 ? flops / sec * 1e-9 : 0;
   double gbs = sec > 0 ? bytes / sec * 1e-9 : 0;
+  std::printf("bench: %zu runs, median %.4f ms, min %.4f ms, %.2f GFLOP/s, "
+              "%.2f GB/s, %s\n",
+              ms.size(), median, ms.front(), gflops, gbs, where.c_str());
+  std::printf("BENCH kernel=%s median_ms=%.6f min_ms=%.6f gflops=%.4f "
+              "gbs=%.4f %s\n",
+              k.name().c_str(), median, ms.front(), gflops, gbs, key.c_str());
+}
+
+void bench(attnrt::Module &m, const attnrt::Kernel &k,
+           std::vector<HostTensor> &tensors, int runs, int threads) {
+  std::vector<attnrt_tensor> views = tensorViews(tensors);
+  for (int i = 0; i < 2; ++i)
+    m.run(k, views, threads);
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    m.run(k, views, threads);
+    auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
   int effective =
       threads
           ? threads
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::printf("bench: %d runs, median %.4f ms, min %.4f ms, %.2f GFLOP/s, "
-              "%.2f GB/s, %d threads\n",
-              runs, median, ms.front(), gflops, gbs, effective);
-  std::printf("BENCH kernel=%s median_ms=%.6f min_ms=%.6f gflops=%.4f "
-              "gbs=%.4f threads=%d\n",
-              k.name().c_str(), median, ms.front(), gflops, gbs, effective);
+  reportBench(k, tensors, ms, std::to_string(effective) + " threads",
+              "threads=" + std::to_string(effective));
+}
+
+/// The arguments' copies in device memory (inputs and the NaN-poisoned
+/// outputs, so elements a kernel fails to write stay NaN).
+class DeviceTensors {
+public:
+  DeviceTensors(attnrt::GpuModule &m, std::vector<HostTensor> &tensors) {
+    buffers.reserve(tensors.size());
+    for (HostTensor &t : tensors) {
+      buffers.emplace_back(m, t.bytes.size());
+      buffers.back().copyFrom(t.data(), t.bytes.size());
+      views.push_back({buffers.back().data(), t.dtype,
+                       static_cast<int>(t.shape.size()), t.shape.data(),
+                       nullptr});
+    }
+  }
+  const std::vector<attnrt_tensor> &args() const { return views; }
+  /// Copies what the kernel writes (out, inout) back to the host.
+  void copyBack(const attnrt::Kernel &k, std::vector<HostTensor> &tensors) {
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (k.arg(static_cast<int>(i)).dir != ATTNRT_DIR_IN)
+        buffers[i].copyTo(tensors[i].data(), tensors[i].bytes.size());
+  }
+
+private:
+  std::vector<attnrt::DeviceBuffer> buffers;
+  std::vector<attnrt_tensor> views;
+};
+
+/// CUDA-event times of `runs` launches after 2 warm-up launches.
+void benchGpu(attnrt::GpuModule &m, const attnrt::Kernel &k,
+              const std::vector<HostTensor> &tensors,
+              const DeviceTensors &device, int runs) {
+  for (int i = 0; i < 2; ++i)
+    m.run(k, device.args());
+  m.synchronize();
+  std::vector<float> times = m.timeRuns(k, device.args(), runs);
+  reportBench(k, tensors, std::vector<double>(times.begin(), times.end()),
+              std::string("gpu ") + m.device().arch, "device=gpu");
 }
 
 /// --stats: the kernel's tile counters after one run next to the visible
@@ -869,18 +984,34 @@ bool reportStats(const attnrt::Kernel &k,
   return pass;
 }
 
-int run(int argc, char **argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::fputs(usageText, stdout);
-      return 0;
-    }
-  Options opts = parseOptions(argc, argv);
-  attnrt::Module module(opts.dir, opts.threads);
-  if (opts.list) {
-    listKernels(module);
-    return 0;
-  }
+/// --device: true for the GPU. auto follows the artifact's target; an
+/// explicit device must match it.
+bool useGpu(const Options &opts) {
+  const char *target = nullptr;
+  attnrt::check(attnrt_artifact_target(opts.dir.c_str(), &target));
+  bool cuda = std::string(target) == "cuda";
+  if (opts.device == "gpu" && !cuda)
+    throw UsageError(opts.dir +
+                     " is a host artifact (target 'host'); run it with "
+                     "--device=cpu or --device=auto, or compile it for the "
+                     "GPU with attnc --target=sm_XY");
+  if (opts.device == "cpu" && cuda)
+    throw UsageError(opts.dir +
+                     " is a CUDA artifact (target 'cuda'); run it with "
+                     "--device=gpu or --device=auto, or compile it for the "
+                     "CPU with attnc --target=host");
+  if (cuda && opts.threadsGiven)
+    throw UsageError("--threads sets the CPU path's threads; drop it with "
+                     "--device=gpu");
+  if (cuda && opts.stats)
+    throw UsageError("--stats reads the tile counters of host kernels (attnc "
+                     "--count-tiles); it is not available with --device=gpu");
+  return cuda;
+}
+
+/// The kernel --kernel names, or the only one.
+template <typename ModuleT>
+attnrt::Kernel pickKernel(const ModuleT &module, const Options &opts) {
   if (opts.kernel.empty() && module.numKernels() != 1) {
     std::string names;
     for (int i = 0; i < module.numKernels(); ++i)
@@ -894,6 +1025,67 @@ int run(int argc, char **argv) {
     throw UsageError("kernel " + kernel.name() + " is a " + kernel.kind() +
                      " kernel; attn-run runs attention kernels; use the "
                      "Python wrapper test/e2e/attnrt_ctypes.py");
+  return kernel;
+}
+
+void saveOutputs(const Options &opts, const attnrt::Kernel &kernel,
+                 const std::vector<HostTensor> &tensors) {
+  for (const auto &[name, file] : opts.outputs)
+    for (int i = 0; i < kernel.numArgs(); ++i)
+      if (name == kernel.arg(i).name)
+        saveNpy(file, tensors[i], name);
+}
+
+/// --device=gpu: device copies of the arguments, one launch, the outputs
+/// back, then --check and --bench as on the CPU.
+int runGpu(const Options &opts) {
+  attnrt::GpuModule module(opts.dir);
+  if (opts.list) {
+    attnrt_gpu_device_info dev = module.device();
+    std::printf("device: %s (%s), driver %d\n", dev.name, dev.arch,
+                dev.driver_version);
+    listKernels(module);
+    return 0;
+  }
+  attnrt::Kernel kernel = pickKernel(module, opts);
+  std::vector<HostTensor> tensors = ArgumentBuilder(kernel, opts).build();
+  std::vector<attnrt_tensor> views = tensorViews(tensors);
+  attnrt_gpu_launch launch;
+  attnrt::check(attnrt_gpu_launch_config(
+      kernel.get(), views.data(), static_cast<int>(views.size()), &launch));
+  const attnrt_gpu_kernel_info &g = *kernel.gpu();
+  attnrt_gpu_device_info dev = module.device();
+  std::printf("device: %s (%s), %s: %s, grid %ux%ux%u, block %ux%ux%u, %u "
+              "bytes of shared memory\n",
+              dev.name, dev.arch, kernel.name().c_str(), imageText(g).c_str(),
+              launch.grid[0], launch.grid[1], launch.grid[2], launch.block[0],
+              launch.block[1], launch.block[2], launch.smem_bytes);
+  DeviceTensors device(module, tensors);
+  module.run(kernel, device.args());
+  module.synchronize();
+  device.copyBack(kernel, tensors);
+  saveOutputs(opts, kernel, tensors);
+  bool pass = !opts.check || check(kernel, tensors);
+  if (opts.bench)
+    benchGpu(module, kernel, tensors, device, opts.bench);
+  return pass ? 0 : 3;
+}
+
+int run(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::fputs(usageText, stdout);
+      return 0;
+    }
+  Options opts = parseOptions(argc, argv);
+  if (useGpu(opts))
+    return runGpu(opts);
+  attnrt::Module module(opts.dir, opts.threads);
+  if (opts.list) {
+    listKernels(module);
+    return 0;
+  }
+  attnrt::Kernel kernel = pickKernel(module, opts);
   if (opts.stats && !attnrt_kernel_has_tile_stats(kernel.get()))
     throw UsageError("kernel '" + kernel.name() +
                      "' has no tile counters; compile it with attnc "
@@ -905,10 +1097,7 @@ int run(int argc, char **argv) {
   module.run(kernel, tensorViews(tensors), opts.threads);
   if (opts.stats)
     attnrt::check(attnrt_kernel_tile_stats(kernel.get(), counters));
-  for (const auto &[name, file] : opts.outputs)
-    for (int i = 0; i < kernel.numArgs(); ++i)
-      if (name == kernel.arg(i).name)
-        saveNpy(file, tensors[i], name);
+  saveOutputs(opts, kernel, tensors);
   bool pass = !opts.check || check(kernel, tensors);
   if (opts.stats)
     pass &= reportStats(kernel, tensors, counters);
