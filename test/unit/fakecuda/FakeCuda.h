@@ -1,0 +1,70 @@
+/*===- FakeCuda.h - control of the fake CUDA driver (tests only) --*- C -*-===*\
+|*                                                                            *|
+|* libattnrt_fakecuda.so implements the subset of the CUDA driver API attnrt *|
+|* uses, on the host: device memory is malloc'ed, modules are text whose     *|
+|* ".entry NAME(.param .u64 ..., .param .u32 ...)" declarations give each    *|
+|* function's parameter sizes, and cuLaunchKernel runs nothing but records   *|
+|* the launch. Like the real driver it refuses calls without a current       *|
+|* context and launches above 48 KiB of dynamic shared memory without the    *|
+|* function's opt-in. Tests point ATTNRT_LIBCUDA at it and steer it here or, *|
+|* from another process, with FAKECUDA_DEVICES=N, FAKECUDA_CC=X.Y and        *|
+|* FAKECUDA_FAIL=call=code[,call=code...].                                   *|
+|*                                                                            *|
+\*===----------------------------------------------------------------------===*/
+
+#ifndef ATTNRT_TEST_FAKECUDA_H
+#define ATTNRT_TEST_FAKECUDA_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { FAKECUDA_MAX_PARAMS = 32 };
+
+typedef struct fakecuda_launch {
+  char name[128]; /* the function's entry */
+  unsigned grid[3];
+  unsigned block[3];
+  unsigned smem_bytes;
+  void *stream;
+  int num_params;
+  int param_size[FAKECUDA_MAX_PARAMS];         /* bytes: 4 or 8 */
+  unsigned char param[FAKECUDA_MAX_PARAMS][8]; /* the raw bytes passed */
+} fakecuda_launch;
+
+/* Back to the state the environment describes (default: one sm_90 device
+ * with 227 KiB of opt-in shared memory, 1024 threads per function, no
+ * failures), forgetting every record. Live allocations and modules are
+ * kept. */
+void fakecuda_reset(void);
+void fakecuda_set_device(int count, int major, int minor, int smem_optin);
+/* CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK of every function. */
+void fakecuda_set_max_threads(int threads);
+/* Every later call of `call` (the exported name, e.g. "cuMemAlloc_v2")
+ * returns `result`; 0 restores it. */
+void fakecuda_fail(const char *call, int result);
+/* Calls of `call` since the last reset. */
+int fakecuda_calls(const char *call);
+
+int fakecuda_num_launches(void);
+/* 0 and *out filled, or -1 when i is out of range. */
+int fakecuda_get_launch(int i, fakecuda_launch *out);
+/* Images passed to cuModuleLoadDataEx since the last reset, in order. */
+int fakecuda_num_loads(void);
+const char *fakecuda_loaded_image(int i);
+/* The last value set with cuFuncSetAttribute for functions named `entry`,
+ * or -1 if none was set. */
+int fakecuda_func_attribute(const char *entry, int attribute);
+
+int fakecuda_live_allocations(void);
+int fakecuda_live_modules(void);
+/* Contexts pushed on the calling thread. */
+int fakecuda_context_depth(void);
+/* Retains minus releases of device 0's primary context. */
+int fakecuda_primary_retains(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTNRT_TEST_FAKECUDA_H */
