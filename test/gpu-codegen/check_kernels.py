@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """The GPU kernels' resource check (issue 5; run by ctest as gpu_codegen).
 
-Compiles the default configurations of the GPU prefill kernel (f16 and bf16,
-head_dim 64 and 128, every structured mask, with and without LSE; 32 query
-heads over 8 KV heads, dynamic sizes) with `attnc --target=sm_80,sm_90`, so
+Compiles the default configurations of the GPU kernels with
+`attnc --target=sm_80,sm_90`: prefill (f16 and bf16, head_dim 64 and 128,
+every structured mask, with and without LSE) and paged decode (f16 and bf16,
+head_dim 64 and 128, NHD and HND pages of 16 tokens, with and without a
+window with sinks, with and without LSE), 32 query heads over 8 KV heads,
+dynamic sizes, so
 every kernel's PTX is assembled by ptxas for both architectures, then reads
 ptxas's report from manifest.json. It fails when a kernel spills registers,
 uses a stack frame, or needs more shared memory than the architecture gives
@@ -42,6 +45,22 @@ def kernel(name, dtype, head_dim, mask, lse):
             f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
 
 
+def decode_kernel(name, dtype, head_dim, layout, window, lse):
+    cache = (f"!attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = {head_dim}, "
+             f"layout = {layout}, storage = {dtype}>")
+    q = f"tensor<?x32x{head_dim}x{dtype}>"
+    lse_type = "tensor<32x?xf32>"
+    attrs = " {mask = #attn.mask<window = 1024, sinks = 4>}" if window else ""
+    results = f"({q}, {lse_type})" if lse else q
+    outs = "%o, %lse" if lse else "%o"
+    idx = "tensor<?xi32>"
+    return (f"func.func @{name}(%q: {q}, %cache: {cache}, %indptr: {idx}, %indices: {idx},\n"
+            f"    %last: {idx}) -> {results} {{\n"
+            f"  {outs} = attn.paged_attention %q, %cache, %indptr, %indices, %last{attrs}\n"
+            f"      : ({q}, {cache}, {idx}, {idx}, {idx}) -> {results}\n"
+            f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attnc", required=True)
@@ -55,6 +74,14 @@ def main():
                 for lse in (False, True):
                     name = f"{dtype}_d{head_dim}_{mask_name}{'_lse' if lse else ''}"
                     source.append(kernel(name, dtype, head_dim, mask, lse))
+    for dtype in ("f16", "bf16"):
+        for head_dim in (64, 128):
+            for layout in ("nhd", "hnd"):
+                for window in (False, True):
+                    for lse in (False, True):
+                        name = (f"decode_{dtype}_d{head_dim}_{layout}"
+                                f"{'_window' if window else ''}{'_lse' if lse else ''}")
+                        source.append(decode_kernel(name, dtype, head_dim, layout, window, lse))
     out = args.keep or tempfile.mkdtemp(prefix="attnc-gpu-check-")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "configs.mlir")
@@ -73,7 +100,7 @@ def main():
     manifest = json.load(open(os.path.join(out, "manifest.json")))
 
     failures = []
-    print(f"{'kernel':<30} {'arch':<6} {'regs':>4} {'spill st/ld':>11} {'stack':>5} "
+    print(f"{'kernel':<34} {'arch':<6} {'regs':>4} {'spill st/ld':>11} {'stack':>5} "
           f"{'smem':>7} {'budget':>7}")
     for k in manifest["kernels"]:
         gpu = k["gpu"]
@@ -84,7 +111,7 @@ def main():
                 continue
             smem = gpu["smem_bytes"] + r["static_smem_bytes"]
             budget = SMEM_PER_BLOCK[arch]
-            print(f"{k['name']:<30} {arch:<6} {r['registers']:>4} "
+            print(f"{k['name']:<34} {arch:<6} {r['registers']:>4} "
                   f"{r['spill_stores']:>5}/{r['spill_loads']:<5} {r['stack_bytes']:>5} "
                   f"{smem:>7} {budget:>7}")
             if r["spill_stores"] or r["spill_loads"]:

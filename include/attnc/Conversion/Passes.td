@@ -107,22 +107,29 @@ def AttnLowerToTiles : Pass<"attn-lower-to-tiles", "mlir::func::FuncOp"> {
 }
 
 def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
-  let summary = "Lower attention kernels to FlashAttention-2 GPU kernels";
+  let summary = "Lower attention kernels to GPU kernels (sm_80 and newer)";
   let description = [{
-    Replaces each kernel function holding one dense `attn.attention`
-    (f16 or bf16, head_dim 64 or 128, any structured mask) by a
-    `gpu.module @NAME_gpu` with one `gpu.func @NAME` kernel in the
-    FlashAttention-2 shape for sm_80 and newer (docs/gpu.md): 4 warps per
-    (query tile of 64, query head, sequence); Q and double-buffered K/V
-    tiles of 64 keys in swizzled dynamic shared memory through `cp.async`;
-    both contractions on tensor cores (`ldmatrix`, `mma.sync` m16n8k16,
-    f32 accumulation); online softmax in registers with `exp2`; the mask's
-    block predicate as loop bounds and its element predicate on partial
-    tiles only. The kernel takes bare global pointers, then the dynamic
-    sizes as i32; its launch geometry is the `attn.launch` attribute
-    (docs/gpu-artifacts.md). What has no GPU kernel yet (ragged, paged,
-    block-sparse, per-head masks, softcap, f32, other head sizes) is an
-    error at the op.
+    Replaces each kernel function by a `gpu.module @NAME_gpu` with one
+    `gpu.func @NAME` kernel (docs/gpu.md):
+
+    - a dense `attn.attention` (f16 or bf16, head_dim 64 or 128, any
+      structured mask, optional LSE) becomes the FlashAttention-2 prefill
+      kernel: 4 warps per (query tile of 64, query head, sequence); Q and
+      double-buffered K/V tiles of 64 keys in swizzled dynamic shared
+      memory through `cp.async`; both contractions on tensor cores
+      (`ldmatrix`, `mma.sync` m16n8k16, f32 accumulation); online softmax in
+      registers with `exp2`; the mask's block predicate as loop bounds and
+      its element predicate on partial tiles only;
+    - a decode `attn.paged_attention` over f16/bf16 pages becomes the paged
+      decode kernel: one block per (KV head, sequence) computing all its
+      query heads, 16-byte loads of K and V through the page table, dot
+      products reduced with shuffles, lane groups merged in shared memory.
+
+    The kernels take bare global pointers, then the dynamic sizes as i32;
+    the launch geometry is the `attn.launch` attribute
+    (docs/gpu-artifacts.md). What has no GPU kernel yet (ragged, paged
+    append, quantized caches, block-sparse and per-head masks, softcap,
+    f32, other head sizes, kv_append, merge, select_pages) is an error.
   }];
   let dependentDialects = [
     "mlir::arith::ArithDialect", "mlir::gpu::GPUDialect",

@@ -1,47 +1,25 @@
-//===- AttnToGPU.cpp - attn.attention to a FlashAttention-2 GPU kernel ----===//
+//===- AttnToGPU.cpp - attention kernels to GPU kernels -------------------===//
 //
-// Rewrites the kernel function of a dense `attn.attention` into a gpu.module
-// with one gpu.func in the FlashAttention-2 shape for sm_80 and newer:
-//
-//   - one thread block of 4 warps per (query tile of 64 rows, query head,
-//     sequence); each warp owns 16 query rows;
-//   - Q, then K/V tiles of 64 keys staged in dynamic shared memory with
-//     cp.async (16-byte copies, zero-filled past the sequence's end), K/V
-//     double-buffered so the next tile loads while this one is computed;
-//     rows are XOR-swizzled in 16-byte chunks so ldmatrix is conflict-free;
-//   - S = Q K^T and O += P V on tensor cores (ldmatrix, ldmatrix.trans,
-//     mma.sync m16n8k16, f16/bf16 in, f32 accumulate); P never leaves the
-//     registers (the S accumulator fragments are the A operand of P V);
-//   - online softmax in registers in the log2 domain (exp2), row max and
-//     sum reduced across the 4 lanes sharing a row with shuffles;
-//   - the mask's block predicate as the KV loop's bounds (causal upper
-//     edge, window lower edge, sink tiles first) and its element predicate
-//     only on partial tiles.
-//
-// The launch geometry and the kernel's parameters are recorded on the
-// gpu.func as `attn.launch` for the manifest (docs/gpu-artifacts.md).
+// Rewrites each kernel function into a gpu.module with one gpu.func: a dense
+// `attn.attention` into the FlashAttention-2 prefill kernel
+// (PrefillKernel.cpp), a decode `attn.paged_attention` into the paged decode
+// kernel (DecodeKernel.cpp); what has no kernel yet is an error at the op.
+// The kernels take bare global pointers, then the dynamic sizes as i32; the
+// launch geometry and the parameters' names are recorded on the gpu.func as
+// `attn.launch` for the manifest (docs/gpu-artifacts.md).
 //
 //===----------------------------------------------------------------------===//
 
-#include "attn/AttnDialect.h"
+#include "KernelBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
-#include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
-#include "mlir/Dialect/SCF/IR/SCF.h"
-#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/IR/ImplicitLocOpBuilder.h"
 
 #include "llvm/Support/FormatVariadic.h"
-
-#include <cmath>
-#include <limits>
 
 namespace attnc {
 #define GEN_PASS_DEF_ATTNLOWERTOGPU
@@ -53,9 +31,11 @@ using namespace attnc::attn;
 
 namespace {
 
+// The prefill kernel's tiles (PrefillKernel.cpp) and the decode kernel's
+// block.
 constexpr int64_t kBlockQ = 64, kBlockKV = 64, kWarps = 4, kThreads = 128;
-constexpr int64_t kWarpRows = kBlockQ / kWarps; // 16: one mma tile of rows
-constexpr int64_t kChunk = 8;                   // f16/bf16 per 16 bytes
+
+std::string typeName(Type t) { return llvm::formatv("{0}", t).str(); }
 
 /// Why `op` has no GPU kernel yet, or nullopt when it has.
 std::optional<std::string> unsupported(AttentionOp op) {
@@ -69,7 +49,7 @@ std::optional<std::string> unsupported(AttentionOp op) {
     return "softcap";
   Type elem = op.getElementType();
   if (!elem.isF16() && !elem.isBF16())
-    return "element type " + llvm::formatv("{0}", elem).str() +
+    return "element type " + typeName(elem) +
            " (tensor cores take f16 and bf16)";
   int64_t d = op.getHeadDim();
   if (d != 64 && d != 128)
@@ -77,501 +57,148 @@ std::optional<std::string> unsupported(AttentionOp op) {
   return std::nullopt;
 }
 
-/// Builds the kernel body. Fragments of mma.sync m16n8k16 are kept as lists
-/// of scalars (f32 accumulators) or of vector<2xT> registers (operands).
-class PrefillKernelBuilder {
-public:
-  PrefillKernelBuilder(AttentionOp op, gpu::GPUFuncOp func)
-      : op(op), func(func), b(op.getLoc(), func.getContext()),
-        elem(op.getElementType()), hq(op.getNumQueryHeads()),
-        hkv(op.getNumKVHeads()), d(op.getHeadDim()), mask(op.getMaskOrNone()) {}
+std::optional<std::string> unsupported(PagedAttentionOp op) {
+  KVCacheType cache = op.getCacheType();
+  if (op.isRagged())
+    return "paged append/prefill (qo_indptr)";
+  if (cache.hasResidual())
+    return "caches with a residual window";
+  if (op.isBlockSparse())
+    return "block-sparse masks";
+  if (op->hasAttr("head_masks"))
+    return "per-head masks (head_masks)";
+  if (op.getSoftcap())
+    return "softcap";
+  Type storage = cache.getStorage();
+  if (!storage.isF16() && !storage.isBF16())
+    return typeName(storage) + " cache storage (f16 and bf16 have kernels)";
+  if (op.getElementType() != storage)
+    return "a " + typeName(op.getElementType()) + " query over a " +
+           typeName(storage) + " cache (they must match)";
+  int64_t d = op.getHeadDim();
+  if (d != 64 && d != 128)
+    return "head_dim " + std::to_string(d) + " (64 and 128 have kernels)";
+  int64_t keysPerStep = kThreads / (d / 8);
+  if (op.getGroupSize() > keysPerStep)
+    return std::to_string(op.getGroupSize()) +
+           " query heads per KV head (at most " + std::to_string(keysPerStep) +
+           " at head_dim " + std::to_string(d) + ")";
+  return std::nullopt;
+}
 
-  void build(ArrayRef<int64_t> qShape, ArrayRef<int64_t> kShape, bool hasLse);
-
-private:
-  using Frag = SmallVector<Value>;
-
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value i32(int64_t v) {
-    return arith::ConstantIntOp::create(b, b.getI32Type(), v);
-  }
-  Value f32(double v) {
-    return arith::ConstantFloatOp::create(b, b.getF32Type(), APFloat(float(v)));
-  }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
-  Value div(Value x, int64_t y) { return arith::DivUIOp::create(b, x, idx(y)); }
-  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, x, idx(y)); }
-  Value minIdx(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
-  Value maxIdx(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
-  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
-    return arith::CmpIOp::create(b, p, x, y);
-  }
-  Value andI(Value x, Value y) { return arith::AndIOp::create(b, x, y); }
-  Value orI(Value x, Value y) { return arith::OrIOp::create(b, x, y); }
-  Value select(Value c, Value x, Value y) {
-    return arith::SelectOp::create(b, c, x, y);
-  }
-  /// ceil(x / y) for x >= 0.
-  Value ceilDiv(Value x, int64_t y) { return div(add(x, idx(y - 1)), y); }
-
-  /// A global memref of `shape` (dynamic where `sizes` gives a value) over a
-  /// raw kernel pointer: the descriptor is built by hand because the kernel
-  /// ABI is bare pointers (docs/gpu-artifacts.md).
-  Value globalView(Value ptr, Type elemType, ArrayRef<int64_t> shape,
-                   ArrayRef<Value> sizes);
-  /// Emits `body` under `scf.if cond` (no results).
-  void emitIf(Value cond, llvm::function_ref<void()> body) {
-    auto ifOp = scf::IfOp::create(b, TypeRange{}, cond, /*withElse=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-    body();
-  }
-  /// The swizzled column of element column `col` (a multiple of 8) in row
-  /// `row` of a shared tile: 16-byte chunk index XOR (row % 8).
-  Value swizzle(Value row, Value col) {
-    Value chunk = div(col, kChunk);
-    Value x = arith::XOrIOp::create(b, chunk, rem(row, 8));
-    return mul(x, idx(kChunk));
-  }
-  /// cp.async of rows [row0, row0 + 64) of head `head` of `src` (shape
-  /// [B, L, H, D]) into the shared tile `dst` ([64, D], swizzled); rows at
-  /// or past `len` are zero-filled.
-  void loadTile(Value src, Value batch, Value row0, Value len, Value head,
-                Value dst, ValueRange dstPrefix);
-  Frag ldmatrix(Value tile, ValueRange prefix, Value row, Value col,
-                int numTiles, bool transpose);
-  /// D += A * B for one m16n8k16 tile: a = 4, b = 2 registers, c = 4 f32.
-  Frag mma(ArrayRef<Value> a, ArrayRef<Value> bReg, ArrayRef<Value> c);
-  Value shuffleXor(Value v, int64_t mask) {
-    return gpu::ShuffleOp::create(b, v, i32(mask), i32(32),
-                                  gpu::ShuffleMode::XOR)
-        .getShuffleResult();
-  }
-  /// The approximate exp2 and log2 of the SFU (ex2.approx.ftz.f32,
-  /// lg2.approx.ftz.f32), as FlashAttention's exp2f with fast math: exact
-  /// for -inf (0) and 0 (1); relative error about 2^-22.
-  Value sfu(StringRef intrinsic, Value x) {
-    return LLVM::CallIntrinsicOp::create(
-               b, b.getF32Type(), b.getStringAttr(intrinsic), ValueRange{x})
-        .getResult(0);
-  }
-  Value exp2(Value x) { return sfu("llvm.nvvm.ex2.approx.ftz.f", x); }
-  Value log2(Value x) { return sfu("llvm.nvvm.lg2.approx.ftz.f", x); }
-  Value pack(Value lo, Value hi) {
-    Value v = vector::FromElementsOp::create(
-        b, VectorType::get({2}, b.getF32Type()), ValueRange{lo, hi});
-    return arith::TruncFOp::create(b, VectorType::get({2}, elem), v);
-  }
-
-  AttentionOp op;
-  gpu::GPUFuncOp func;
-  ImplicitLocOpBuilder b;
-  Type elem;
-  int64_t hq, hkv, d;
-  MaskAttr mask;
-  Value tid, lane, warp;
+/// The kernel's declaration: its parameters (pointers, then the dynamic
+/// sizes as i32) and the attn.launch attribute the driver puts into the
+/// manifest. Pointer parameters are named as the manifest's arguments in
+/// order; "$name" is a size symbol.
+struct KernelSignature {
+  SmallVector<Type> params;
+  SmallVector<Attribute> names;
+  SmallVector<Attribute> grid;
+  int64_t smemBytes = 0;
+  DictionaryAttr tile;
 };
 
-Value PrefillKernelBuilder::globalView(Value ptr, Type elemType,
-                                       ArrayRef<int64_t> shape,
-                                       ArrayRef<Value> sizes) {
-  MLIRContext *ctx = b.getContext();
-  int64_t rank = shape.size();
-  Type i64 = b.getI64Type();
-  auto arr = LLVM::LLVMArrayType::get(i64, rank);
-  Type ptrTy = ptr.getType();
-  auto descTy =
-      LLVM::LLVMStructType::getLiteral(ctx, {ptrTy, ptrTy, i64, arr, arr});
-  Value desc = LLVM::PoisonOp::create(b, descTy);
-  desc = LLVM::InsertValueOp::create(b, desc, ptr, ArrayRef<int64_t>{0});
-  desc = LLVM::InsertValueOp::create(b, desc, ptr, ArrayRef<int64_t>{1});
-  auto c64 = [&](int64_t v) { return LLVM::ConstantOp::create(b, i64, v); };
-  desc = LLVM::InsertValueOp::create(b, desc, c64(0), ArrayRef<int64_t>{2});
-  SmallVector<Value> dims;
-  for (int64_t i = 0, dyn = 0; i < rank; ++i)
-    dims.push_back(
-        ShapedType::isDynamic(shape[i])
-            ? arith::IndexCastOp::create(b, i64, sizes[dyn++]).getResult()
-            : c64(shape[i]));
-  Value stride = c64(1);
-  for (int64_t i = rank - 1; i >= 0; --i) {
-    desc =
-        LLVM::InsertValueOp::create(b, desc, dims[i], ArrayRef<int64_t>{3, i});
-    desc =
-        LLVM::InsertValueOp::create(b, desc, stride, ArrayRef<int64_t>{4, i});
-    stride = LLVM::MulOp::create(b, stride, dims[i]);
+class KernelDeclarer {
+public:
+  explicit KernelDeclarer(MLIRContext *ctx) : b(ctx) {}
+
+  void pointers(ArrayRef<StringRef> names, KernelSignature &sig) {
+    for (StringRef n : names) {
+      sig.params.push_back(LLVM::LLVMPointerType::get(b.getContext(), 1));
+      sig.names.push_back(b.getStringAttr(n));
+    }
   }
-  auto type = MemRefType::get(
-      shape, elemType, MemRefLayoutAttrInterface(),
-      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Global));
-  return UnrealizedConversionCastOp::create(b, type, desc).getResult(0);
+  void size(int64_t dim, StringRef name, KernelSignature &sig) {
+    if (!ShapedType::isDynamic(dim))
+      return;
+    sig.params.push_back(b.getI32Type());
+    sig.names.push_back(b.getStringAttr(("$" + name).str()));
+  }
+  /// ceil(dim / divide): a constant, or the symbol's expression.
+  Attribute grid(int64_t dim, StringRef name, int64_t divide) {
+    if (!ShapedType::isDynamic(dim))
+      return b.getI64IntegerAttr((dim + divide - 1) / divide);
+    return b.getDictionaryAttr(ArrayRef<NamedAttribute>{
+        b.getNamedAttr("symbol", b.getStringAttr(name)),
+        b.getNamedAttr("divide", b.getI64IntegerAttr(divide))});
+  }
+  DictionaryAttr dict(ArrayRef<std::pair<StringRef, int64_t>> fields) {
+    SmallVector<NamedAttribute> attrs;
+    for (auto [k, v] : fields)
+      attrs.push_back(b.getNamedAttr(k, b.getI64IntegerAttr(v)));
+    return b.getDictionaryAttr(attrs);
+  }
+  gpu::GPUFuncOp declare(func::FuncOp func, const KernelSignature &sig) {
+    b.setInsertionPoint(func);
+    auto module = gpu::GPUModuleOp::create(b, func.getLoc(),
+                                           (func.getSymName() + "_gpu").str());
+    b.setInsertionPointToStart(module.getBody());
+    auto kernel = gpu::GPUFuncOp::create(b, func.getLoc(), func.getSymName(),
+                                         b.getFunctionType(sig.params, {}));
+    kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    kernel->setAttr(
+        "attn.launch",
+        b.getDictionaryAttr(
+            {b.getNamedAttr("block", b.getDenseI64ArrayAttr({kThreads, 1, 1})),
+             b.getNamedAttr("grid", b.getArrayAttr(sig.grid)),
+             b.getNamedAttr("smem_bytes", b.getI64IntegerAttr(sig.smemBytes)),
+             b.getNamedAttr("params", b.getArrayAttr(sig.names)),
+             b.getNamedAttr("tile", sig.tile)}));
+    return kernel;
+  }
+
+private:
+  OpBuilder b;
+};
+
+void lowerPrefill(AttentionOp op, func::FuncOp func) {
+  KernelDeclarer k(func.getContext());
+  KernelSignature sig;
+  ArrayRef<int64_t> qs =
+      cast<RankedTensorType>(op.getQuery().getType()).getShape();
+  ArrayRef<int64_t> ks =
+      cast<RankedTensorType>(op.getKey().getType()).getShape();
+  bool hasLse = op.getLse() != nullptr;
+  k.pointers({"q", "k", "v", "o"}, sig);
+  if (hasLse)
+    k.pointers({"lse"}, sig);
+  k.size(qs[0], "batch", sig);
+  k.size(qs[1], "seqlen_q", sig);
+  k.size(ks[1], "seqlen_k", sig);
+  sig.grid = {k.grid(qs[1], "seqlen_q", kBlockQ),
+              k.grid(op.getNumQueryHeads(), "", 1), k.grid(qs[0], "batch", 1)};
+  sig.smemBytes = 5 * kBlockQ * op.getHeadDim() * 2; // Q, 2 stages of K, V
+  sig.tile = k.dict({{"block_q", kBlockQ},
+                     {"block_kv", kBlockKV},
+                     {"warps", kWarps},
+                     {"stages", 2}});
+  gpu::GPUFuncOp kernel = k.declare(func, sig);
+  attnc::gpu_kernels::buildPrefillKernel(op, kernel, qs, ks, hasLse);
 }
 
-void PrefillKernelBuilder::loadTile(Value src, Value batch, Value row0,
-                                    Value len, Value head, Value dst,
-                                    ValueRange dstPrefix) {
-  int64_t chunksPerRow = d / kChunk;
-  int64_t perThread = kBlockKV * chunksPerRow / kThreads;
-  Value last = maxIdx(sub(len, idx(1)), idx(0));
-  for (int64_t i = 0; i < perThread; ++i) {
-    Value c = add(tid, idx(i * kThreads));
-    Value row = div(c, chunksPerRow);
-    Value col = mul(rem(c, chunksPerRow), idx(kChunk));
-    Value grow = add(row0, row);
-    Value valid = cmp(arith::CmpIPredicate::slt, grow, len);
-    // Past the end: 0 bytes read (zero fill) from a row that exists.
-    Value srcRow = minIdx(grow, last);
-    Value srcElems = select(valid, idx(kChunk), idx(0));
-    SmallVector<Value> dstIdx(dstPrefix);
-    dstIdx.append({row, swizzle(row, col)});
-    nvgpu::DeviceAsyncCopyOp::create(
-        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst, dstIdx, src,
-        ValueRange{batch, srcRow, head, col}, b.getIndexAttr(kChunk), srcElems,
-        /*bypassL1=*/b.getUnitAttr());
-  }
-}
-
-PrefillKernelBuilder::Frag
-PrefillKernelBuilder::ldmatrix(Value tile, ValueRange prefix, Value row,
-                               Value col, int numTiles, bool transpose) {
-  SmallVector<Value> indices(prefix);
-  indices.append({row, swizzle(row, col)});
-  auto type = VectorType::get({numTiles, 2}, elem);
-  Value m =
-      nvgpu::LdMatrixOp::create(b, type, tile, indices, transpose, numTiles);
-  Frag regs;
-  for (int i = 0; i < numTiles; ++i)
-    regs.push_back(vector::ExtractOp::create(b, m, ArrayRef<int64_t>{i}));
-  return regs;
-}
-
-PrefillKernelBuilder::Frag PrefillKernelBuilder::mma(ArrayRef<Value> a,
-                                                     ArrayRef<Value> bReg,
-                                                     ArrayRef<Value> c) {
-  MLIRContext *ctx = b.getContext();
-  // nvvm.mma.sync takes bf16 pairs as i32 registers, f16 pairs as vectors.
-  auto operand = [&](Value v) -> Value {
-    if (elem.isF16())
-      return v;
-    Value i =
-        vector::BitCastOp::create(b, VectorType::get({1}, b.getI32Type()), v);
-    return vector::ExtractOp::create(b, i, ArrayRef<int64_t>{0});
-  };
-  SmallVector<Value> aOps, bOps;
-  for (Value v : a)
-    aOps.push_back(operand(v));
-  for (Value v : bReg)
-    bOps.push_back(operand(v));
-  Type f32 = b.getF32Type();
-  auto resTy = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
-  auto ptx = elem.isF16() ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
-  Value r =
-      NVVM::MmaOp::create(b, resTy, aOps, bOps, c, ArrayRef<int64_t>{16, 8, 16},
-                          /*b1Op=*/std::nullopt, /*intOverflow=*/std::nullopt,
-                          std::array<NVVM::MMATypes, 2>{ptx, ptx},
-                          std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                                         NVVM::MMALayout::col});
-  Frag out;
-  for (int64_t i = 0; i < 4; ++i)
-    out.push_back(LLVM::ExtractValueOp::create(b, r, ArrayRef<int64_t>{i}));
-  return out;
-}
-
-void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
-                                 ArrayRef<int64_t> kShape, bool hasLse) {
-  MLIRContext *ctx = b.getContext();
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
-
-  // Parameters: q, k, v, o, [lse], then the dynamic sizes (batch, seqlen_q,
-  // seqlen_k, those that are dynamic) as i32.
-  unsigned p = 0;
-  Value qPtr = entry.getArgument(p++), kPtr = entry.getArgument(p++),
-        vPtr = entry.getArgument(p++), oPtr = entry.getArgument(p++);
-  Value lsePtr = hasLse ? entry.getArgument(p++) : Value();
-  auto size = [&](int64_t staticSize) -> Value {
-    if (!ShapedType::isDynamic(staticSize))
-      return idx(staticSize);
-    return arith::IndexCastOp::create(b, b.getIndexType(),
-                                      entry.getArgument(p++));
-  };
-  Value batchN = size(qShape[0]);
-  Value lq = size(qShape[1]);
-  Value lk = size(kShape[1]);
-
-  auto dyn = [&](ArrayRef<int64_t> shape, Value l) {
-    SmallVector<Value> s;
-    if (ShapedType::isDynamic(shape[0]))
-      s.push_back(batchN);
-    if (ShapedType::isDynamic(shape[1]))
-      s.push_back(l);
-    return s;
-  };
-  Value q = globalView(qPtr, elem, qShape, dyn(qShape, lq));
-  Value k = globalView(kPtr, elem, kShape, dyn(kShape, lk));
-  Value v = globalView(vPtr, elem, kShape, dyn(kShape, lk));
-  Value o = globalView(oPtr, elem, qShape, dyn(qShape, lq));
-  Value lseView;
-  if (lsePtr)
-    lseView = globalView(lsePtr, b.getF32Type(), {qShape[0], hq, qShape[1]},
-                         dyn(qShape, lq));
-
-  tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-  lane = rem(tid, 32);
-  warp = div(tid, 32);
-  Value qTile = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value head = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  Value seq = gpu::BlockIdOp::create(b, gpu::Dimension::z);
-  Value kvHead = div(head, hq / hkv);
-  Value q0 = mul(qTile, idx(kBlockQ));
-
-  // Shared memory: Q [64, D], K [2, 64, D], V [2, 64, D].
-  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  int64_t tileBytes = kBlockQ * d * 2;
-  Value smem = gpu::DynamicSharedMemoryOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                         MemRefLayoutAttrInterface(), wg));
-  auto view = [&](int64_t offset, ArrayRef<int64_t> shape) {
-    return memref::ViewOp::create(
-        b, MemRefType::get(shape, elem, MemRefLayoutAttrInterface(), wg), smem,
-        idx(offset), ValueRange{});
-  };
-  Value qs = view(0, {kBlockQ, d});
-  Value ks = view(tileBytes, {2, kBlockKV, d});
-  Value vs = view(3 * tileBytes, {2, kBlockKV, d});
-
-  // The block predicate. pos(i) = i + (Lk - Lq) (bottom-right) or i.
-  Value offset = mask.getTopLeft() ? idx(0) : sub(lk, lq);
-  Value lastRow = minIdx(add(q0, idx(kBlockQ - 1)), sub(lq, idx(1)));
-  Value firstPos = add(q0, offset), lastPos = add(lastRow, offset);
-  Value numTiles = ceilDiv(lk, kBlockKV);
-  Value kvEnd = numTiles;
-  if (mask.hasUpperBound()) {
-    Value visible = maxIdx(minIdx(add(lastPos, idx(1)), lk), idx(0));
-    kvEnd = ceilDiv(visible, kBlockKV);
-  }
-  Value kvBegin = idx(0), sinkTiles = idx(0);
-  if (mask.hasWindow()) {
-    Value lo = maxIdx(sub(firstPos, idx(mask.getWindow())), idx(0));
-    kvBegin = minIdx(div(lo, kBlockKV), kvEnd);
-    if (mask.getSinks() > 0)
-      sinkTiles =
-          minIdx(ceilDiv(minIdx(idx(mask.getSinks()), lk), kBlockKV), kvBegin);
-  }
-  // Iterations: the sink tiles [0, sinkTiles), then [kvBegin, kvEnd).
-  Value iters = add(sinkTiles, sub(kvEnd, kvBegin));
-  auto tileOf = [&](Value i) {
-    Value inSinks = cmp(arith::CmpIPredicate::ult, i, sinkTiles);
-    return select(inSinks, i, add(sub(i, sinkTiles), kvBegin));
-  };
-
-  // Q and the first K/V tile, one cp.async group.
-  Value qHead = head;
-  loadTile(q, seq, q0, lq, qHead, qs, {});
-  Value haveTiles = cmp(arith::CmpIPredicate::sgt, iters, idx(0));
-  emitIf(haveTiles, [&] {
-    Value r0 = mul(tileOf(idx(0)), idx(kBlockKV));
-    loadTile(k, seq, r0, lk, kvHead, ks, {idx(0)});
-    loadTile(v, seq, r0, lk, kvHead, vs, {idx(0)});
-  });
-  NVVM::CpAsyncCommitGroupOp::create(b);
-  NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(0));
-  gpu::BarrierOp::create(b);
-
-  // This warp's Q fragments, one per 16 columns of D.
-  Value warpRow = mul(warp, idx(kWarpRows));
-  SmallVector<Frag> qFrag;
-  for (int64_t kk = 0; kk < d / 16; ++kk)
-    qFrag.push_back(ldmatrix(qs, {}, add(warpRow, rem(lane, 16)),
-                             add(idx(kk * 16), mul(div(lane, 16), idx(8))), 4,
-                             false));
-
-  // Loop state: row max and sum for rows g and g + 8 (g = lane / 4), and
-  // the O accumulator, D / 8 tiles of 4 f32.
-  Value negInf = f32(-std::numeric_limits<double>::infinity());
-  SmallVector<Value> init = {negInf, negInf, f32(0), f32(0)};
-  for (int64_t i = 0; i < d / 8 * 4; ++i)
-    init.push_back(f32(0));
-  double scaleLog2 = op.getScaleOrDefault() * M_LOG2E;
-  Value group = div(lane, 4), quad = rem(lane, 4);
-  Value rowA = add(add(q0, warpRow), group); // rows rowA and rowA + 8
-
-  auto loop = scf::ForOp::create(b, idx(0), iters, idx(1), init);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value i = loop.getInductionVar();
-    ValueRange state = loop.getRegionIterArgs();
-    Value t = tileOf(i);
-    Value stage = rem(i, 2);
-    // Prefetch the next tile into the other stage.
-    Value next = add(i, idx(1));
-    emitIf(cmp(arith::CmpIPredicate::ult, next, iters), [&] {
-      Value r0 = mul(tileOf(next), idx(kBlockKV));
-      Value other = sub(idx(1), stage);
-      loadTile(k, seq, r0, lk, kvHead, ks, {other});
-      loadTile(v, seq, r0, lk, kvHead, vs, {other});
-    });
-    // An empty group when nothing was prefetched keeps the count uniform.
-    NVVM::CpAsyncCommitGroupOp::create(b);
-    NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(1)); // all but the prefetch
-    gpu::BarrierOp::create(b);
-
-    // S = Q K^T: 8 tiles of 8 keys, each 4 f32 per lane.
-    SmallVector<Frag> s(kBlockKV / 8);
-    for (int64_t n = 0; n < kBlockKV / 8; ++n) {
-      Frag acc = {f32(0), f32(0), f32(0), f32(0)};
-      for (int64_t kk = 0; kk < d / 16; kk += 2) {
-        Frag kb =
-            ldmatrix(ks, {stage}, add(idx(n * 8), rem(lane, 8)),
-                     add(idx(kk * 16), mul(div(lane, 8), idx(8))), 4, false);
-        acc = mma(qFrag[kk], {kb[0], kb[1]}, acc);
-        acc = mma(qFrag[kk + 1], {kb[2], kb[3]}, acc);
-      }
-      for (Value &x : acc)
-        x = arith::MulFOp::create(b, x, f32(scaleLog2));
-      s[n] = acc;
-    }
-
-    // The element predicate, on partial tiles only.
-    Value tileStart = mul(t, idx(kBlockKV));
-    Value tileEnd = add(tileStart, idx(kBlockKV));
-    Value full = cmp(arith::CmpIPredicate::sle, tileEnd, lk);
-    if (mask.hasUpperBound())
-      full = andI(
-          full, cmp(arith::CmpIPredicate::sle, sub(tileEnd, idx(1)), firstPos));
-    if (mask.hasWindow()) {
-      Value lower = cmp(arith::CmpIPredicate::sge, tileStart,
-                        sub(lastPos, idx(mask.getWindow())));
-      if (mask.getSinks() > 0)
-        lower = orI(lower, cmp(arith::CmpIPredicate::sle, tileEnd,
-                               idx(mask.getSinks())));
-      full = andI(full, lower);
-    }
-    SmallVector<Value> flat;
-    for (Frag &f : s)
-      flat.append(f.begin(), f.end());
-    SmallVector<Type> flatTypes(flat.size(), b.getF32Type());
-    auto masked = scf::IfOp::create(b, flatTypes, full, true, true);
-    {
-      OpBuilder::InsertionGuard g2(b);
-      b.setInsertionPointToStart(masked.thenBlock());
-      scf::YieldOp::create(b, flat);
-      b.setInsertionPointToStart(masked.elseBlock());
-      SmallVector<Value> out;
-      for (int64_t n = 0; n < kBlockKV / 8; ++n)
-        for (int64_t e = 0; e < 4; ++e) {
-          Value key =
-              add(add(tileStart, idx(n * 8 + (e % 2))), mul(quad, idx(2)));
-          Value row = add(rowA, idx(8 * (e / 2)));
-          Value pos = add(row, offset);
-          Value ok = cmp(arith::CmpIPredicate::slt, key, lk);
-          if (mask.hasUpperBound())
-            ok = andI(ok, cmp(arith::CmpIPredicate::sle, key, pos));
-          if (mask.hasWindow()) {
-            Value in = cmp(arith::CmpIPredicate::sge, key,
-                           sub(pos, idx(mask.getWindow())));
-            if (mask.getSinks() > 0)
-              in = orI(in, cmp(arith::CmpIPredicate::slt, key,
-                               idx(mask.getSinks())));
-            ok = andI(ok, in);
-          }
-          out.push_back(select(ok, s[n][e], negInf));
-        }
-      scf::YieldOp::create(b, out);
-    }
-    for (int64_t n = 0; n < kBlockKV / 8; ++n)
-      for (int64_t e = 0; e < 4; ++e)
-        s[n][e] = masked.getResult(n * 4 + e);
-
-    // Online softmax for rows g (half 0) and g + 8 (half 1).
-    SmallVector<Value> newState(state.begin(), state.end());
-    SmallVector<Value> alpha(2);
-    for (int h = 0; h < 2; ++h) {
-      Value mx = state[h];
-      for (int64_t n = 0; n < kBlockKV / 8; ++n)
-        for (int e = 0; e < 2; ++e)
-          mx = arith::MaximumFOp::create(b, mx, s[n][2 * h + e]);
-      mx = arith::MaximumFOp::create(b, mx, shuffleXor(mx, 1));
-      mx = arith::MaximumFOp::create(b, mx, shuffleXor(mx, 2));
-      Value isInf =
-          arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mx, negInf);
-      Value base = select(isInf, f32(0), mx);
-      alpha[h] = exp2(arith::SubFOp::create(b, state[h], base));
-      Value sum = f32(0);
-      for (int64_t n = 0; n < kBlockKV / 8; ++n)
-        for (int e = 0; e < 2; ++e) {
-          Value &x = s[n][2 * h + e];
-          x = exp2(arith::SubFOp::create(b, x, base));
-          sum = arith::AddFOp::create(b, sum, x);
-        }
-      newState[h] = mx;
-      newState[2 + h] = arith::AddFOp::create(
-          b, arith::MulFOp::create(b, state[2 + h], alpha[h]), sum);
-    }
-
-    // P as A fragments (16 keys each), then O = O * alpha + P V.
-    SmallVector<Frag> pFrag;
-    for (int64_t kc = 0; kc < kBlockKV / 16; ++kc)
-      pFrag.push_back({pack(s[2 * kc][0], s[2 * kc][1]),
-                       pack(s[2 * kc][2], s[2 * kc][3]),
-                       pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                       pack(s[2 * kc + 1][2], s[2 * kc + 1][3])});
-    for (int64_t dn = 0; dn < d / 8; dn += 2) {
-      Frag acc[2];
-      for (int j = 0; j < 2; ++j)
-        for (int e = 0; e < 4; ++e)
-          acc[j].push_back(arith::MulFOp::create(b, state[4 + (dn + j) * 4 + e],
-                                                 alpha[e / 2]));
-      for (int64_t kc = 0; kc < kBlockKV / 16; ++kc) {
-        Frag vb = ldmatrix(vs, {stage}, add(idx(kc * 16), rem(lane, 16)),
-                           mul(add(idx(dn), div(lane, 16)), idx(8)), 4, true);
-        acc[0] = mma(pFrag[kc], {vb[0], vb[1]}, acc[0]);
-        acc[1] = mma(pFrag[kc], {vb[2], vb[3]}, acc[1]);
-      }
-      for (int j = 0; j < 2; ++j)
-        for (int e = 0; e < 4; ++e)
-          newState[4 + (dn + j) * 4 + e] = acc[j][e];
-    }
-    // Every warp is done with this stage before the next prefetch into it.
-    gpu::BarrierOp::create(b);
-    scf::YieldOp::create(b, newState);
-  }
-
-  // Epilogue: the row sums over the 4 lanes of a row, O / l, 0 when l == 0.
-  ValueRange fin = loop.getResults();
-  for (int h = 0; h < 2; ++h) {
-    Value l = fin[2 + h];
-    l = arith::AddFOp::create(b, l, shuffleXor(l, 1));
-    l = arith::AddFOp::create(b, l, shuffleXor(l, 2));
-    Value empty =
-        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, l, f32(0));
-    Value inv = select(empty, f32(0), arith::DivFOp::create(b, f32(1), l));
-    Value row = add(rowA, idx(8 * h));
-    Value inRange = cmp(arith::CmpIPredicate::slt, row, lq);
-    emitIf(inRange, [&] {
-      for (int64_t dn = 0; dn < d / 8; ++dn) {
-        Value lo = arith::MulFOp::create(b, fin[4 + dn * 4 + 2 * h], inv);
-        Value hi = arith::MulFOp::create(b, fin[4 + dn * 4 + 2 * h + 1], inv);
-        Value col = add(idx(dn * 8), mul(quad, idx(2)));
-        vector::StoreOp::create(b, pack(lo, hi), o,
-                                ValueRange{seq, row, head, col});
-      }
-      if (lseView) {
-        // lse = (m + log2 l) * ln 2, -inf for a row with no visible key.
-        Value first = cmp(arith::CmpIPredicate::eq, quad, idx(0));
-        emitIf(first, [&] {
-          Value lse = arith::MulFOp::create(
-              b, arith::AddFOp::create(b, fin[h], log2(l)), f32(M_LN2));
-          lse = select(empty, negInf, lse);
-          memref::StoreOp::create(b, lse, lseView, ValueRange{seq, head, row});
-        });
-      }
-    });
-  }
-  gpu::ReturnOp::create(b);
+void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
+  KernelDeclarer k(func.getContext());
+  KernelSignature sig;
+  ArrayRef<int64_t> qs =
+      cast<RankedTensorType>(op.getQuery().getType()).getShape();
+  ArrayRef<int64_t> refs =
+      cast<RankedTensorType>(op.getKvIndices().getType()).getShape();
+  k.pointers({"q", "k_pages", "v_pages", "kv_indptr", "kv_indices",
+              "kv_last_page_len", "o"},
+             sig);
+  if (op.getLse())
+    k.pointers({"lse"}, sig);
+  k.size(qs[0], "batch", sig);
+  k.size(ShapedType::kDynamic, "num_pages", sig);
+  k.size(refs[0], "num_page_refs", sig);
+  sig.grid = {k.grid(op.getNumKVHeads(), "", 1), k.grid(qs[0], "batch", 1),
+              k.grid(1, "", 1)};
+  int64_t lanesPerKey = op.getHeadDim() / 8;
+  sig.tile = k.dict({{"threads", kThreads},
+                     {"lanes_per_key", lanesPerKey},
+                     {"keys_per_step", kThreads / lanesPerKey}});
+  gpu::GPUFuncOp kernel = k.declare(func, sig);
+  attnc::gpu_kernels::buildDecodeKernel(op, kernel, kThreads);
 }
 
 struct AttnLowerToGPUPass
@@ -582,98 +209,51 @@ struct AttnLowerToGPUPass
 
 void AttnLowerToGPUPass::runOnOperation() {
   ModuleOp module = getOperation();
-  MLIRContext *ctx = &getContext();
-  SmallVector<func::FuncOp> kernels;
-  for (auto func : module.getOps<func::FuncOp>())
-    kernels.push_back(func);
+  SmallVector<func::FuncOp> kernels(module.getOps<func::FuncOp>());
   bool failedAny = false;
+  auto refuse = [&](Operation *op, const std::string &why) {
+    op->emitError() << "the GPU target has no kernel for " << why
+                    << " yet; compile it with --target=host";
+    failedAny = true;
+  };
   for (func::FuncOp func : kernels) {
-    AttentionOp op;
+    Operation *op = nullptr;
     unsigned ops = 0;
     func.walk([&](Operation *o) {
-      if (isa<AttnDialect>(o->getDialect()))
+      if (isa<AttnDialect>(o->getDialect())) {
         ++ops;
-      if (auto a = dyn_cast<AttentionOp>(o))
-        op = a;
+        op = o;
+      }
     });
-    if (!op || ops != 1) {
+    if (ops != 1 || !isa<AttentionOp, PagedAttentionOp>(op)) {
       func.emitError() << "kernel '" << func.getSymName()
                        << "' has no GPU lowering: the GPU target compiles "
-                          "functions holding one attn.attention (paged "
-                          "attention, kv_append, merge and select_pages "
-                          "run on --target=host)";
+                          "functions holding one attn.attention or one "
+                          "attn.paged_attention (kv_append, merge and "
+                          "select_pages run on --target=host)";
       failedAny = true;
       continue;
     }
-    if (std::optional<std::string> why = unsupported(op)) {
-      op.emitError() << "the GPU target has no kernel for " << *why
-                     << " yet; compile it with --target=host";
-      failedAny = true;
-      continue;
-    }
-    auto qType = cast<RankedTensorType>(op.getQuery().getType());
-    auto kType = cast<RankedTensorType>(op.getKey().getType());
-    bool hasLse = op.getLse() != nullptr;
-
-    OpBuilder mb(ctx);
-    mb.setInsertionPoint(func);
-    auto gpuModule = gpu::GPUModuleOp::create(
-        mb, func.getLoc(), (func.getSymName() + "_gpu").str());
-    mb.setInsertionPointToStart(gpuModule.getBody());
-    auto global = LLVM::LLVMPointerType::get(ctx, 1);
-    SmallVector<Type> params(hasLse ? 5 : 4, global);
-    SmallVector<Attribute> paramDesc;
-    for (StringRef a : {"q", "k", "v", "o"})
-      paramDesc.push_back(mb.getStringAttr(a));
-    if (hasLse)
-      paramDesc.push_back(mb.getStringAttr("lse"));
-    ArrayRef<int64_t> qs = qType.getShape(), ks = kType.getShape();
-    auto sym = [&](int64_t dim, StringRef name) {
-      if (ShapedType::isDynamic(dim)) {
-        params.push_back(mb.getI32Type());
-        paramDesc.push_back(mb.getStringAttr(("$" + name).str()));
+    if (auto prefill = dyn_cast<AttentionOp>(op)) {
+      if (std::optional<std::string> why = unsupported(prefill)) {
+        refuse(op, *why);
+        continue;
       }
-    };
-    sym(qs[0], "batch");
-    sym(qs[1], "seqlen_q");
-    sym(ks[1], "seqlen_k");
-    auto gfunc = gpu::GPUFuncOp::create(mb, func.getLoc(), func.getSymName(),
-                                        mb.getFunctionType(params, {}));
-    gfunc->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
-    int64_t d = op.getHeadDim();
-    int64_t smem = 5 * kBlockQ * d * 2; // Q + 2 stages of K and V
-    auto grid = [&](int64_t dim, StringRef name, int64_t divide) -> Attribute {
-      if (!ShapedType::isDynamic(dim))
-        return mb.getI64IntegerAttr((dim + divide - 1) / divide);
-      return mb.getDictionaryAttr(ArrayRef<NamedAttribute>{
-          mb.getNamedAttr("symbol", mb.getStringAttr(name)),
-          mb.getNamedAttr("divide", mb.getI64IntegerAttr(divide))});
-    };
-    DictionaryAttr tile = mb.getDictionaryAttr(
-        {mb.getNamedAttr("block_q", mb.getI64IntegerAttr(kBlockQ)),
-         mb.getNamedAttr("block_kv", mb.getI64IntegerAttr(kBlockKV)),
-         mb.getNamedAttr("warps", mb.getI64IntegerAttr(kWarps)),
-         mb.getNamedAttr("stages", mb.getI64IntegerAttr(2))});
-    gfunc->setAttr(
-        "attn.launch",
-        mb.getDictionaryAttr(
-            {mb.getNamedAttr("block",
-                             mb.getDenseI64ArrayAttr({kThreads, 1, 1})),
-             mb.getNamedAttr("grid",
-                             mb.getArrayAttr(ArrayRef<Attribute>{
-                                 grid(qs[1], "seqlen_q", kBlockQ),
-                                 mb.getI64IntegerAttr(op.getNumQueryHeads()),
-                                 grid(qs[0], "batch", 1)})),
-             mb.getNamedAttr("smem_bytes", mb.getI64IntegerAttr(smem)),
-             mb.getNamedAttr("params", mb.getArrayAttr(paramDesc)),
-             mb.getNamedAttr("tile", tile)}));
-    PrefillKernelBuilder(op, gfunc).build(qs, ks, hasLse);
+      lowerPrefill(prefill, func);
+    } else {
+      auto decode = cast<PagedAttentionOp>(op);
+      if (std::optional<std::string> why = unsupported(decode)) {
+        refuse(op, *why);
+        continue;
+      }
+      lowerDecode(decode, func);
+    }
     func.erase();
   }
   if (failedAny)
     return signalPassFailure();
   module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
-                  UnitAttr::get(ctx));
+                  UnitAttr::get(&getContext()));
 }
 
 } // namespace

@@ -48,12 +48,48 @@ func.func @ragged(%q: tensor<?x2x64xf16>, %k: tensor<?x2x64xf16>,
 
 // -----
 
-!cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = f16>
-// expected-error @+1 {{kernel 'decode' has no GPU lowering: the GPU target compiles functions holding one attn.attention (paged attention, kv_append, merge and select_pages run on --target=host)}}
-func.func @decode(%q: tensor<?x4x64xf16>, %cache: !cache, %indptr: tensor<?xi32>,
-                  %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf16> {
+!i8cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i8, k_group = 16>
+func.func @int8_decode(%q: tensor<?x4x64xf16>, %cache: !i8cache, %indptr: tensor<?xi32>,
+                       %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf16> {
+  // expected-error @+1 {{the GPU target has no kernel for i8 cache storage (f16 and bf16 have kernels) yet; compile it with --target=host}}
   %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
-      : (tensor<?x4x64xf16>, !cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      : (tensor<?x4x64xf16>, !i8cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
       -> tensor<?x4x64xf16>
   return %o : tensor<?x4x64xf16>
+}
+
+// -----
+
+!cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = f16>
+func.func @append(%q: tensor<?x4x64xf16>, %cache: !cache, %indptr: tensor<?xi32>,
+                  %indices: tensor<?xi32>, %last: tensor<?xi32>,
+                  %qo: tensor<?xi32>) -> tensor<?x4x64xf16> {
+  // expected-error @+1 {{the GPU target has no kernel for paged append/prefill (qo_indptr) yet; compile it with --target=host}}
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last qo_indptr(%qo)
+      : (tensor<?x4x64xf16>, !cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x4x64xf16>
+  return %o : tensor<?x4x64xf16>
+}
+
+// -----
+
+!cache = !attn.kv_cache<page_size = 16, kv_heads = 1, head_dim = 128, layout = nhd, storage = bf16>
+func.func @wide_group(%q: tensor<?x16x128xbf16>, %cache: !cache, %indptr: tensor<?xi32>,
+                      %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x16x128xbf16> {
+  // expected-error @+1 {{the GPU target has no kernel for 16 query heads per KV head (at most 8 at head_dim 128) yet; compile it with --target=host}}
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x16x128xbf16>, !cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x16x128xbf16>
+  return %o : tensor<?x16x128xbf16>
+}
+
+// -----
+
+!cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = f16>
+// expected-error @+1 {{kernel 'append_kv' has no GPU lowering: the GPU target compiles functions holding one attn.attention or one attn.paged_attention (kv_append, merge and select_pages run on --target=host)}}
+func.func @append_kv(%k: tensor<?x2x64xf16>, %v: tensor<?x2x64xf16>,
+                     %slots: tensor<?xi32>, %cache: !cache) {
+  attn.kv_append %k, %v, %slots into %cache
+      : tensor<?x2x64xf16>, tensor<?x2x64xf16>, tensor<?xi32>, !cache
+  return
 }

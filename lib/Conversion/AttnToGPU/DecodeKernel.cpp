@@ -1,0 +1,283 @@
+//===- DecodeKernel.cpp - the paged decode kernel -------------------------===//
+//
+// The kernel of a decode `attn.paged_attention` (one query per sequence,
+// f16/bf16 pages) for sm_80 and newer, in the shape of FlashInfer's decode:
+//
+//   - one block per (KV head, sequence): the G query heads of the KV head
+//     are all computed in the block, so each K/V byte is read once;
+//   - a key is read by D / 8 lanes, 16 bytes each (ld.global.v4.b32), so a
+//     block of 128 threads reads 128 / (D / 8) keys at a time, each through
+//     the page table (kv_indptr, kv_indices, kv_last_page_len);
+//   - per lane and query head, the dot product of its 8 elements, reduced
+//     over the key's lanes with shuffles, then an online softmax (exp2 on
+//     the SFU) over the keys its lane group visits;
+//   - the lane groups' (max, sum, accumulator) merged through shared memory
+//     at the end, as attn.merge does with partials, and stored with 16-byte
+//     stores.
+//
+// Decode sees every key up to the query's position (the last one), so a
+// causal mask changes nothing; a window (with sinks) bounds the key range.
+//
+//===----------------------------------------------------------------------===//
+
+#include "KernelBuilder.h"
+
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+
+#include <cmath>
+#include <limits>
+
+using namespace mlir;
+using namespace attnc::attn;
+using namespace attnc::gpu_kernels;
+
+namespace {
+
+constexpr int64_t kVector = 8; // f16/bf16 per 16-byte load
+
+class DecodeKernelBuilder : KernelBuilder {
+public:
+  DecodeKernelBuilder(PagedAttentionOp op, gpu::GPUFuncOp func, int64_t threads)
+      : KernelBuilder(op.getLoc(), op.getCacheType().getStorage()), op(op),
+        func(func), threads(threads) {}
+
+  void build();
+
+private:
+  Value loadVector(Value memref, ValueRange indices) {
+    Value v = vector::LoadOp::create(b, VectorType::get({kVector}, elem),
+                                     memref, indices, /*nontemporal=*/false,
+                                     llvm::MaybeAlign(16));
+    return arith::ExtFOp::create(b, VectorType::get({kVector}, b.getF32Type()),
+                                 v);
+  }
+  Value loadIndex(Value memref, Value i) {
+    Value v = memref::LoadOp::create(b, memref, ValueRange{i});
+    return arith::IndexCastOp::create(b, b.getIndexType(), v);
+  }
+  Value f32Const(double v) { return f32(v); }
+  Value splat(Value scalar) {
+    return vector::BroadcastOp::create(
+        b, VectorType::get({kVector}, b.getF32Type()), scalar);
+  }
+
+  PagedAttentionOp op;
+  gpu::GPUFuncOp func;
+  int64_t threads;
+};
+
+void DecodeKernelBuilder::build() {
+  MLIRContext *ctx = b.getContext();
+  KVCacheType cache = op.getCacheType();
+  int64_t hq = op.getNumQueryHeads(), hkv = cache.getNumKVHeads();
+  int64_t d = cache.getHeadDim(), pageSize = cache.getPageSize();
+  int64_t group = hq / hkv;
+  int64_t lanesPerKey = d / kVector, keysPerStep = threads / lanesPerKey;
+  MaskAttr mask = op.getMaskOrNone();
+  bool hasLse = op.getLse() != nullptr;
+  Type f32 = b.getF32Type();
+  auto vecF32 = VectorType::get({kVector}, f32);
+
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+
+  // Parameters: q, k_pages, v_pages, kv_indptr, kv_indices,
+  // kv_last_page_len, o, [lse], then i32 batch / num_pages / num_page_refs
+  // where dynamic (attn-lower-to-gpu declares them in this order).
+  unsigned p = 0;
+  Value qPtr = entry.getArgument(p++), kPtr = entry.getArgument(p++),
+        vPtr = entry.getArgument(p++), indptrPtr = entry.getArgument(p++),
+        indicesPtr = entry.getArgument(p++), lastPtr = entry.getArgument(p++),
+        oPtr = entry.getArgument(p++);
+  Value lsePtr = hasLse ? entry.getArgument(p++) : Value();
+  auto qShape = cast<RankedTensorType>(op.getQuery().getType()).getShape();
+  auto refsShape =
+      cast<RankedTensorType>(op.getKvIndices().getType()).getShape();
+  auto param = [&](int64_t staticSize) -> Value {
+    if (!ShapedType::isDynamic(staticSize))
+      return idx(staticSize);
+    return arith::IndexCastOp::create(b, b.getIndexType(),
+                                      entry.getArgument(p++));
+  };
+  Value batch = param(qShape[0]);
+  Value numPages = param(ShapedType::kDynamic);
+  Value numRefs = param(refsShape[0]);
+
+  int64_t dyn = ShapedType::kDynamic;
+  Value q = globalView(qPtr, elem, {dyn, hq, d}, {batch});
+  SmallVector<int64_t> pageShape =
+      cache.getHeadMajor() ? SmallVector<int64_t>{dyn, hkv, pageSize, d}
+                           : SmallVector<int64_t>{dyn, pageSize, hkv, d};
+  Value kPages = globalView(kPtr, elem, pageShape, {numPages});
+  Value vPages = globalView(vPtr, elem, pageShape, {numPages});
+  Type i32 = b.getI32Type();
+  Value indptr = globalView(indptrPtr, i32, {dyn}, {add(batch, idx(1))});
+  Value indices = globalView(indicesPtr, i32, {dyn}, {numRefs});
+  Value lastLen = globalView(lastPtr, i32, {dyn}, {batch});
+  Value o = globalView(oPtr, elem, {dyn, hq, d}, {batch});
+  Value lse = hasLse ? globalView(lsePtr, f32, {hq, dyn}, {batch}) : Value();
+
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value lane = rem(tid, lanesPerKey), keyGroup = div(tid, lanesPerKey);
+  Value kvHead = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value seq = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  Value col = mul(lane, idx(kVector));
+
+  // The sequence's keys and, with a window, the visible range: the sink
+  // keys [0, sinks) below it, then [lo, Lk).
+  Value first = loadIndex(indptr, seq);
+  Value pages = sub(loadIndex(indptr, add(seq, idx(1))), first);
+  Value last = loadIndex(lastLen, seq);
+  Value hasPages = cmp(arith::CmpIPredicate::sgt, pages, idx(0));
+  Value lk = select(hasPages, add(mul(sub(pages, idx(1)), idx(pageSize)), last),
+                    idx(0));
+  Value lo = idx(0), sinks = idx(0);
+  if (mask.hasWindow()) {
+    lo = maxIdx(sub(sub(lk, idx(1)), idx(mask.getWindow())), idx(0));
+    if (mask.getSinks() > 0)
+      sinks = minIdx(idx(mask.getSinks()), lo);
+  }
+  Value count = add(sinks, sub(lk, lo));
+
+  // This lane's 8 elements of each query head, in the log2 domain.
+  double scaleLog2 = op.getScaleOrDefault() * M_LOG2E;
+  SmallVector<Value> qv;
+  for (int64_t g = 0; g < group; ++g) {
+    Value head = add(mul(kvHead, idx(group)), idx(g));
+    qv.push_back(arith::MulFOp::create(b, loadVector(q, {seq, head, col}),
+                                       splat(f32Const(scaleLog2))));
+  }
+
+  // State per query head: running max, sum, and this lane's 8 outputs.
+  Value negInf = f32Const(-std::numeric_limits<double>::infinity());
+  SmallVector<Value> init;
+  for (int64_t g = 0; g < group; ++g)
+    init.append({negInf, f32Const(0)});
+  Value zeroVec = arith::ConstantOp::create(
+      b, vecF32, DenseElementsAttr::get(vecF32, APFloat(0.0f)));
+  for (int64_t g = 0; g < group; ++g)
+    init.push_back(zeroVec);
+
+  // Every lane of a warp runs the same number of steps (the shuffles need
+  // all of them); a lane past the range reads a valid key and drops it.
+  Value steps = ceilDiv(count, keysPerStep);
+  auto loop = scf::ForOp::create(b, idx(0), steps, idx(1), init);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    ValueRange state = loop.getRegionIterArgs();
+    Value i = add(mul(loop.getInductionVar(), idx(keysPerStep)), keyGroup);
+    Value valid = cmp(arith::CmpIPredicate::ult, i, count);
+    Value ic = minIdx(i, sub(count, idx(1)));
+    Value inSinks = cmp(arith::CmpIPredicate::ult, ic, sinks);
+    Value key = select(inSinks, ic, add(lo, sub(ic, sinks)));
+    Value page = loadIndex(indices, add(first, div(key, pageSize)));
+    Value slot = rem(key, pageSize);
+    SmallVector<Value> at = cache.getHeadMajor()
+                                ? SmallVector<Value>{page, kvHead, slot, col}
+                                : SmallVector<Value>{page, slot, kvHead, col};
+    Value kv = loadVector(kPages, at);
+    Value vv = loadVector(vPages, at);
+
+    SmallVector<Value> next(state.begin(), state.end());
+    for (int64_t g = 0; g < group; ++g) {
+      Value prod = arith::MulFOp::create(b, qv[g], kv);
+      Value s =
+          vector::ReductionOp::create(b, vector::CombiningKind::ADD, prod);
+      for (int64_t off = lanesPerKey / 2; off >= 1; off /= 2)
+        s = arith::AddFOp::create(b, s, shuffleXor(s, off));
+      s = select(valid, s, negInf);
+      Value m = state[2 * g], l = state[2 * g + 1];
+      Value mNew = arith::MaximumFOp::create(b, m, s);
+      Value isInf =
+          arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, negInf);
+      Value base = select(isInf, f32Const(0), mNew);
+      Value alpha = exp2(arith::SubFOp::create(b, m, base));
+      Value pr = exp2(arith::SubFOp::create(b, s, base));
+      next[2 * g] = mNew;
+      next[2 * g + 1] =
+          arith::AddFOp::create(b, arith::MulFOp::create(b, l, alpha), pr);
+      Value acc = arith::MulFOp::create(b, state[2 * group + g], splat(alpha));
+      next[2 * group + g] = arith::AddFOp::create(
+          b, acc, arith::MulFOp::create(b, vv, splat(pr)));
+    }
+    scf::YieldOp::create(b, next);
+  }
+  ValueRange fin = loop.getResults();
+
+  // Merge the lane groups (keysPerStep partial softmaxes per query head)
+  // through shared memory.
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  Value stats = func.addWorkgroupAttribution(
+      MemRefType::get({2, keysPerStep, group}, f32, MemRefLayoutAttrInterface(),
+                      wg),
+      b.getLoc());
+  Value accs = func.addWorkgroupAttribution(
+      MemRefType::get({keysPerStep, group, d}, f32, MemRefLayoutAttrInterface(),
+                      wg),
+      b.getLoc());
+  Value firstLane = cmp(arith::CmpIPredicate::eq, lane, idx(0));
+  for (int64_t g = 0; g < group; ++g) {
+    emitIf(firstLane, [&] {
+      memref::StoreOp::create(b, fin[2 * g], stats,
+                              ValueRange{idx(0), keyGroup, idx(g)});
+      memref::StoreOp::create(b, fin[2 * g + 1], stats,
+                              ValueRange{idx(1), keyGroup, idx(g)});
+    });
+    vector::StoreOp::create(b, fin[2 * group + g], accs,
+                            ValueRange{keyGroup, idx(g), col});
+  }
+  gpu::BarrierOp::create(b);
+
+  // Lane group g (< G) writes query head g: 16-byte stores.
+  emitIf(cmp(arith::CmpIPredicate::ult, keyGroup, idx(group)), [&] {
+    Value g = keyGroup;
+    Value mx = negInf;
+    for (int64_t k = 0; k < keysPerStep; ++k)
+      mx = arith::MaximumFOp::create(
+          b, mx,
+          memref::LoadOp::create(b, stats, ValueRange{idx(0), idx(k), g}));
+    Value isInf =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mx, negInf);
+    Value base = select(isInf, f32Const(0), mx);
+    Value sum = f32Const(0);
+    Value acc = zeroVec;
+    for (int64_t k = 0; k < keysPerStep; ++k) {
+      Value m = memref::LoadOp::create(b, stats, ValueRange{idx(0), idx(k), g});
+      Value l = memref::LoadOp::create(b, stats, ValueRange{idx(1), idx(k), g});
+      Value w = exp2(arith::SubFOp::create(b, m, base));
+      sum = arith::AddFOp::create(b, sum, arith::MulFOp::create(b, l, w));
+      Value part =
+          vector::LoadOp::create(b, vecF32, accs, ValueRange{idx(k), g, col});
+      acc = arith::AddFOp::create(b, acc,
+                                  arith::MulFOp::create(b, part, splat(w)));
+    }
+    Value empty =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, sum, f32Const(0));
+    Value inv =
+        select(empty, f32Const(0), arith::DivFOp::create(b, f32Const(1), sum));
+    Value out =
+        arith::TruncFOp::create(b, VectorType::get({kVector}, elem),
+                                arith::MulFOp::create(b, acc, splat(inv)));
+    Value head = add(mul(kvHead, idx(group)), g);
+    vector::StoreOp::create(b, out, o, ValueRange{seq, head, col},
+                            /*nontemporal=*/false, llvm::MaybeAlign(16));
+    if (lse) {
+      emitIf(firstLane, [&] {
+        Value v = arith::MulFOp::create(
+            b, arith::AddFOp::create(b, base, log2(sum)), f32Const(M_LN2));
+        memref::StoreOp::create(b, select(empty, negInf, v), lse,
+                                ValueRange{head, seq});
+      });
+    }
+  });
+  gpu::ReturnOp::create(b);
+}
+
+} // namespace
+
+void attnc::gpu_kernels::buildDecodeKernel(PagedAttentionOp op,
+                                           gpu::GPUFuncOp func,
+                                           int64_t threads) {
+  DecodeKernelBuilder(op, func, threads).build();
+}

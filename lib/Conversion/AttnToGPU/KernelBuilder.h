@@ -1,0 +1,99 @@
+//===- KernelBuilder.h - Builder helpers of the GPU kernels -----*- C++ -*-===//
+//
+// Shared by the prefill and decode kernels of attn-lower-to-gpu: index and
+// float arithmetic, global views over the kernels' bare pointers, warp
+// shuffles, the SFU's exp2/log2.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_LIB_CONVERSION_ATTNTOGPU_KERNELBUILDER_H
+#define ATTNC_LIB_CONVERSION_ATTNTOGPU_KERNELBUILDER_H
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+namespace attnc::gpu_kernels {
+
+using namespace mlir;
+
+/// Builds into a gpu.func whose first block is the insertion point.
+class KernelBuilder {
+public:
+  KernelBuilder(Location loc, Type elem)
+      : b(loc, elem.getContext()), elem(elem) {}
+
+protected:
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value i32(int64_t v) {
+    return arith::ConstantIntOp::create(b, b.getI32Type(), v);
+  }
+  Value f32(double v) {
+    return arith::ConstantFloatOp::create(b, b.getF32Type(), APFloat(float(v)));
+  }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
+  Value div(Value x, int64_t y) { return arith::DivUIOp::create(b, x, idx(y)); }
+  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, x, idx(y)); }
+  Value minIdx(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
+  Value maxIdx(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
+  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, p, x, y);
+  }
+  Value andI(Value x, Value y) { return arith::AndIOp::create(b, x, y); }
+  Value orI(Value x, Value y) { return arith::OrIOp::create(b, x, y); }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, c, x, y);
+  }
+  /// ceil(x / y) for x >= 0.
+  Value ceilDiv(Value x, int64_t y) { return div(add(x, idx(y - 1)), y); }
+
+  /// A global memref of `shape` (dynamic where `sizes` gives a value) over a
+  /// raw kernel pointer: the descriptor is built by hand because the kernel
+  /// ABI is bare pointers (docs/gpu-artifacts.md).
+  Value globalView(Value ptr, Type elemType, ArrayRef<int64_t> shape,
+                   ArrayRef<Value> sizes);
+  /// Emits `body` under `scf.if cond` (no results).
+  void emitIf(Value cond, llvm::function_ref<void()> body) {
+    auto ifOp = scf::IfOp::create(b, TypeRange{}, cond, /*withElse=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+    body();
+  }
+  Value shuffleXor(Value v, int64_t mask) {
+    return gpu::ShuffleOp::create(b, v, i32(mask), i32(32),
+                                  gpu::ShuffleMode::XOR)
+        .getShuffleResult();
+  }
+  /// The approximate exp2 and log2 of the SFU (ex2.approx.ftz.f32,
+  /// lg2.approx.ftz.f32), as FlashAttention's exp2f with fast math: exact
+  /// for -inf (0) and 0 (1); relative error about 2^-22.
+  Value sfu(StringRef intrinsic, Value x) {
+    return LLVM::CallIntrinsicOp::create(
+               b, b.getF32Type(), b.getStringAttr(intrinsic), ValueRange{x})
+        .getResult(0);
+  }
+  Value exp2(Value x) { return sfu("llvm.nvvm.ex2.approx.ftz.f", x); }
+  Value log2(Value x) { return sfu("llvm.nvvm.lg2.approx.ftz.f", x); }
+  ImplicitLocOpBuilder b;
+  /// The kernel's 16-bit element type (f16 or bf16).
+  Type elem;
+};
+
+/// The kernel builders (PrefillKernel.cpp, DecodeKernel.cpp). Each fills the
+/// body of `func`, whose parameters are the ones attn-lower-to-gpu declared.
+void buildPrefillKernel(attn::AttentionOp op, gpu::GPUFuncOp func,
+                        ArrayRef<int64_t> qShape, ArrayRef<int64_t> kShape,
+                        bool hasLse);
+void buildDecodeKernel(attn::PagedAttentionOp op, gpu::GPUFuncOp func,
+                       int64_t threads);
+
+} // namespace attnc::gpu_kernels
+
+#endif // ATTNC_LIB_CONVERSION_ATTNTOGPU_KERNELBUILDER_H

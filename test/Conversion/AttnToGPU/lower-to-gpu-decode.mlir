@@ -1,0 +1,74 @@
+// RUN: attn-opt %s --split-input-file --attn-lower-to-gpu | FileCheck %s
+// RUN: attn-opt %s --split-input-file --attn-lower-to-gpu \
+// RUN:   | attn-opt --split-input-file --pass-pipeline="builtin.module(gpu-lower-to-nvvm-pipeline{cubin-chip=sm_80 cubin-features=+ptx80 cubin-format=isa})" \
+// RUN:   | FileCheck %s --check-prefix=PTX
+
+// Paged decode, Llama-3-8B shaped (32 query heads over 8 KV heads, head_dim
+// 128, bf16 pages of 16 tokens), with the LSE: one block per (KV head,
+// sequence) computes the 4 query heads of its KV head; 16 lanes read one
+// key, 16 bytes each.
+
+// CHECK-LABEL: gpu.module @decode_gpu
+// CHECK: gpu.func @decode({{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32)
+// The lane groups' partial softmaxes meet in shared memory.
+// CHECK-SAME: workgroup(%{{.*}} : memref<2x8x4xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<8x4x128xf32, #gpu.address_space<workgroup>>) kernel
+// CHECK-SAME: attn.launch = {block = array<i64: 128, 1, 1>, grid = [8, {divide = 1 : i64, symbol = "batch"}, 1], params = ["q", "k_pages", "v_pages", "kv_indptr", "kv_indices", "kv_last_page_len", "o", "lse", "$batch", "$num_pages", "$num_page_refs"], smem_bytes = 0 : i64, tile = {keys_per_step = 8 : i64, lanes_per_key = 16 : i64, threads = 128 : i64}}
+// The sequence's length from the page table.
+// CHECK: memref.load {{.*}} : memref<?xi32, #gpu.address_space<global>>
+// The 4 query heads, 16 bytes per lane.
+// CHECK-COUNT-4: vector.load {{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16, #gpu.address_space<global>>, vector<8xbf16>
+// CHECK: scf.for
+// Each key through the page table, K and V in 16-byte loads.
+// CHECK: memref.load {{.*}} : memref<?xi32, #gpu.address_space<global>>
+// CHECK: vector.load {{.*}} {alignment = 16 : i64} : memref<?x16x8x128xbf16, #gpu.address_space<global>>, vector<8xbf16>
+// CHECK: vector.load {{.*}} {alignment = 16 : i64} : memref<?x16x8x128xbf16, #gpu.address_space<global>>, vector<8xbf16>
+// The dot product over a key's 16 lanes: 4 shuffles.
+// CHECK: vector.reduction <add>
+// CHECK-COUNT-4: gpu.shuffle  xor
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
+// CHECK: scf.yield
+// CHECK: gpu.barrier
+// The merged output, 16 bytes per lane, and the LSE.
+// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16, #gpu.address_space<global>>, vector<8xbf16>
+// CHECK: llvm.call_intrinsic "llvm.nvvm.lg2.approx.ftz.f"
+// CHECK: memref.store {{.*}} : memref<32x?xf32, #gpu.address_space<global>>
+
+// The assembly has 128-bit global loads and stores.
+// PTX: gpu.binary @decode_gpu
+// PTX-SAME: ld.global.v4.b32
+// PTX-SAME: shfl.sync.bfly.b32
+// PTX-SAME: bar.sync
+// PTX-SAME: st.global.v4.b32
+!cache = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = bf16>
+func.func @decode(%q: tensor<?x32x128xbf16>, %cache: !cache, %indptr: tensor<?xi32>,
+                  %indices: tensor<?xi32>, %last: tensor<?xi32>)
+    -> (tensor<?x32x128xbf16>, tensor<32x?xf32>) {
+  %o, %lse = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x32x128xbf16>, !cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> (tensor<?x32x128xbf16>, tensor<32x?xf32>)
+  return %o, %lse : tensor<?x32x128xbf16>, tensor<32x?xf32>
+}
+
+// -----
+
+// HND pages at head_dim 64 (8 lanes per key, 16 keys per step), MQA (8
+// query heads over 1 KV head), a window of 1024 keys with 4 sinks, f16.
+// CHECK-LABEL: gpu.module @window_decode_gpu
+// CHECK: workgroup(%{{.*}} : memref<2x16x8xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x8x64xf32, #gpu.address_space<workgroup>>) kernel
+// CHECK-SAME: grid = [1, {divide = 1 : i64, symbol = "batch"}, 1]
+// CHECK-SAME: tile = {keys_per_step = 16 : i64, lanes_per_key = 8 : i64, threads = 128 : i64}
+// CHECK: scf.for
+// CHECK: vector.load {{.*}} : memref<?x1x32x64xf16, #gpu.address_space<global>>, vector<8xf16>
+// Three shuffles per query head (8 lanes a key): 24.
+// CHECK-COUNT-24: gpu.shuffle  xor
+// CHECK-NOT: gpu.shuffle
+// CHECK: scf.yield
+!hnd = !attn.kv_cache<page_size = 32, kv_heads = 1, head_dim = 64, layout = hnd, storage = f16>
+func.func @window_decode(%q: tensor<?x8x64xf16>, %cache: !hnd, %indptr: tensor<?xi32>,
+                         %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x8x64xf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      {mask = #attn.mask<window = 1024, sinks = 4>}
+      : (tensor<?x8x64xf16>, !hnd, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x8x64xf16>
+  return %o : tensor<?x8x64xf16>
+}
