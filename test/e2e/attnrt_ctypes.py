@@ -520,3 +520,95 @@ class CachePool:
             self._handle, p_ids, ids.size, indptr.ctypes.data_as(i32),
             indices.ctypes.data_as(i32), indices.size, last.ctypes.data_as(i32)))
         return indptr, indices[:n.value], last[:ids.size]
+
+
+# ------------------------------------------------------------------------------------------------
+# GPU artifacts (attnrt_cuda.h)
+# ------------------------------------------------------------------------------------------------
+
+def _load_cuda() -> ctypes.CDLL:
+    lib = _load()
+    if getattr(lib, "_cuda_ready", False):
+        return lib
+    P, c_int, c_size = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+    for name, res, args in [
+            ("attnrt_cuda_available", c_int, []),
+            ("attnrt_gpu_open", c_int, [ctypes.c_char_p, ctypes.POINTER(P)]),
+            ("attnrt_gpu_close", None, [P]),
+            ("attnrt_gpu_find_kernel", c_int, [P, ctypes.c_char_p, ctypes.POINTER(P)]),
+            ("attnrt_gpu_run", c_int, [P, P, ctypes.POINTER(_Tensor), c_int, P]),
+            ("attnrt_gpu_synchronize", c_int, [P, P]),
+            ("attnrt_gpu_alloc", c_int, [P, c_size, ctypes.POINTER(P)]),
+            ("attnrt_gpu_free", c_int, [P, P]),
+            ("attnrt_gpu_copy_to_device", c_int, [P, P, P, c_size]),
+            ("attnrt_gpu_copy_to_host", c_int, [P, P, P, c_size])]:
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+    lib._cuda_ready = True
+    return lib
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(True, "") when the CUDA driver loads and has a device, else (False, why)."""
+    lib = _load_cuda()
+    if lib.attnrt_cuda_available() == 0:
+        return True, ""
+    return False, lib.attnrt_last_error().decode()
+
+
+class GpuModule:
+    """An open GPU artifact directory (attnrt_gpu_open) in the calling thread's CUDA context
+    (or device 0's primary context)."""
+
+    def __init__(self, directory):
+        self._lib = _load_cuda()
+        handle = ctypes.c_void_p()
+        _check(self._lib.attnrt_gpu_open(str(directory).encode(), ctypes.byref(handle)))
+        self._handle = handle
+
+    def close(self) -> None:
+        if self._handle:
+            self._lib.attnrt_gpu_close(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def launch(self, name: str, args, stream=None) -> None:
+        """Launches kernel `name` on `stream` (a CUstream as an int; None: the default stream)
+        without waiting. args, in manifest order: (device pointer, dtype name, shape) triples."""
+        k = ctypes.c_void_p()
+        _check(self._lib.attnrt_gpu_find_kernel(self._handle, name.encode(), ctypes.byref(k)))
+        tensors = (_Tensor * max(1, len(args)))()
+        keep = []
+        for i, (ptr, dtype, shape) in enumerate(args):
+            sizes = (ctypes.c_int64 * max(1, len(shape)))(*shape)
+            keep.append(sizes)
+            tensors[i].data, tensors[i].dtype = ptr, DTYPES.index(dtype)
+            tensors[i].rank, tensors[i].sizes, tensors[i].strides = len(shape), sizes, None
+        _check(self._lib.attnrt_gpu_run(self._handle, k, tensors, len(args), stream))
+
+    def run_arrays(self, name: str, arrays) -> None:
+        """Copies NumPy arrays (manifest order) to the device, runs, waits, and copies every
+        array back, so outputs are written in place."""
+        lib, device = self._lib, []
+        try:
+            args = []
+            for a in arrays:
+                ptr = ctypes.c_void_p()
+                _check(lib.attnrt_gpu_alloc(self._handle, a.nbytes, ctypes.byref(ptr)))
+                device.append(ptr)
+                _check(lib.attnrt_gpu_copy_to_device(self._handle, ptr, a.ctypes.data,
+                                                     a.nbytes))
+                dtype = next(n for n, t in NP_DTYPES.items() if t == a.dtype)
+                args.append((ptr, dtype, a.shape))
+            self.launch(name, args)
+            _check(lib.attnrt_gpu_synchronize(self._handle, None))
+            for a, ptr in zip(arrays, device):
+                _check(lib.attnrt_gpu_copy_to_host(self._handle, a.ctypes.data, ptr, a.nbytes))
+        finally:
+            for ptr in device:
+                lib.attnrt_gpu_free(self._handle, ptr)
