@@ -6,9 +6,10 @@ Rows:
   - prefill, bf16, 32 query over 8 KV heads, head size 128, causal, at 4k and 16k tokens
     (batch 4 x 4k, 1 x 16k): TFLOP/s over the visible (query, key) pairs;
   - paged decode, batch 64 over 8k tokens, 32/8 heads, head size 128, pages of 16 tokens, bf16
-    and int8 caches: GB/s of K/V read and the fraction of the device's measured copy bandwidth.
-    Peers read the same K/V contiguous (they have no paged kernel); attnc reads it through the
-    page table from shuffled pages. attnc has no int8 GPU kernel yet: that row says so.
+    and int8 caches: GB/s of the K/V bytes each reads and the fraction of the device's measured
+    copy bandwidth. Peers read the same values contiguous in bf16 (they have no paged or int8
+    kernel); attnc reads its pages (int8 with per-channel K / per-token V scales) through the
+    page table from shuffled pages.
 
 Ceilings measured in the same run: device-to-device copy (bytes read + written) and a bf16
 8192^3 matrix product. Every output is checked against float64 on a slice (first and last
@@ -129,51 +130,65 @@ def prefill_rows(module, tokens, batch):
              None if ms is None else flops / ms / 1e9, err) for peer, ms, err in rows], flops
 
 
-def decode_rows(module, storage, copy_gbs):
+def decode_rows(module, storage):
     import torch
     import torch.nn.functional as F
     from torch.nn.attention.flex_attention import flex_attention
 
     batch, tokens, hq, hkv, d, page = 64, 8192, 32, 8, 128, 16
-    kv_bytes = 2 * batch * tokens * hkv * d * (2 if storage == "bf16" else 1)
-    title = f"paged decode {batch}x{tokens}, 32/8 heads, D 128, {storage} cache"
-    if storage != "bf16":
-        return [(title, "attnc", None, None,
-                 "no int8 GPU kernel yet (attnc --target=sm_90 refuses i8 storage)")], kv_bytes
     pages_per_seq = tokens // page
     num_pages = batch * pages_per_seq
+    title = f"paged decode {batch}x{tokens}, 32/8 heads, D 128, {storage} cache"
     perm = torch.randperm(num_pages, device="cuda", dtype=torch.int32)
-    k_pages = torch.randn(num_pages, page, hkv, d, dtype=torch.bfloat16, device="cuda")
-    v_pages = torch.randn_like(k_pages)
+    shape = (num_pages, page, hkv, d)
+    if storage == "bf16":
+        k_pages = torch.randn(shape, dtype=torch.bfloat16, device="cuda")
+        v_pages = torch.randn_like(k_pages)
+        scales, k_full, v_full = [], k_pages, v_pages
+        kv_bytes = 2 * k_pages.numel() * 2
+    else:  # int8, per-channel K scales per 16 tokens, per-token V scales (docs/kv-cache.md)
+        k_pages = torch.randint(-127, 128, shape, dtype=torch.int8, device="cuda")
+        v_pages = torch.randint(-127, 128, shape, dtype=torch.int8, device="cuda")
+        k_scale = (torch.rand(num_pages, 1, hkv, d, device="cuda") * 0.02 + 0.002).half()
+        v_scale = (torch.rand(num_pages, page, hkv, device="cuda") * 0.02 + 0.002).half()
+        scales = [(k_scale.data_ptr(), "f16", k_scale.shape),
+                  (v_scale.data_ptr(), "f16", v_scale.shape)]
+        # The peers read the dequantized values in bf16.
+        k_full = (k_pages.float() * k_scale.float()).bfloat16()
+        v_full = (v_pages.float() * v_scale.float()[..., None]).bfloat16()
+        kv_bytes = 2 * k_pages.numel() + 2 * (k_scale.numel() + v_scale.numel())
     indptr = torch.arange(0, num_pages + 1, pages_per_seq, dtype=torch.int32, device="cuda")
     last = torch.full((batch,), page, dtype=torch.int32, device="cuda")
     q = torch.randn(batch, hq, d, dtype=torch.bfloat16, device="cuda")
     o = torch.full_like(q, float("nan"))
     # The same K/V contiguous per sequence, for the peers and the reference.
-    k = k_pages[perm.long()].view(batch, tokens, hkv, d)
-    v = v_pages[perm.long()].view(batch, tokens, hkv, d)
+    k = k_full[perm.long()].view(batch, tokens, hkv, d)
+    v = v_full[perm.long()].view(batch, tokens, hkv, d)
     refs = [reference(q[b][None], k[b], v[b], causal=False)[0] for b in (0, batch - 1)]
-    args = [(q.data_ptr(), "bf16", q.shape), (k_pages.data_ptr(), "bf16", k_pages.shape),
-            (v_pages.data_ptr(), "bf16", v_pages.shape), (indptr.data_ptr(), "i32", indptr.shape),
-            (perm.data_ptr(), "i32", perm.shape), (last.data_ptr(), "i32", last.shape),
-            (o.data_ptr(), "bf16", o.shape)]
+    args = [(q.data_ptr(), "bf16", q.shape),
+            (k_pages.data_ptr(), storage, k_pages.shape),
+            (v_pages.data_ptr(), storage, v_pages.shape), *scales,
+            (indptr.data_ptr(), "i32", indptr.shape), (perm.data_ptr(), "i32", perm.shape),
+            (last.data_ptr(), "i32", last.shape), (o.data_ptr(), "bf16", o.shape)]
     stream = torch.cuda.current_stream().cuda_stream
-    run = lambda: module.launch("decode_bf16", args, stream)  # noqa: E731
+    kernel = "decode_bf16" if storage == "bf16" else "decode_i8"
+    run = lambda: module.launch(kernel, args, stream)  # noqa: E731
     run()
     torch.cuda.synchronize()
-    rows = [("attnc (paged)", median_ms(run),
+    rows = [("attnc (paged)", median_ms(run), kv_bytes,
              max(rel_err(o[b], r) for b, r in zip((0, batch - 1), refs)))]
+    peer_bytes = 2 * k.numel() * 2  # bf16 K and V
     qt, kt, vt = q[:, :, None], k.transpose(1, 2), v.transpose(1, 2)
     f = lambda: F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True)  # noqa: E731
     out = f()
-    rows.append(("SDPA (contiguous)", median_ms(f),
+    rows.append(("SDPA (contiguous bf16)", median_ms(f), peer_bytes,
                  max(rel_err(out[b, :, 0], r) for b, r in zip((0, batch - 1), refs))))
     flex = torch.compile(flex_attention)
     g = lambda: flex(qt, kt, vt, enable_gqa=True)  # noqa: E731
     out = g()
-    rows.append(("FlexAttention (contiguous)", median_ms(g),
+    rows.append(("FlexAttention (contiguous bf16)", median_ms(g), peer_bytes,
                  max(rel_err(out[b, :, 0], r) for b, r in zip((0, batch - 1), refs))))
-    return [(title, peer, ms, kv_bytes / ms / 1e6, err) for peer, ms, err in rows], kv_bytes
+    return [(title, peer, ms, nbytes / ms / 1e6, err) for peer, ms, nbytes, err in rows]
 
 
 def main():
@@ -199,9 +214,8 @@ def main():
         for tokens, batch in [(4096, 4), (16384, 1)]:
             rows, _ = prefill_rows(module, tokens, batch)
             results += rows
-        for storage in ("bf16", "int8"):
-            rows, _ = decode_rows(module, storage, copy_gbs)
-            results += rows
+        for storage in ("bf16", "i8"):
+            results += decode_rows(module, storage)
     # peer/attnc: the peer's time over attnc's (above 1: attnc is faster).
     print(f"\n{'row':<58} {'peer':<28} {'ms':>9} {'rate':>10} {'peer/attnc':>10} {'err':>9}")
     base = {}

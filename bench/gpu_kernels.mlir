@@ -17,3 +17,13 @@ func.func @decode_bf16(%q: tensor<?x32x128xbf16>, %cache: !cache, %indptr: tenso
       -> tensor<?x32x128xbf16>
   return %o : tensor<?x32x128xbf16>
 }
+
+// int8 pages, per-channel K scales per 16-token group, per-token V scales.
+!i8cache = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i8, k_group = 16>
+func.func @decode_i8(%q: tensor<?x32x128xbf16>, %cache: !i8cache, %indptr: tensor<?xi32>,
+                     %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x32x128xbf16>, !i8cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}

@@ -3,9 +3,10 @@
 
 Compiles the default configurations of the GPU kernels with
 `attnc --target=sm_80,sm_90`: prefill (f16 and bf16, head_dim 64 and 128,
-every structured mask, with and without LSE) and paged decode (f16 and bf16,
-head_dim 64 and 128, NHD and HND pages of 16 tokens, with and without a
-window with sinks, with and without LSE), 32 query heads over 8 KV heads,
+every structured mask, with and without LSE) and paged decode (f16, bf16 and int8 pages
+under f16 and bf16 queries, head_dim 64 and 128, NHD and HND pages of 16
+tokens, with and without a window with sinks, with and without LSE), 32
+query heads over 8 KV heads,
 dynamic sizes, so
 every kernel's PTX is assembled by ptxas for both architectures, then reads
 ptxas's report from manifest.json. It fails when a kernel spills registers,
@@ -45,9 +46,11 @@ def kernel(name, dtype, head_dim, mask, lse):
             f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
 
 
-def decode_kernel(name, dtype, head_dim, layout, window, lse):
+def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None):
+    storage = storage or dtype
+    group = ", k_group = 16" if storage == "i8" else ""
     cache = (f"!attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = {head_dim}, "
-             f"layout = {layout}, storage = {dtype}>")
+             f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x32x{head_dim}x{dtype}>"
     lse_type = "tensor<32x?xf32>"
     attrs = " {mask = #attn.mask<window = 1024, sinks = 4>}" if window else ""
@@ -82,6 +85,9 @@ def main():
                         name = (f"decode_{dtype}_d{head_dim}_{layout}"
                                 f"{'_window' if window else ''}{'_lse' if lse else ''}")
                         source.append(decode_kernel(name, dtype, head_dim, layout, window, lse))
+                        # int8 pages under queries of this type.
+                        source.append(decode_kernel(name.replace("decode_", "decode_i8_"), dtype,
+                                                    head_dim, layout, window, lse, "i8"))
     out = args.keep or tempfile.mkdtemp(prefix="attnc-gpu-check-")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "configs.mlir")

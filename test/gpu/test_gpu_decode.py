@@ -2,9 +2,9 @@
 attnrt's GPU API (attnrt_cuda.h, by ctypes) on fresh random caches and page tables, against the
 float64 reference (test/e2e/reference.py) over the keys each sequence's pages hold.
 
-Every decode kernel the GPU target has (f16 and bf16 pages, head_dim 64 and 128, NHD and HND,
-GQA 4 and 8 query heads per KV head, with and without a window with sinks, with and without
-LSE), over batches with empty, one-token and page-straddling sequences and shuffled pages.
+Every decode kernel the GPU target has (f16, bf16 and int8 pages, head_dim 64 and 128, NHD and
+HND, GQA 4 and 8 query heads per KV head (4 for int8), with and without a window with sinks, with
+and without LSE), over batches with empty, one-token and page-straddling sequences and shuffled pages.
 Without a CUDA driver or device the module exits 77, which ctest reports as skipped.
 
     ATTNC_BIN_DIR=build/bin ATTNRT_LIB=build/runtime/libattnrt.so \\
@@ -28,12 +28,14 @@ from kv_reference import build_page_table  # noqa: E402
 from reference import Mask, attention  # noqa: E402
 
 PAGE = 16
+K_GROUP = 8  # int8: tokens sharing one per-channel K scale
 SEQ_LENS = [[1], [0, 37, 16, 1000], [4097, 3], [300] * 5]
 
 
-def kernel_mlir(name, dtype, d, layout, hq, window, lse):
+def kernel_mlir(name, dtype, d, layout, hq, window, lse, storage):
+    group = f", k_group = {K_GROUP}" if storage == "i8" else ""
     cache = (f"!attn.kv_cache<page_size = {PAGE}, kv_heads = 2, head_dim = {d}, "
-             f"layout = {layout}, storage = {dtype}>")
+             f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x{hq}x{d}x{dtype}>"
     res = f"({q}, tensor<{hq}x?xf32>)" if lse else q
     outs = "%o, %lse" if lse else "%o"
@@ -53,9 +55,11 @@ for di, dtype in enumerate(["f16", "bf16"]):
             for window in (False, True):
                 hq = [8, 16][(di + li) % 2]  # 4 or 8 query heads per KV head
                 lse = (di + li + window) % 2 == 0
-                KERNELS.append((f"decode_{dtype}_d{d}_{layout}_h{hq}"
-                                f"{'_window' if window else ''}{'_lse' if lse else ''}",
-                                dtype, d, layout, hq, window, lse))
+                suffix = f"{'_window' if window else ''}{'_lse' if lse else ''}"
+                KERNELS.append((f"decode_{dtype}_d{d}_{layout}_h{hq}{suffix}",
+                                dtype, d, layout, hq, window, lse, dtype))
+                KERNELS.append((f"decode_i8_{dtype}_d{d}_{layout}_h8{suffix}",
+                                dtype, d, layout, 8, window, not lse, "i8"))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +80,7 @@ def gpu_module(tmp_path_factory):
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k[0])
 def test_decode_against_float64(kernel, gpu_module):
-    name, dtype, d, layout, hq, window, lse = kernel
+    name, dtype, d, layout, hq, window, lse, storage = kernel
     t = rt.NP_DTYPES[dtype]
     seed = int(os.environ.get("ATTNC_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
     rng = np.random.default_rng(seed)
@@ -85,12 +89,21 @@ def test_decode_against_float64(kernel, gpu_module):
         table = build_page_table(rng, lens, PAGE, extra_pages=3)
         pages = table.num_pages
         shape = (pages, PAGE, 2, d) if layout == "nhd" else (pages, 2, PAGE, d)
-        k_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
-        v_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
+        scales = []
+        if storage == "i8":
+            # Stored integers and f16 scales; the reference reads scale * q.
+            k_pages = rng.integers(-127, 128, shape, dtype=np.int8)
+            v_pages = rng.integers(-127, 128, shape, dtype=np.int8)
+            k_scale = rng.uniform(0.002, 0.02, (pages, PAGE // K_GROUP, 2, d)).astype(np.float16)
+            v_scale = rng.uniform(0.002, 0.02, (pages, PAGE, 2)).astype(np.float16)
+            scales = [k_scale, v_scale]
+        else:
+            k_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
+            v_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
         b = len(lens)
         q = rng.standard_normal((b, hq, d), dtype=np.float32).astype(t)
         o = np.full((b, hq, d), np.nan, dtype=t)
-        args = [q, k_pages, v_pages, table.kv_indptr.astype(np.int32),
+        args = [q, k_pages, v_pages, *scales, table.kv_indptr.astype(np.int32),
                 table.kv_indices.astype(np.int32), table.kv_last_page_len.astype(np.int32), o]
         lse_out = np.full((hq, b), np.nan, dtype=np.float32)
         if lse:
@@ -104,8 +117,12 @@ def test_decode_against_float64(kernel, gpu_module):
             kk, vv = k_pages[ids], v_pages[ids]
             if layout == "hnd":
                 kk, vv = kk.transpose(0, 2, 1, 3), vv.transpose(0, 2, 1, 3)
-            kk = kk.reshape(-1, 2, d)[:lens[s]]
-            vv = vv.reshape(-1, 2, d)[:lens[s]]
+            kk = kk.reshape(-1, 2, d)[:lens[s]].astype(np.float64)
+            vv = vv.reshape(-1, 2, d)[:lens[s]].astype(np.float64)
+            if storage == "i8":
+                ks = np.repeat(k_scale[ids], K_GROUP, axis=1).reshape(-1, 2, d)[:lens[s]]
+                vs = v_scale[ids].reshape(-1, 2)[:lens[s], :, None]
+                kk, vv = kk * ks.astype(np.float64), vv * vs.astype(np.float64)
             os_, ls = attention(q[s][None, None], kk[None], vv[None], mask=mask)
             o_ref[s], lse_ref[:, s] = os_[0, 0], ls[0, :, 0]
         bad = compare(dtype, o, o_ref, lse_out if lse else None, lse_ref if lse else None)

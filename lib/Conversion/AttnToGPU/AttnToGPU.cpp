@@ -69,20 +69,26 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
     return "per-head masks (head_masks)";
   if (op.getSoftcap())
     return "softcap";
-  Type storage = cache.getStorage();
-  if (!storage.isF16() && !storage.isBF16())
-    return typeName(storage) + " cache storage (f16 and bf16 have kernels)";
-  if (op.getElementType() != storage)
-    return "a " + typeName(op.getElementType()) + " query over a " +
-           typeName(storage) + " cache (they must match)";
+  Type storage = cache.getStorage(), query = op.getElementType();
+  bool int8 = storage.isInteger(8);
+  if (!storage.isF16() && !storage.isBF16() && !int8)
+    return typeName(storage) + " cache storage (f16, bf16 and i8 have kernels)";
+  if (int8 ? !query.isF16() && !query.isBF16() : query != storage)
+    return typeName(query) + " queries over " + typeName(storage) + " pages (" +
+           (int8 ? "i8 pages take f16 or bf16 queries"
+                 : "the queries and the pages must have one type") +
+           ")";
   int64_t d = op.getHeadDim();
   if (d != 64 && d != 128)
     return "head_dim " + std::to_string(d) + " (64 and 128 have kernels)";
-  int64_t keysPerStep = kThreads / (d / 8);
-  if (op.getGroupSize() > keysPerStep)
+  // One lane holds 16 bytes of a key and its query heads' elements as f32:
+  // more heads than this overflow the registers or the shared memory of
+  // the final merge.
+  int64_t maxGroup = int8 ? 4 : 8;
+  if (op.getGroupSize() > maxGroup)
     return std::to_string(op.getGroupSize()) +
-           " query heads per KV head (at most " + std::to_string(keysPerStep) +
-           " at head_dim " + std::to_string(d) + ")";
+           " query heads per KV head (at most " + std::to_string(maxGroup) +
+           " with " + typeName(storage) + " pages)";
   return std::nullopt;
 }
 
@@ -183,9 +189,11 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
       cast<RankedTensorType>(op.getQuery().getType()).getShape();
   ArrayRef<int64_t> refs =
       cast<RankedTensorType>(op.getKvIndices().getType()).getShape();
-  k.pointers({"q", "k_pages", "v_pages", "kv_indptr", "kv_indices",
-              "kv_last_page_len", "o"},
-             sig);
+  bool int8 = op.getCacheType().getStorage().isInteger(8);
+  k.pointers({"q", "k_pages", "v_pages"}, sig);
+  if (int8)
+    k.pointers({"k_scale", "v_scale"}, sig);
+  k.pointers({"kv_indptr", "kv_indices", "kv_last_page_len", "o"}, sig);
   if (op.getLse())
     k.pointers({"lse"}, sig);
   k.size(qs[0], "batch", sig);
@@ -193,7 +201,7 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
   k.size(refs[0], "num_page_refs", sig);
   sig.grid = {k.grid(op.getNumKVHeads(), "", 1), k.grid(qs[0], "batch", 1),
               k.grid(1, "", 1)};
-  int64_t lanesPerKey = op.getHeadDim() / 8;
+  int64_t lanesPerKey = op.getHeadDim() / (int8 ? 16 : 8); // 16 bytes each
   sig.tile = k.dict({{"threads", kThreads},
                      {"lanes_per_key", lanesPerKey},
                      {"keys_per_step", kThreads / lanesPerKey}});

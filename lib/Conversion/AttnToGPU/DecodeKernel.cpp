@@ -1,14 +1,18 @@
 //===- DecodeKernel.cpp - the paged decode kernel -------------------------===//
 //
 // The kernel of a decode `attn.paged_attention` (one query per sequence,
-// f16/bf16 pages) for sm_80 and newer, in the shape of FlashInfer's decode:
+// f16/bf16 or int8 pages) for sm_80 and newer, in the shape of FlashInfer's
+// decode:
 //
 //   - one block per (KV head, sequence): the G query heads of the KV head
 //     are all computed in the block, so each K/V byte is read once;
-//   - a key is read by D / 8 lanes, 16 bytes each (ld.global.v4.b32), so a
-//     block of 128 threads reads 128 / (D / 8) keys at a time, each through
-//     the page table (kv_indptr, kv_indices, kv_last_page_len);
-//   - per lane and query head, the dot product of its 8 elements, reduced
+//   - a key is read by D / E lanes, 16 bytes each (ld.global.v4.b32; E = 8
+//     elements of f16/bf16 pages, 16 of int8), so a block of 128 threads
+//     reads 128 / (D / E) keys at a time, each through the page table
+//     (kv_indptr, kv_indices, kv_last_page_len); int8 K and V are
+//     dequantized in registers (per-channel K scales of the key's group,
+//     the per-token V scale);
+//   - per lane and query head, the dot product of its E elements, reduced
 //     over the key's lanes with shuffles, then an online softmax (exp2 on
 //     the SFU) over the keys its lane group visits;
 //   - the lane groups' (max, sum, accumulator) merged through shared memory
@@ -33,23 +37,25 @@ using namespace attnc::gpu_kernels;
 
 namespace {
 
-constexpr int64_t kVector = 8; // f16/bf16 per 16-byte load
-
 class DecodeKernelBuilder : KernelBuilder {
 public:
   DecodeKernelBuilder(PagedAttentionOp op, gpu::GPUFuncOp func, int64_t threads)
-      : KernelBuilder(op.getLoc(), op.getCacheType().getStorage()), op(op),
-        func(func), threads(threads) {}
+      : KernelBuilder(op.getLoc(), op.getElementType()), op(op), func(func),
+        threads(threads), storage(op.getCacheType().getStorage()),
+        quantized(storage.isInteger(8)), vec(quantized ? 16 : 8) {}
 
   void build();
 
 private:
-  Value loadVector(Value memref, ValueRange indices) {
-    Value v = vector::LoadOp::create(b, VectorType::get({kVector}, elem),
-                                     memref, indices, /*nontemporal=*/false,
-                                     llvm::MaybeAlign(16));
-    return arith::ExtFOp::create(b, VectorType::get({kVector}, b.getF32Type()),
-                                 v);
+  /// `vec` elements of `type` at `indices` (16-byte aligned), as f32.
+  Value loadVector(Value memref, ValueRange indices, Type type) {
+    Value v =
+        vector::LoadOp::create(b, VectorType::get({vec}, type), memref, indices,
+                               /*nontemporal=*/false, llvm::MaybeAlign(16));
+    auto f32Vec = VectorType::get({vec}, b.getF32Type());
+    if (type.isInteger(8))
+      return arith::SIToFPOp::create(b, f32Vec, v);
+    return arith::ExtFOp::create(b, f32Vec, v);
   }
   Value loadIndex(Value memref, Value i) {
     Value v = memref::LoadOp::create(b, memref, ValueRange{i});
@@ -58,12 +64,17 @@ private:
   Value f32Const(double v) { return f32(v); }
   Value splat(Value scalar) {
     return vector::BroadcastOp::create(
-        b, VectorType::get({kVector}, b.getF32Type()), scalar);
+        b, VectorType::get({vec}, b.getF32Type()), scalar);
   }
 
   PagedAttentionOp op;
   gpu::GPUFuncOp func;
   int64_t threads;
+  Type storage;
+  /// int8 pages with per-channel K and per-token V scales (f16).
+  bool quantized;
+  /// Elements per lane: one 16-byte load of the pages.
+  int64_t vec;
 };
 
 void DecodeKernelBuilder::build() {
@@ -72,23 +83,25 @@ void DecodeKernelBuilder::build() {
   int64_t hq = op.getNumQueryHeads(), hkv = cache.getNumKVHeads();
   int64_t d = cache.getHeadDim(), pageSize = cache.getPageSize();
   int64_t group = hq / hkv;
-  int64_t lanesPerKey = d / kVector, keysPerStep = threads / lanesPerKey;
+  int64_t lanesPerKey = d / vec, keysPerStep = threads / lanesPerKey;
   MaskAttr mask = op.getMaskOrNone();
   bool hasLse = op.getLse() != nullptr;
   Type f32 = b.getF32Type();
-  auto vecF32 = VectorType::get({kVector}, f32);
+  auto vecF32 = VectorType::get({vec}, f32);
 
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
 
-  // Parameters: q, k_pages, v_pages, kv_indptr, kv_indices,
+  // Parameters: q, k_pages, v_pages, [k_scale, v_scale], kv_indptr, kv_indices,
   // kv_last_page_len, o, [lse], then i32 batch / num_pages / num_page_refs
   // where dynamic (attn-lower-to-gpu declares them in this order).
   unsigned p = 0;
   Value qPtr = entry.getArgument(p++), kPtr = entry.getArgument(p++),
-        vPtr = entry.getArgument(p++), indptrPtr = entry.getArgument(p++),
-        indicesPtr = entry.getArgument(p++), lastPtr = entry.getArgument(p++),
-        oPtr = entry.getArgument(p++);
+        vPtr = entry.getArgument(p++);
+  Value kScalePtr = quantized ? entry.getArgument(p++) : Value();
+  Value vScalePtr = quantized ? entry.getArgument(p++) : Value();
+  Value indptrPtr = entry.getArgument(p++), indicesPtr = entry.getArgument(p++),
+        lastPtr = entry.getArgument(p++), oPtr = entry.getArgument(p++);
   Value lsePtr = hasLse ? entry.getArgument(p++) : Value();
   auto qShape = cast<RankedTensorType>(op.getQuery().getType()).getShape();
   auto refsShape =
@@ -108,8 +121,17 @@ void DecodeKernelBuilder::build() {
   SmallVector<int64_t> pageShape =
       cache.getHeadMajor() ? SmallVector<int64_t>{dyn, hkv, pageSize, d}
                            : SmallVector<int64_t>{dyn, pageSize, hkv, d};
-  Value kPages = globalView(kPtr, elem, pageShape, {numPages});
-  Value vPages = globalView(vPtr, elem, pageShape, {numPages});
+  Value kPages = globalView(kPtr, storage, pageShape, {numPages});
+  Value vPages = globalView(vPtr, storage, pageShape, {numPages});
+  // int8: K scales [P, page_size / k_group, H, D], V scales [P, S, H].
+  Type f16 = b.getF16Type();
+  Value kScale, vScale;
+  if (quantized) {
+    kScale =
+        globalView(kScalePtr, f16, {dyn, pageSize / cache.getKGroup(), hkv, d},
+                   {numPages});
+    vScale = globalView(vScalePtr, f16, {dyn, pageSize, hkv}, {numPages});
+  }
   Type i32 = b.getI32Type();
   Value indptr = globalView(indptrPtr, i32, {dyn}, {add(batch, idx(1))});
   Value indices = globalView(indicesPtr, i32, {dyn}, {numRefs});
@@ -121,7 +143,7 @@ void DecodeKernelBuilder::build() {
   Value lane = rem(tid, lanesPerKey), keyGroup = div(tid, lanesPerKey);
   Value kvHead = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value seq = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  Value col = mul(lane, idx(kVector));
+  Value col = mul(lane, idx(vec));
 
   // The sequence's keys and, with a window, the visible range: the sink
   // keys [0, sinks) below it, then [lo, Lk).
@@ -139,16 +161,16 @@ void DecodeKernelBuilder::build() {
   }
   Value count = add(sinks, sub(lk, lo));
 
-  // This lane's 8 elements of each query head, in the log2 domain.
+  // This lane's elements of each query head, in the log2 domain.
   double scaleLog2 = op.getScaleOrDefault() * M_LOG2E;
   SmallVector<Value> qv;
   for (int64_t g = 0; g < group; ++g) {
     Value head = add(mul(kvHead, idx(group)), idx(g));
-    qv.push_back(arith::MulFOp::create(b, loadVector(q, {seq, head, col}),
+    qv.push_back(arith::MulFOp::create(b, loadVector(q, {seq, head, col}, elem),
                                        splat(f32Const(scaleLog2))));
   }
 
-  // State per query head: running max, sum, and this lane's 8 outputs.
+  // State per query head: running max, sum, and this lane's outputs.
   Value negInf = f32Const(-std::numeric_limits<double>::infinity());
   SmallVector<Value> init;
   for (int64_t g = 0; g < group; ++g)
@@ -176,8 +198,18 @@ void DecodeKernelBuilder::build() {
     SmallVector<Value> at = cache.getHeadMajor()
                                 ? SmallVector<Value>{page, kvHead, slot, col}
                                 : SmallVector<Value>{page, slot, kvHead, col};
-    Value kv = loadVector(kPages, at);
-    Value vv = loadVector(vPages, at);
+    Value kv = loadVector(kPages, at, storage);
+    Value vv = loadVector(vPages, at, storage);
+    if (quantized) {
+      // Dequantization in registers: x = scale * q.
+      Value ks = loadVector(
+          kScale, {page, div(slot, cache.getKGroup()), kvHead, col}, f16);
+      kv = arith::MulFOp::create(b, kv, ks);
+      Value vs =
+          memref::LoadOp::create(b, vScale, ValueRange{page, slot, kvHead});
+      vv = arith::MulFOp::create(b, vv,
+                                 splat(arith::ExtFOp::create(b, f32, vs)));
+    }
 
     SmallVector<Value> next(state.begin(), state.end());
     for (int64_t g = 0; g < group; ++g) {
@@ -257,7 +289,7 @@ void DecodeKernelBuilder::build() {
     Value inv =
         select(empty, f32Const(0), arith::DivFOp::create(b, f32Const(1), sum));
     Value out =
-        arith::TruncFOp::create(b, VectorType::get({kVector}, elem),
+        arith::TruncFOp::create(b, VectorType::get({vec}, elem),
                                 arith::MulFOp::create(b, acc, splat(inv)));
     Value head = add(mul(kvHead, idx(group)), g);
     vector::StoreOp::create(b, out, o, ValueRange{seq, head, col},

@@ -72,3 +72,34 @@ func.func @window_decode(%q: tensor<?x8x64xf16>, %cache: !hnd, %indptr: tensor<?
       -> tensor<?x8x64xf16>
   return %o : tensor<?x8x64xf16>
 }
+
+// -----
+
+// int8 pages (k_group 16): 8 lanes per key read 16 bytes of K and V each,
+// dequantized in registers by the key group's per-channel K scales (two
+// 16-byte loads of f16) and the token's V scale; the output, 16 elements a
+// lane, is two 16-byte stores.
+// CHECK-LABEL: gpu.module @int8_decode_gpu
+// CHECK: gpu.func @int8_decode
+// CHECK-SAME: params = ["q", "k_pages", "v_pages", "k_scale", "v_scale", "kv_indptr", "kv_indices", "kv_last_page_len", "o", "$batch", "$num_pages", "$num_page_refs"]
+// CHECK-SAME: tile = {keys_per_step = 16 : i64, lanes_per_key = 8 : i64, threads = 128 : i64}
+// CHECK: scf.for
+// CHECK: %[[K:.*]] = vector.load {{.*}} {alignment = 16 : i64} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>
+// CHECK: arith.sitofp %[[K]] : vector<16xi8> to vector<16xf32>
+// CHECK: vector.load {{.*}} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>
+// CHECK: vector.load {{.*}} {alignment = 16 : i64} : memref<?x1x8x128xf16, #gpu.address_space<global>>, vector<16xf16>
+// CHECK: arith.mulf {{.*}} : vector<16xf32>
+// CHECK: memref.load {{.*}} : memref<?x16x8xf16, #gpu.address_space<global>>
+// CHECK-COUNT-3: gpu.shuffle  xor
+// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16, #gpu.address_space<global>>, vector<16xbf16>
+// PTX: gpu.binary @int8_decode_gpu
+// PTX-SAME: ld.global.v4.b32
+// PTX-SAME: st.global.v4.b32
+!i8 = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i8, k_group = 16>
+func.func @int8_decode(%q: tensor<?x32x128xbf16>, %cache: !i8, %indptr: tensor<?xi32>,
+                       %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x32x128xbf16>, !i8, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}

@@ -48,12 +48,12 @@ func.func @ragged(%q: tensor<?x2x64xf16>, %k: tensor<?x2x64xf16>,
 
 // -----
 
-!i8cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i8, k_group = 16>
-func.func @int8_decode(%q: tensor<?x4x64xf16>, %cache: !i8cache, %indptr: tensor<?xi32>,
-                       %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf16> {
-  // expected-error @+1 {{the GPU target has no kernel for i8 cache storage (f16 and bf16 have kernels) yet; compile it with --target=host}}
+!fp8cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = f8E4M3FN>
+func.func @fp8_decode(%q: tensor<?x4x64xf16>, %cache: !fp8cache, %indptr: tensor<?xi32>,
+                      %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf16> {
+  // expected-error @+1 {{the GPU target has no kernel for f8E4M3FN cache storage (f16, bf16 and i8 have kernels) yet; compile it with --target=host}}
   %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
-      : (tensor<?x4x64xf16>, !i8cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      : (tensor<?x4x64xf16>, !fp8cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
       -> tensor<?x4x64xf16>
   return %o : tensor<?x4x64xf16>
 }
@@ -76,11 +76,35 @@ func.func @append(%q: tensor<?x4x64xf16>, %cache: !cache, %indptr: tensor<?xi32>
 !cache = !attn.kv_cache<page_size = 16, kv_heads = 1, head_dim = 128, layout = nhd, storage = bf16>
 func.func @wide_group(%q: tensor<?x16x128xbf16>, %cache: !cache, %indptr: tensor<?xi32>,
                       %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x16x128xbf16> {
-  // expected-error @+1 {{the GPU target has no kernel for 16 query heads per KV head (at most 8 at head_dim 128) yet; compile it with --target=host}}
+  // expected-error @+1 {{the GPU target has no kernel for 16 query heads per KV head (at most 8 with bf16 pages) yet; compile it with --target=host}}
   %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
       : (tensor<?x16x128xbf16>, !cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
       -> tensor<?x16x128xbf16>
   return %o : tensor<?x16x128xbf16>
+}
+
+// -----
+
+!i8 = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 128, layout = nhd, storage = i8, k_group = 16>
+func.func @int8_wide_group(%q: tensor<?x16x128xbf16>, %cache: !i8, %indptr: tensor<?xi32>,
+                           %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x16x128xbf16> {
+  // expected-error @+1 {{the GPU target has no kernel for 8 query heads per KV head (at most 4 with i8 pages) yet; compile it with --target=host}}
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x16x128xbf16>, !i8, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x16x128xbf16>
+  return %o : tensor<?x16x128xbf16>
+}
+
+// -----
+
+!i8 = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i8, k_group = 16>
+func.func @int8_f32_query(%q: tensor<?x4x64xf32>, %cache: !i8, %indptr: tensor<?xi32>,
+                          %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf32> {
+  // expected-error @+1 {{the GPU target has no kernel for f32 queries over i8 pages (i8 pages take f16 or bf16 queries) yet; compile it with --target=host}}
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x4x64xf32>, !i8, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x4x64xf32>
+  return %o : tensor<?x4x64xf32>
 }
 
 // -----
