@@ -9,6 +9,7 @@
 
 #include "GpuManifest.h"
 #include "Error.h"
+#include "JsonFields.h"
 
 #include <nlohmann/json.hpp>
 
@@ -23,70 +24,11 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 const char *kFix = "; fix the manifest or regenerate it with attnc";
 
-/// Accessors for one JSON object, bound to its location for messages.
-class Fields {
+/// The object readers of this file: their messages end with kFix.
+class Fields : public JsonFields {
 public:
   Fields(const json &obj, std::string where)
-      : obj(obj), where(std::move(where)) {
-    if (!obj.is_object())
-      bad("is " + obj.dump() + ", expected a JSON object");
-  }
-
-  [[noreturn]] void bad(const std::string &what) const {
-    fail(ATTNRT_ERR_MANIFEST, where + ": " + what + kFix);
-  }
-  [[noreturn]] void badField(const char *key, const std::string &what) const {
-    bad("field '" + std::string(key) + "' " + what);
-  }
-  bool has(const char *key) const { return obj.contains(key); }
-  const json &field(const char *key) const {
-    auto it = obj.find(key);
-    if (it == obj.end())
-      bad("is missing field '" + std::string(key) + "'");
-    return *it;
-  }
-  std::string string(const char *key) const {
-    const json &v = field(key);
-    if (!v.is_string())
-      badField(key, "is " + v.dump() + ", expected a string");
-    return v.get<std::string>();
-  }
-  int64_t integer(const char *key, int64_t min, int64_t max) const {
-    const json &v = field(key);
-    if (!v.is_number_integer())
-      badField(key, "is " + v.dump() + ", expected an integer");
-    int64_t i = v.get<int64_t>();
-    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
-      i = INT64_MAX;
-    if (i < min || i > max)
-      badField(key,
-               "is " + v.dump() + ", expected " + str(min) + " to " + str(max));
-    return i;
-  }
-  const json &array(const char *key) const {
-    const json &v = field(key);
-    if (!v.is_array())
-      badField(key, "is " + v.dump() + ", expected an array");
-    return v;
-  }
-  /// Refuses keys outside `known`.
-  void onlyKeys(std::initializer_list<const char *> known) const {
-    for (auto it = obj.begin(); it != obj.end(); ++it) {
-      bool ok = false;
-      std::string names;
-      for (const char *k : known) {
-        ok |= it.key() == k;
-        names += (names.empty() ? "" : ", ") + std::string(k);
-      }
-      if (!ok)
-        bad("has unknown field '" + it.key() + "' (expected " + names + ")");
-    }
-  }
-  const std::string &location() const { return where; }
-
-private:
-  const json &obj;
-  std::string where;
+      : JsonFields(obj, std::move(where), kFix) {}
 };
 
 /// A file inside the artifact directory: a plain, non-empty name.

@@ -11,6 +11,7 @@
 
 #include "StepManifest.h"
 #include "Error.h"
+#include "JsonFields.h"
 #include "Manifest.h"
 
 #include <nlohmann/json.hpp>
@@ -27,63 +28,11 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 const char *kFix = "; fix the plan or regenerate it with attnc";
 
-/// Accessors for one JSON object, bound to its location for messages.
-class Fields {
+/// The object readers of this file: their messages end with kFix.
+class Fields : public JsonFields {
 public:
   Fields(const json &obj, std::string where)
-      : obj(obj), where(std::move(where)) {
-    if (!obj.is_object())
-      bad("is " + obj.dump() + ", expected a JSON object");
-  }
-
-  [[noreturn]] void bad(const std::string &what) const {
-    fail(ATTNRT_ERR_MANIFEST, where + ": " + what + kFix);
-  }
-  [[noreturn]] void badField(const char *key, const std::string &what) const {
-    bad("field '" + std::string(key) + "' " + what);
-  }
-  bool has(const char *key) const { return obj.contains(key); }
-  const json &field(const char *key) const {
-    auto it = obj.find(key);
-    if (it == obj.end())
-      bad("is missing field '" + std::string(key) + "'");
-    return *it;
-  }
-  std::string string(const char *key) const {
-    const json &v = field(key);
-    if (!v.is_string())
-      badField(key, "is " + v.dump() + ", expected a string");
-    return v.get<std::string>();
-  }
-  int64_t integer(const char *key) const {
-    const json &v = field(key);
-    if (!v.is_number_integer())
-      badField(key, "is " + v.dump() + ", expected an integer");
-    return v.get<int64_t>();
-  }
-  int64_t nonNegative(const char *key) const {
-    int64_t v = integer(key);
-    if (v < 0)
-      badField(key, "is " + str(v) + ", expected an integer >= 0");
-    return v;
-  }
-  bool boolean(const char *key) const {
-    const json &v = field(key);
-    if (!v.is_boolean())
-      badField(key, "is " + v.dump() + ", expected true or false");
-    return v.get<bool>();
-  }
-  const json &array(const char *key) const {
-    const json &v = field(key);
-    if (!v.is_array())
-      badField(key, "must be an array");
-    return v;
-  }
-  const std::string &location() const { return where; }
-
-private:
-  const json &obj;
-  std::string where;
+      : JsonFields(obj, std::move(where), kFix) {}
 };
 
 attnrt_dtype parseDtype(const Fields &f) {
