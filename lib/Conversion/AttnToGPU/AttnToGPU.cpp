@@ -37,16 +37,24 @@ constexpr int64_t kBlockQ = 64, kBlockKV = 64, kWarps = 4, kThreads = 128;
 
 std::string typeName(Type t) { return llvm::formatv("{0}", t).str(); }
 
-/// Why `op` has no GPU kernel yet, or nullopt when it has.
-std::optional<std::string> unsupported(AttentionOp op) {
-  if (op.isRagged())
-    return "ragged (cu_seqlens) attention";
+/// What neither GPU kernel has yet, for either op.
+template <typename OpT>
+std::optional<std::string> unsupportedScoreRules(OpT op) {
   if (op.isBlockSparse())
     return "block-sparse masks";
   if (op->hasAttr("head_masks"))
     return "per-head masks (head_masks)";
   if (op.getSoftcap())
     return "softcap";
+  return std::nullopt;
+}
+
+/// Why `op` has no GPU kernel yet, or nullopt when it has.
+std::optional<std::string> unsupported(AttentionOp op) {
+  if (op.isRagged())
+    return "ragged (cu_seqlens) attention";
+  if (std::optional<std::string> why = unsupportedScoreRules(op))
+    return why;
   Type elem = op.getElementType();
   if (!elem.isF16() && !elem.isBF16())
     return "element type " + typeName(elem) +
@@ -63,12 +71,8 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
     return "paged append/prefill (qo_indptr)";
   if (cache.hasResidual())
     return "caches with a residual window";
-  if (op.isBlockSparse())
-    return "block-sparse masks";
-  if (op->hasAttr("head_masks"))
-    return "per-head masks (head_masks)";
-  if (op.getSoftcap())
-    return "softcap";
+  if (std::optional<std::string> why = unsupportedScoreRules(op))
+    return why;
   Type storage = cache.getStorage(), query = op.getElementType();
   bool int8 = storage.isInteger(8);
   if (!storage.isF16() && !storage.isBF16() && !int8)
