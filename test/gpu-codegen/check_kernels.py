@@ -3,8 +3,8 @@
 
 Compiles the default configurations of the GPU kernels with
 `attnc --target=sm_80,sm_90`: prefill (f16 and bf16, head_dim 64 and 128,
-every structured mask, with and without LSE) and paged decode (f16, bf16 and int8 pages
-under f16 and bf16 queries, head_dim 64 and 128, NHD and HND pages of 16
+every structured mask, with and without LSE) and paged decode (f16, bf16, int8 and fp8
+pages under f16 and bf16 queries, head_dim 64 and 128, NHD and HND pages of 16
 tokens, with and without a window with sinks, with and without LSE), 32
 query heads over 8 KV heads,
 dynamic sizes, so
@@ -85,9 +85,12 @@ def main():
                         name = (f"decode_{dtype}_d{head_dim}_{layout}"
                                 f"{'_window' if window else ''}{'_lse' if lse else ''}")
                         source.append(decode_kernel(name, dtype, head_dim, layout, window, lse))
-                        # int8 pages under queries of this type.
-                        source.append(decode_kernel(name.replace("decode_", "decode_i8_"), dtype,
-                                                    head_dim, layout, window, lse, "i8"))
+                        # int8 and fp8 pages under queries of this type.
+                        fp8 = "f8E4M3FN" if dtype == "f16" else "f8E5M2"
+                        for storage in ("i8", fp8):
+                            source.append(decode_kernel(
+                                name.replace("decode_", f"decode_{storage.lower()}_"), dtype,
+                                head_dim, layout, window, lse, storage))
     out = args.keep or tempfile.mkdtemp(prefix="attnc-gpu-check-")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "configs.mlir")

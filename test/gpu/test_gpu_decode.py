@@ -2,8 +2,8 @@
 attnrt's GPU API (attnrt_cuda.h, by ctypes) on fresh random caches and page tables, against the
 float64 reference (test/e2e/reference.py) over the keys each sequence's pages hold.
 
-Every decode kernel the GPU target has (f16, bf16 and int8 pages, head_dim 64 and 128, NHD and
-HND, GQA 4 and 8 query heads per KV head (4 for int8), with and without a window with sinks, with
+Every decode kernel the GPU target has (f16, bf16, int8, fp8 e4m3fn and e5m2 pages, head_dim 64 and 128, NHD and
+HND, GQA 4 and 8 query heads per KV head (4 for 1-byte pages), with and without a window with sinks, with
 and without LSE), over batches with empty, one-token and page-straddling sequences and shuffled pages.
 Without a CUDA driver or device the module exits 77, which ctest reports as skipped.
 
@@ -60,6 +60,9 @@ for di, dtype in enumerate(["f16", "bf16"]):
                                 dtype, d, layout, hq, window, lse, dtype))
                 KERNELS.append((f"decode_i8_{dtype}_d{d}_{layout}_h8{suffix}",
                                 dtype, d, layout, 8, window, not lse, "i8"))
+                fp8 = ["f8E4M3FN", "f8E5M2"][(di + li) % 2]
+                KERNELS.append((f"decode_{fp8.lower()}_{dtype}_d{d}_{layout}_h8{suffix}",
+                                dtype, d, layout, 8, window, lse, fp8))
 
 
 @pytest.fixture(scope="module")
@@ -78,52 +81,66 @@ def gpu_module(tmp_path_factory):
         yield module
 
 
-@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k[0])
-def test_decode_against_float64(kernel, gpu_module):
+def random_case(rng, kernel, lens):
+    """Random pages (and scales), page table and queries for one batch of `kernel`: the
+    arguments in manifest order (outputs NaN-filled), the outputs, and the float64 reference
+    over the values the pages hold (dequantized)."""
     name, dtype, d, layout, hq, window, lse, storage = kernel
     t = rt.NP_DTYPES[dtype]
+    table = build_page_table(rng, lens, PAGE, extra_pages=3)
+    pages = table.num_pages
+    shape = (pages, PAGE, 2, d) if layout == "nhd" else (pages, 2, PAGE, d)
+    scales = []
+    if storage == "i8":
+        # Stored integers and f16 scales; the reference reads scale * q.
+        k_pages = rng.integers(-127, 128, shape, dtype=np.int8)
+        v_pages = rng.integers(-127, 128, shape, dtype=np.int8)
+        scales = [rng.uniform(0.002, 0.02, (pages, PAGE // K_GROUP, 2, d)).astype(np.float16),
+                  rng.uniform(0.002, 0.02, (pages, PAGE, 2)).astype(np.float16)]
+    elif storage.startswith("f8"):
+        # fp8 values times per-head f32 scales.
+        f8 = rt.NP_DTYPES[storage.lower()]
+        k_pages = (2 * rng.standard_normal(shape, dtype=np.float32)).astype(f8)
+        v_pages = (2 * rng.standard_normal(shape, dtype=np.float32)).astype(f8)
+        scales = [rng.uniform(0.2, 0.6, 2).astype(np.float32) for _ in range(2)]
+    else:
+        k_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
+        v_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
+    b = len(lens)
+    q = rng.standard_normal((b, hq, d), dtype=np.float32).astype(t)
+    o = np.full((b, hq, d), np.nan, dtype=t)
+    lse_out = np.full((hq, b), np.nan, dtype=np.float32) if lse else None
+    args = [q, k_pages, v_pages, *scales, table.kv_indptr.astype(np.int32),
+            table.kv_indices.astype(np.int32), table.kv_last_page_len.astype(np.int32), o]
+    args += [lse_out] if lse else []
+
+    mask = Mask(window=100, sinks=4) if window else Mask()
+    o_ref = np.zeros((b, hq, d))
+    lse_ref = np.full((hq, b), -np.inf)
+    for s in range(b):
+        ids = table.kv_indices[table.kv_indptr[s]:table.kv_indptr[s + 1]]
+        kk, vv = k_pages[ids], v_pages[ids]
+        if layout == "hnd":
+            kk, vv = kk.transpose(0, 2, 1, 3), vv.transpose(0, 2, 1, 3)
+        kk = kk.reshape(-1, 2, d)[:lens[s]].astype(np.float64)
+        vv = vv.reshape(-1, 2, d)[:lens[s]].astype(np.float64)
+        if storage == "i8":
+            ks = np.repeat(scales[0][ids], K_GROUP, axis=1).reshape(-1, 2, d)[:lens[s]]
+            vs = scales[1][ids].reshape(-1, 2)[:lens[s], :, None]
+            kk, vv = kk * ks.astype(np.float64), vv * vs.astype(np.float64)
+        elif storage.startswith("f8"):
+            kk, vv = kk * scales[0][None, :, None], vv * scales[1][None, :, None]
+        os_, ls = attention(q[s][None, None], kk[None], vv[None], mask=mask)
+        o_ref[s], lse_ref[:, s] = os_[0, 0], ls[0, :, 0]
+    return args, (o, lse_out), (o_ref, lse_ref if lse else None)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k[0])
+def test_decode_against_float64(kernel, gpu_module):
     seed = int(os.environ.get("ATTNC_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
     rng = np.random.default_rng(seed)
-    mask = Mask(window=100, sinks=4) if window else Mask()
     for lens in SEQ_LENS:
-        table = build_page_table(rng, lens, PAGE, extra_pages=3)
-        pages = table.num_pages
-        shape = (pages, PAGE, 2, d) if layout == "nhd" else (pages, 2, PAGE, d)
-        scales = []
-        if storage == "i8":
-            # Stored integers and f16 scales; the reference reads scale * q.
-            k_pages = rng.integers(-127, 128, shape, dtype=np.int8)
-            v_pages = rng.integers(-127, 128, shape, dtype=np.int8)
-            k_scale = rng.uniform(0.002, 0.02, (pages, PAGE // K_GROUP, 2, d)).astype(np.float16)
-            v_scale = rng.uniform(0.002, 0.02, (pages, PAGE, 2)).astype(np.float16)
-            scales = [k_scale, v_scale]
-        else:
-            k_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
-            v_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
-        b = len(lens)
-        q = rng.standard_normal((b, hq, d), dtype=np.float32).astype(t)
-        o = np.full((b, hq, d), np.nan, dtype=t)
-        args = [q, k_pages, v_pages, *scales, table.kv_indptr.astype(np.int32),
-                table.kv_indices.astype(np.int32), table.kv_last_page_len.astype(np.int32), o]
-        lse_out = np.full((hq, b), np.nan, dtype=np.float32)
-        if lse:
-            args.append(lse_out)
-        gpu_module.run_arrays(name, args)
-
-        o_ref = np.zeros((b, hq, d))
-        lse_ref = np.full((hq, b), -np.inf)
-        for s in range(b):
-            ids = table.kv_indices[table.kv_indptr[s]:table.kv_indptr[s + 1]]
-            kk, vv = k_pages[ids], v_pages[ids]
-            if layout == "hnd":
-                kk, vv = kk.transpose(0, 2, 1, 3), vv.transpose(0, 2, 1, 3)
-            kk = kk.reshape(-1, 2, d)[:lens[s]].astype(np.float64)
-            vv = vv.reshape(-1, 2, d)[:lens[s]].astype(np.float64)
-            if storage == "i8":
-                ks = np.repeat(k_scale[ids], K_GROUP, axis=1).reshape(-1, 2, d)[:lens[s]]
-                vs = v_scale[ids].reshape(-1, 2)[:lens[s], :, None]
-                kk, vv = kk * ks.astype(np.float64), vv * vs.astype(np.float64)
-            os_, ls = attention(q[s][None, None], kk[None], vv[None], mask=mask)
-            o_ref[s], lse_ref[:, s] = os_[0, 0], ls[0, :, 0]
-        bad = compare(dtype, o, o_ref, lse_out if lse else None, lse_ref if lse else None)
-        assert not bad, f"{name} lens={lens} seed={seed}: " + "; ".join(bad)
+        args, (o, lse), (o_ref, lse_ref) = random_case(rng, kernel, lens)
+        gpu_module.run_arrays(kernel[0], args)
+        bad = compare(kernel[1], o, o_ref, lse, lse_ref)
+        assert not bad, f"{kernel[0]} lens={lens} seed={seed}: " + "; ".join(bad)

@@ -120,16 +120,16 @@ def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
       (`ldmatrix`, `mma.sync` m16n8k16, f32 accumulation); online softmax in
       registers with `exp2`; the mask's block predicate as loop bounds and
       its element predicate on partial tiles only;
-    - a decode `attn.paged_attention` over f16, bf16 or int8 pages becomes
-      the paged decode kernel: one block per (KV head, sequence) computing all its
+    - a decode `attn.paged_attention` over f16, bf16, int8 or fp8 pages
+      becomes the paged decode kernel: one block per (KV head, sequence) computing all its
       query heads, 16-byte loads of K and V through the page table (int8
-      dequantized in registers), dot
+      and fp8 dequantized in registers), dot
       products reduced with shuffles, lane groups merged in shared memory.
 
     The kernels take bare global pointers, then the dynamic sizes as i32;
     the launch geometry is the `attn.launch` attribute
     (docs/gpu-artifacts.md). What has no GPU kernel yet (ragged, paged
-    append, fp8 and int4 caches, block-sparse and per-head masks, softcap,
+    append, int4 caches, block-sparse and per-head masks, softcap,
     f32, other head sizes, kv_append, merge, select_pages) is an error.
   }];
   let dependentDialects = [

@@ -74,13 +74,15 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
   if (std::optional<std::string> why = unsupportedScoreRules(op))
     return why;
   Type storage = cache.getStorage(), query = op.getElementType();
-  bool int8 = storage.isInteger(8);
-  if (!storage.isF16() && !storage.isBF16() && !int8)
-    return typeName(storage) + " cache storage (f16, bf16 and i8 have kernels)";
-  if (int8 ? !query.isF16() && !query.isBF16() : query != storage)
+  bool oneByte =
+      storage.isInteger(8) || isa<Float8E4M3FNType, Float8E5M2Type>(storage);
+  if (!storage.isF16() && !storage.isBF16() && !oneByte)
+    return typeName(storage) +
+           " cache storage (f16, bf16, i8 and fp8 have kernels)";
+  if (oneByte ? !query.isF16() && !query.isBF16() : query != storage)
     return typeName(query) + " queries over " + typeName(storage) + " pages (" +
-           (int8 ? "i8 pages take f16 or bf16 queries"
-                 : "the queries and the pages must have one type") +
+           (oneByte ? typeName(storage) + " pages take f16 or bf16 queries"
+                    : "the queries and the pages must have one type") +
            ")";
   int64_t d = op.getHeadDim();
   if (d != 64 && d != 128)
@@ -88,7 +90,7 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
   // One lane holds 16 bytes of a key and its query heads' elements as f32:
   // more heads than this overflow the registers or the shared memory of
   // the final merge.
-  int64_t maxGroup = int8 ? 4 : 8;
+  int64_t maxGroup = oneByte ? 4 : 8;
   if (op.getGroupSize() > maxGroup)
     return std::to_string(op.getGroupSize()) +
            " query heads per KV head (at most " + std::to_string(maxGroup) +
@@ -193,9 +195,10 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
       cast<RankedTensorType>(op.getQuery().getType()).getShape();
   ArrayRef<int64_t> refs =
       cast<RankedTensorType>(op.getKvIndices().getType()).getShape();
-  bool int8 = op.getCacheType().getStorage().isInteger(8);
+  Type storage = op.getCacheType().getStorage();
+  bool oneByte = storage.getIntOrFloatBitWidth() == 8; // i8, fp8: scaled
   k.pointers({"q", "k_pages", "v_pages"}, sig);
-  if (int8)
+  if (oneByte)
     k.pointers({"k_scale", "v_scale"}, sig);
   k.pointers({"kv_indptr", "kv_indices", "kv_last_page_len", "o"}, sig);
   if (op.getLse())
@@ -205,7 +208,7 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
   k.size(refs[0], "num_page_refs", sig);
   sig.grid = {k.grid(op.getNumKVHeads(), "", 1), k.grid(qs[0], "batch", 1),
               k.grid(1, "", 1)};
-  int64_t lanesPerKey = op.getHeadDim() / (int8 ? 16 : 8); // 16 bytes each
+  int64_t lanesPerKey = op.getHeadDim() / (oneByte ? 16 : 8); // 16 bytes each
   sig.tile = k.dict({{"threads", kThreads},
                      {"lanes_per_key", lanesPerKey},
                      {"keys_per_step", kThreads / lanesPerKey}});

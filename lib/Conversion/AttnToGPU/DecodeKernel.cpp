@@ -1,17 +1,18 @@
 //===- DecodeKernel.cpp - the paged decode kernel -------------------------===//
 //
 // The kernel of a decode `attn.paged_attention` (one query per sequence,
-// f16/bf16 or int8 pages) for sm_80 and newer, in the shape of FlashInfer's
-// decode:
+// f16/bf16, int8 or fp8 pages) for sm_80 and newer, in the shape of
+// FlashInfer's decode:
 //
 //   - one block per (KV head, sequence): the G query heads of the KV head
 //     are all computed in the block, so each K/V byte is read once;
 //   - a key is read by D / E lanes, 16 bytes each (ld.global.v4.b32; E = 8
-//     elements of f16/bf16 pages, 16 of int8), so a block of 128 threads
-//     reads 128 / (D / E) keys at a time, each through the page table
-//     (kv_indptr, kv_indices, kv_last_page_len); int8 K and V are
-//     dequantized in registers (per-channel K scales of the key's group,
-//     the per-token V scale);
+//     elements of f16/bf16 pages, 16 of int8 and fp8), so a block of 128
+//     threads reads 128 / (D / E) keys at a time, each through the page
+//     table (kv_indptr, kv_indices, kv_last_page_len); quantized K and V
+//     are dequantized in registers (int8: per-channel K scales of the key's
+//     group and the per-token V scale; fp8: the bits widened to f16, times
+//     the per-head scale);
 //   - per lane and query head, the dot product of its E elements, reduced
 //     over the key's lanes with shuffles, then an online softmax (exp2 on
 //     the SFU) over the keys its lane group visits;
@@ -42,7 +43,9 @@ public:
   DecodeKernelBuilder(PagedAttentionOp op, gpu::GPUFuncOp func, int64_t threads)
       : KernelBuilder(op.getLoc(), op.getElementType()), op(op), func(func),
         threads(threads), storage(op.getCacheType().getStorage()),
-        quantized(storage.isInteger(8)), vec(quantized ? 16 : 8) {}
+        int8(storage.isInteger(8)),
+        fp8(isa<Float8E4M3FNType, Float8E5M2Type>(storage)),
+        vec(int8 || fp8 ? 16 : 8) {}
 
   void build();
 
@@ -56,6 +59,38 @@ private:
     if (type.isInteger(8))
       return arith::SIToFPOp::create(b, f32Vec, v);
     return arith::ExtFOp::create(b, f32Vec, v);
+  }
+  /// `vec` fp8 values (loaded as i8) as f32, exactly: e5m2 is the high byte
+  /// of an f16; e4m3fn's bits go to f16 bit 7 up (exponent bias 15 instead
+  /// of 7, subnormals included), then times 2^8. (e4m3fn's NaN, 0x7f,
+  /// becomes 480: caches hold no NaN.)
+  Value loadFp8(Value memref, ValueRange indices) {
+    auto i16Vec = VectorType::get({vec}, b.getI16Type());
+    Value bits = vector::LoadOp::create(
+        b, VectorType::get({vec}, b.getI8Type()), memref, indices,
+        /*nontemporal=*/false, llvm::MaybeAlign(16));
+    Value wide = arith::ExtUIOp::create(b, i16Vec, bits);
+    auto constant = [&](int64_t v) {
+      return arith::ConstantOp::create(
+          b, i16Vec, DenseElementsAttr::get(i16Vec, APInt(16, v)));
+    };
+    Value half;
+    if (isa<Float8E5M2Type>(storage)) {
+      half = arith::ShLIOp::create(b, wide, constant(8));
+    } else {
+      Value sign = arith::ShLIOp::create(
+          b, arith::AndIOp::create(b, wide, constant(0x80)), constant(8));
+      Value rest = arith::ShLIOp::create(
+          b, arith::AndIOp::create(b, wide, constant(0x7f)), constant(7));
+      half = arith::OrIOp::create(b, sign, rest);
+    }
+    Value f16s = arith::BitcastOp::create(
+        b, VectorType::get({vec}, b.getF16Type()), half);
+    Value f =
+        arith::ExtFOp::create(b, VectorType::get({vec}, b.getF32Type()), f16s);
+    if (isa<Float8E5M2Type>(storage))
+      return f;
+    return arith::MulFOp::create(b, f, splat(f32Const(256.0)));
   }
   Value loadIndex(Value memref, Value i) {
     Value v = memref::LoadOp::create(b, memref, ValueRange{i});
@@ -72,7 +107,9 @@ private:
   int64_t threads;
   Type storage;
   /// int8 pages with per-channel K and per-token V scales (f16).
-  bool quantized;
+  bool int8;
+  /// fp8 pages (e4m3fn, e5m2; stored as bytes) with per-head scales (f32).
+  bool fp8;
   /// Elements per lane: one 16-byte load of the pages.
   int64_t vec;
 };
@@ -98,8 +135,8 @@ void DecodeKernelBuilder::build() {
   unsigned p = 0;
   Value qPtr = entry.getArgument(p++), kPtr = entry.getArgument(p++),
         vPtr = entry.getArgument(p++);
-  Value kScalePtr = quantized ? entry.getArgument(p++) : Value();
-  Value vScalePtr = quantized ? entry.getArgument(p++) : Value();
+  Value kScalePtr = int8 || fp8 ? entry.getArgument(p++) : Value();
+  Value vScalePtr = int8 || fp8 ? entry.getArgument(p++) : Value();
   Value indptrPtr = entry.getArgument(p++), indicesPtr = entry.getArgument(p++),
         lastPtr = entry.getArgument(p++), oPtr = entry.getArgument(p++);
   Value lsePtr = hasLse ? entry.getArgument(p++) : Value();
@@ -121,12 +158,18 @@ void DecodeKernelBuilder::build() {
   SmallVector<int64_t> pageShape =
       cache.getHeadMajor() ? SmallVector<int64_t>{dyn, hkv, pageSize, d}
                            : SmallVector<int64_t>{dyn, pageSize, hkv, d};
-  Value kPages = globalView(kPtr, storage, pageShape, {numPages});
-  Value vPages = globalView(vPtr, storage, pageShape, {numPages});
-  // int8: K scales [P, page_size / k_group, H, D], V scales [P, S, H].
+  Type pageType = fp8 ? b.getI8Type() : storage;
+  Value kPages = globalView(kPtr, pageType, pageShape, {numPages});
+  Value vPages = globalView(vPtr, pageType, pageShape, {numPages});
+  // int8: K scales [P, page_size / k_group, H, D], V scales [P, S, H];
+  // fp8: one f32 scale per KV head for K and one for V.
   Type f16 = b.getF16Type();
   Value kScale, vScale;
-  if (quantized) {
+  if (fp8) {
+    kScale = globalView(kScalePtr, f32, {hkv}, {});
+    vScale = globalView(vScalePtr, f32, {hkv}, {});
+  }
+  if (int8) {
     kScale =
         globalView(kScalePtr, f16, {dyn, pageSize / cache.getKGroup(), hkv, d},
                    {numPages});
@@ -180,6 +223,13 @@ void DecodeKernelBuilder::build() {
   for (int64_t g = 0; g < group; ++g)
     init.push_back(zeroVec);
 
+  // fp8: the head's scales, loaded once.
+  Value kHeadScale, vHeadScale;
+  if (fp8) {
+    kHeadScale = memref::LoadOp::create(b, kScale, ValueRange{kvHead});
+    vHeadScale = memref::LoadOp::create(b, vScale, ValueRange{kvHead});
+  }
+
   // Every lane of a warp runs the same number of steps (the shuffles need
   // all of them); a lane past the range reads a valid key and drops it.
   Value steps = ceilDiv(count, keysPerStep);
@@ -198,9 +248,13 @@ void DecodeKernelBuilder::build() {
     SmallVector<Value> at = cache.getHeadMajor()
                                 ? SmallVector<Value>{page, kvHead, slot, col}
                                 : SmallVector<Value>{page, slot, kvHead, col};
-    Value kv = loadVector(kPages, at, storage);
-    Value vv = loadVector(vPages, at, storage);
-    if (quantized) {
+    Value kv = fp8 ? loadFp8(kPages, at) : loadVector(kPages, at, storage);
+    Value vv = fp8 ? loadFp8(vPages, at) : loadVector(vPages, at, storage);
+    if (fp8) {
+      kv = arith::MulFOp::create(b, kv, splat(kHeadScale));
+      vv = arith::MulFOp::create(b, vv, splat(vHeadScale));
+    }
+    if (int8) {
       // Dequantization in registers: x = scale * q.
       Value ks = loadVector(
           kScale, {page, div(slot, cache.getKGroup()), kvHead, col}, f16);

@@ -103,3 +103,29 @@ func.func @int8_decode(%q: tensor<?x32x128xbf16>, %cache: !i8, %indptr: tensor<?
       -> tensor<?x32x128xbf16>
   return %o : tensor<?x32x128xbf16>
 }
+
+// -----
+
+// fp8 (e4m3fn) pages: bytes widened to f16 bits in registers (sign to bit 15,
+// the rest from bit 7), times 2^8, times the head's f32 scale.
+// CHECK-LABEL: gpu.module @fp8_decode_gpu
+// CHECK: params = ["q", "k_pages", "v_pages", "k_scale", "v_scale", "kv_indptr", "kv_indices", "kv_last_page_len", "o", "$batch", "$num_pages", "$num_page_refs"]
+// CHECK: memref.load {{.*}} : memref<8xf32, #gpu.address_space<global>>
+// CHECK: scf.for
+// CHECK: %[[B:.*]] = vector.load {{.*}} {alignment = 16 : i64} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>
+// CHECK: %[[W:.*]] = arith.extui %[[B]] : vector<16xi8> to vector<16xi16>
+// CHECK: arith.andi %[[W]]
+// CHECK: arith.shli
+// CHECK: %[[H:.*]] = arith.bitcast %{{.*}} : vector<16xi16> to vector<16xf16>
+// CHECK: arith.extf %[[H]] : vector<16xf16> to vector<16xf32>
+// CHECK: arith.mulf
+// PTX: gpu.binary @fp8_decode_gpu
+// PTX-SAME: ld.global.v4.b32
+!f8 = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = f8E4M3FN>
+func.func @fp8_decode(%q: tensor<?x32x128xf16>, %cache: !f8, %indptr: tensor<?xi32>,
+                      %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x32x128xf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x32x128xf16>, !f8, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x32x128xf16>
+  return %o : tensor<?x32x128xf16>
+}

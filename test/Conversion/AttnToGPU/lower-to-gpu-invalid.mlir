@@ -48,12 +48,12 @@ func.func @ragged(%q: tensor<?x2x64xf16>, %k: tensor<?x2x64xf16>,
 
 // -----
 
-!fp8cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = f8E4M3FN>
-func.func @fp8_decode(%q: tensor<?x4x64xf16>, %cache: !fp8cache, %indptr: tensor<?xi32>,
-                      %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf16> {
-  // expected-error @+1 {{the GPU target has no kernel for f8E4M3FN cache storage (f16, bf16 and i8 have kernels) yet; compile it with --target=host}}
+!i4cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i4, k_group = 16>
+func.func @int4_decode(%q: tensor<?x4x64xf16>, %cache: !i4cache, %indptr: tensor<?xi32>,
+                       %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf16> {
+  // expected-error @+1 {{the GPU target has no kernel for i4 cache storage (f16, bf16, i8 and fp8 have kernels) yet; compile it with --target=host}}
   %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
-      : (tensor<?x4x64xf16>, !fp8cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      : (tensor<?x4x64xf16>, !i4cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
       -> tensor<?x4x64xf16>
   return %o : tensor<?x4x64xf16>
 }

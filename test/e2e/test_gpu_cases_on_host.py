@@ -1,0 +1,33 @@
+"""The GPU decode test's cases on the host (CI has no GPU): test/gpu/test_gpu_decode.py's kernels
+compiled for the CPU and run through attnrt on its random pages, scales, page tables and queries
+must match its float64 references. This keeps that test's harness and references right (page
+gathering in both layouts, int8 and fp8 dequantization, masks) where its GPU run cannot be made;
+the GPU kernels themselves are checked only on a GPU.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
+
+import attnrt_ctypes as rt  # noqa: E402
+import test_gpu_decode as gpu_decode  # noqa: E402
+from harness import compare, tool_dir  # noqa: E402
+
+
+def test_gpu_decode_cases_match_the_host_kernels(tmp_path, rng_seed):
+    src = tmp_path / "gpu_decode.mlir"
+    src.write_text("\n".join(gpu_decode.kernel_mlir(*k) for k in gpu_decode.KERNELS))
+    r = subprocess.run([str(tool_dir() / "attnc"), str(src), "-o", str(tmp_path)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    rng = np.random.default_rng(rng_seed)
+    with rt.Module(tmp_path, num_threads=2) as module:
+        for kernel in gpu_decode.KERNELS:
+            for lens in gpu_decode.SEQ_LENS:
+                args, (o, lse), (o_ref, lse_ref) = gpu_decode.random_case(rng, kernel, lens)
+                module.run(kernel[0], args)
+                bad = compare(kernel[1], o, o_ref, lse, lse_ref)
+                assert not bad, f"{kernel[0]} lens={lens} seed={rng_seed}: " + "; ".join(bad)
