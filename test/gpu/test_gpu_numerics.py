@@ -57,15 +57,15 @@ def gpu_kernels(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("spec", KERNELS, ids=lambda s: s.name)
-def test_prefill_against_float64(spec, gpu_kernels, tmp_path):
-    seed = int(os.environ.get("ATTNC_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
+def check_kernel(spec, kdir, tmp_path, seed, device, shapes=SHAPES):
+    """Runs kernel `spec` of the artifact `kdir` through attn-run (`--device=gpu|cpu`) at
+    `shapes` on fresh inputs and asserts it matches float64."""
     rng = np.random.default_rng(seed)
-    manifest = json.loads((gpu_kernels / "manifest.json").read_text())
+    manifest = json.loads((kdir / "manifest.json").read_text())
     man = next(k for k in manifest["kernels"] if k["name"] == spec.name)
     roles = {a["role"]: a["name"] for a in man["args"]}
     t = NP_DTYPE[spec.dtype]
-    for lq, lk in SHAPES:
+    for lq, lk in shapes:
         b = 2 if lq * lk <= 10000 else 1
         q = rng.standard_normal((b, lq, spec.hq, spec.d), dtype=np.float32).astype(t)
         k = rng.standard_normal((b, lk, spec.hkv, spec.d), dtype=np.float32).astype(t)
@@ -76,8 +76,8 @@ def test_prefill_against_float64(spec, gpu_kernels, tmp_path):
             ins[roles[role]] = tmp_path / f"{role}.npy"
         for role in ["output"] + (["lse"] if spec.lse else []):
             outs[roles[role]] = tmp_path / f"out_{role}.npy"
-        r = run_attn_run(tool_dir() / "attn-run", gpu_kernels, spec.name, ins, outs,
-                         extra=["--device=gpu"])
+        r = run_attn_run(tool_dir() / "attn-run", kdir, spec.name, ins, outs,
+                         extra=[f"--device={device}"])
         ctx = f"{lq}x{lk}, seed={seed} (ATTNC_TEST_SEED={seed})\n$ {r.cmd}"
         assert r.returncode == 0, f"attn-run failed\n{ctx}\n{r.stderr[-3000:]}"
         o_ref, lse_ref = attention(q, k, v, mask=spec.mask)
@@ -90,3 +90,9 @@ def test_prefill_against_float64(spec, gpu_kernels, tmp_path):
             if nz != 0:
                 bad.append(f"rows with no visible key are not zero (max |o| = {nz})")
         assert not bad, f"{spec.name}: " + "; ".join(bad) + f"\n{ctx}"
+
+
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda s: s.name)
+def test_prefill_against_float64(spec, gpu_kernels, tmp_path):
+    seed = int(os.environ.get("ATTNC_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
+    check_kernel(spec, gpu_kernels, tmp_path, seed, "gpu")
