@@ -48,9 +48,11 @@ function(attnc_add_kernels target)
   endif()
   foreach(t IN LISTS ARG_TARGETS)
     if(t MATCHES "^sm_[0-9]+[a-z]?$")
-      message(FATAL_ERROR "${fn}: TARGETS ${t}: GPU code generation is not in "
-        "this attnc (it is issue 5); use TARGETS host, the only target this "
-        "attnc generates")
+      message(FATAL_ERROR "${fn}: TARGETS ${t}: attnc_add_kernels links host "
+        "kernels into a library; GPU kernels are PTX and cubins that attnrt "
+        "loads at run time: write them with add_custom_command running "
+        "attnc --target=sm_80,sm_90 -o DIR and open DIR with attnrt_gpu_open "
+        "(docs/gpu.md); use TARGETS host here")
     elseif(NOT t STREQUAL "host")
       message(FATAL_ERROR "${fn}: TARGETS ${t} is not a target attnc knows; "
         "use TARGETS host")

@@ -376,8 +376,9 @@ void Kernel::run(const std::vector<nb::object> &args,
           ATTNRT_ERR_VALIDATION,
           where + ": the tensor is on " + deviceName(device) +
               " (DLPack device type " + std::to_string(device) +
-              "); this attnc runs kernels on the host CPU only (GPU code "
-              "generation is not in this build): pass a CPU tensor");
+              "); this attnc runs kernels on the host CPU only (GPU "
+              "kernels, attnc --target=sm_XY, run through attnrt's C API, "
+              "attnrt_cuda.h, not from Python yet): pass a CPU tensor");
     int dtype = dtypes.empty() ? -1 : dtypes[i];
     if (dtype < 0) {
       dtype = attnrtDtypeOf(a.dtype());
