@@ -26,7 +26,7 @@ OPTIONS = {
     "vector_width": int,    # f32 lanes (0: the host's widest vector unit)
 }
 
-#: Levels emit() prints ("ptx" and "plan" are accepted and diagnosed: not in this build).
+#: Levels emit() prints for the host ("ptx" for GPU targets and "plan" are accepted too).
 LEVELS = ("attn", "manifest", "tiles", "llvm", "llvm-ir")
 
 
@@ -120,7 +120,8 @@ def compile(source_or_path: Source, target: str = "host", *,
 
 def emit(source_or_path: Source, level: str = "attn", target: str = "host", **options) -> str:
     """The text of one level: "attn" (verified input), "manifest" (manifest.json of the attn
-    level, no lowering), "tiles", "llvm" (LLVM dialect) or "llvm-ir" (optimized LLVM IR).
+    level, no lowering), "tiles", "llvm" (LLVM dialect) or "llvm-ir" (optimized LLVM IR); with a
+    GPU target ("sm_80", ...) "ptx"; "plan" for step functions (the memory plan's table).
     Raises as compile() does."""
     if level == "artifacts":
         raise ValueError("emit() prints one level; use compile() for artifacts")
