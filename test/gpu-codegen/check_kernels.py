@@ -3,7 +3,8 @@
 
 Compiles the default configurations of the GPU kernels with
 `attnc --target=sm_80,sm_90`: prefill (f16 and bf16, head_dim 64 and 128,
-every structured mask, with and without LSE) and paged decode (f16, bf16, int8 and fp8
+every structured mask, with and without LSE, and causal with softcap) and
+paged decode (f16, bf16, int8 and fp8
 pages under f16 and bf16 queries, head_dim 64 and 128, NHD and HND pages of 16
 tokens, with and without a window with sinks, with and without LSE), 32
 query heads over 8 KV heads,
@@ -33,11 +34,13 @@ MASKS = {
 }
 
 
-def kernel(name, dtype, head_dim, mask, lse):
+def kernel(name, dtype, head_dim, mask, lse, softcap=0.0):
     q = f"tensor<?x?x32x{head_dim}x{dtype}>"
     kv = f"tensor<?x?x8x{head_dim}x{dtype}>"
     lse_type = "tensor<?x32x?xf32>"
-    attrs = f" {{mask = {mask}}}" if mask else ""
+    items = [f"mask = {mask}"] if mask else []
+    items += [f"softcap = {softcap} : f32"] if softcap else []
+    attrs = f" {{{', '.join(items)}}}" if items else ""
     results = f"({q}, {lse_type})" if lse else q
     outs = "%o, %lse" if lse else "%o"
     return (f"func.func @{name}(%q: {q}, %k: {kv}, %v: {kv}) -> {results} {{\n"
@@ -46,14 +49,16 @@ def kernel(name, dtype, head_dim, mask, lse):
             f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
 
 
-def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None):
+def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None, softcap=0.0):
     storage = storage or dtype
     group = ", k_group = 16" if storage == "i8" else ""
     cache = (f"!attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = {head_dim}, "
              f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x32x{head_dim}x{dtype}>"
     lse_type = "tensor<32x?xf32>"
-    attrs = " {mask = #attn.mask<window = 1024, sinks = 4>}" if window else ""
+    items = ["mask = #attn.mask<window = 1024, sinks = 4>"] if window else []
+    items += [f"softcap = {softcap} : f32"] if softcap else []
+    attrs = f" {{{', '.join(items)}}}" if items else ""
     results = f"({q}, {lse_type})" if lse else q
     outs = "%o, %lse" if lse else "%o"
     idx = "tensor<?xi32>"
@@ -77,6 +82,9 @@ def main():
                 for lse in (False, True):
                     name = f"{dtype}_d{head_dim}_{mask_name}{'_lse' if lse else ''}"
                     source.append(kernel(name, dtype, head_dim, mask, lse))
+            # softcap (Gemma 2's 50) on the causal kernels
+            source.append(kernel(f"{dtype}_d{head_dim}_causal_softcap", dtype, head_dim,
+                                 MASKS["causal"], True, 50.0))
     for dtype in ("f16", "bf16"):
         for head_dim in (64, 128):
             for layout in ("nhd", "hnd"):
@@ -91,6 +99,9 @@ def main():
                             source.append(decode_kernel(
                                 name.replace("decode_", f"decode_{storage.lower()}_"), dtype,
                                 head_dim, layout, window, lse, storage))
+    for storage in ("bf16", "i8"):  # softcap over 2- and 1-byte pages
+        source.append(decode_kernel(f"decode_{storage}_d128_softcap", "bf16", 128, "nhd", False,
+                                    True, storage, 50.0))
     out = args.keep or tempfile.mkdtemp(prefix="attnc-gpu-check-")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "configs.mlir")

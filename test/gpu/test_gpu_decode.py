@@ -2,12 +2,13 @@
 attnrt's GPU API (attnrt_cuda.h, by ctypes) on fresh random caches and page tables, against the
 float64 reference (test/e2e/reference.py) over the keys each sequence's pages hold.
 
-Every decode kernel the GPU target has (f16, bf16, int8, fp8 e4m3fn and e5m2 pages, head_dim 64 and 128, NHD and
-HND, GQA 4 and 8 query heads per KV head (4 for 1-byte pages), with and without a window with sinks, with
-and without LSE), over batches with empty, one-token and page-straddling sequences and shuffled pages.
+Every decode kernel the GPU target has: f16, bf16, int8, fp8 e4m3fn and e5m2 pages, head_dim
+64 and 128, NHD and HND, 4 and 8 query heads per KV head (4 with 1-byte pages), with and without
+a window with sinks, LSE and softcap; over batches with empty, one-token and page-straddling
+sequences and shuffled pages.
 Without a CUDA driver or device the module exits 77, which ctest reports as skipped.
 
-    ATTNC_BIN_DIR=build/bin ATTNRT_LIB=build/runtime/libattnrt.so \\
+    ATTNC_BIN_DIR=build/bin ATTNRT_LIB=build/lib/libattnrt.so \\
         python -m pytest test/gpu/test_gpu_decode.py
 """
 from __future__ import annotations
@@ -32,14 +33,16 @@ K_GROUP = 8  # int8: tokens sharing one per-channel K scale
 SEQ_LENS = [[1], [0, 37, 16, 1000], [4097, 3], [300] * 5]
 
 
-def kernel_mlir(name, dtype, d, layout, hq, window, lse, storage):
+def kernel_mlir(name, dtype, d, layout, hq, window, lse, storage, softcap=0.0):
     group = f", k_group = {K_GROUP}" if storage == "i8" else ""
     cache = (f"!attn.kv_cache<page_size = {PAGE}, kv_heads = 2, head_dim = {d}, "
              f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x{hq}x{d}x{dtype}>"
     res = f"({q}, tensor<{hq}x?xf32>)" if lse else q
     outs = "%o, %lse" if lse else "%o"
-    attrs = " {mask = #attn.mask<window = 100, sinks = 4>}" if window else ""
+    items = ["mask = #attn.mask<window = 100, sinks = 4>"] if window else []
+    items += [f"softcap = {softcap} : f32"] if softcap else []
+    attrs = f" {{{', '.join(items)}}}" if items else ""
     i = "tensor<?xi32>"
     return (f"func.func @{name}(%q: {q}, %cache: {cache}, %indptr: {i}, %indices: {i},\n"
             f"    %last: {i}) -> {res} {{\n"
@@ -63,6 +66,11 @@ for di, dtype in enumerate(["f16", "bf16"]):
                 fp8 = ["f8E4M3FN", "f8E5M2"][(di + li) % 2]
                 KERNELS.append((f"decode_{fp8.lower()}_{dtype}_d{d}_{layout}_h8{suffix}",
                                 dtype, d, layout, 8, window, lse, fp8))
+        # softcap 20 over bf16 and int8 pages
+        KERNELS.append((f"decode_{dtype}_d{d}_softcap", dtype, d, "nhd", 8, False, True, dtype,
+                        20.0))
+        KERNELS.append((f"decode_i8_{dtype}_d{d}_softcap", dtype, d, "hnd", 8, True, False, "i8",
+                        20.0))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +93,8 @@ def random_case(rng, kernel, lens):
     """Random pages (and scales), page table and queries for one batch of `kernel`: the
     arguments in manifest order (outputs NaN-filled), the outputs, and the float64 reference
     over the values the pages hold (dequantized)."""
-    name, dtype, d, layout, hq, window, lse, storage = kernel
+    name, dtype, d, layout, hq, window, lse, storage, *rest = kernel
+    softcap = rest[0] if rest else 0.0
     t = rt.NP_DTYPES[dtype]
     table = build_page_table(rng, lens, PAGE, extra_pages=3)
     pages = table.num_pages
@@ -107,7 +116,8 @@ def random_case(rng, kernel, lens):
         k_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
         v_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
     b = len(lens)
-    q = rng.standard_normal((b, hq, d), dtype=np.float32).astype(t)
+    # With softcap, queries scaled up so that the cap bites.
+    q = ((3.0 if softcap else 1.0) * rng.standard_normal((b, hq, d), dtype=np.float32)).astype(t)
     o = np.full((b, hq, d), np.nan, dtype=t)
     lse_out = np.full((hq, b), np.nan, dtype=np.float32) if lse else None
     args = [q, k_pages, v_pages, *scales, table.kv_indptr.astype(np.int32),
@@ -130,7 +140,7 @@ def random_case(rng, kernel, lens):
             kk, vv = kk * ks.astype(np.float64), vv * vs.astype(np.float64)
         elif storage.startswith("f8"):
             kk, vv = kk * scales[0][None, :, None], vv * scales[1][None, :, None]
-        os_, ls = attention(q[s][None, None], kk[None], vv[None], mask=mask)
+        os_, ls = attention(q[s][None, None], kk[None], vv[None], mask=mask, softcap=softcap)
         o_ref[s], lse_ref[:, s] = os_[0, 0], ls[0, :, 0]
     return args, (o, lse_out), (o_ref, lse_ref if lse else None)
 

@@ -2,8 +2,9 @@
 `attn-run --device=gpu` on fresh random inputs, against the float64 reference (test/e2e).
 
 Every kernel the GPU target has (f16 and bf16, head_dim 64 and 128, every structured mask,
-GQA ratios 1, 4 and 8, with and without LSE) over the CPU suite's odd shapes. Without a CUDA
-driver or device the whole module exits 77, which ctest reports as skipped, never as passed.
+GQA ratios 1, 4 and 8, with and without LSE and softcap) over the CPU suite's odd shapes.
+Without a CUDA driver or device the whole module exits 77, which ctest reports as skipped,
+never as passed.
 
     ATTNC_BIN_DIR=build/bin python -m pytest test/gpu/test_gpu_numerics.py
 """
@@ -27,7 +28,8 @@ from test_numerics import MASKS  # noqa: E402  (the CPU suite's 7 masks)
 
 HEADS = [(4, 4), (8, 2), (8, 1), (32, 8)]
 KERNELS = [KernelSpec(dtype=dt, hq=HEADS[(mi + di) % 4][0], hkv=HEADS[(mi + di) % 4][1],
-                      d=[64, 128][(mi + di) % 2], mask=m, lse=(mi + di) % 3 != 2)
+                      d=[64, 128][(mi + di) % 2], mask=m, lse=(mi + di) % 3 != 2,
+                      softcap=[0.0, 0.0, 0.0, 30.0][(mi + di) % 4])
            for di, dt in enumerate(["f16", "bf16"]) for mi, m in enumerate(MASKS)]
 SHAPES = [(1, 1), (1, 7), (7, 7), (7, 1), (65, 130), (128, 128), (1000, 7), (1, 4097),
           (7, 1000), (1000, 1000), (128, 4097)]
@@ -67,7 +69,9 @@ def check_kernel(spec, kdir, tmp_path, seed, device, shapes=SHAPES):
     t = NP_DTYPE[spec.dtype]
     for lq, lk in shapes:
         b = 2 if lq * lk <= 10000 else 1
-        q = rng.standard_normal((b, lq, spec.hq, spec.d), dtype=np.float32).astype(t)
+        # With softcap, queries scaled up so that the cap bites.
+        q = ((3.0 if spec.softcap else 1.0) *
+             rng.standard_normal((b, lq, spec.hq, spec.d), dtype=np.float32)).astype(t)
         k = rng.standard_normal((b, lk, spec.hkv, spec.d), dtype=np.float32).astype(t)
         v = rng.standard_normal((b, lk, spec.hkv, spec.d), dtype=np.float32).astype(t)
         ins, outs = {}, {}
@@ -80,7 +84,7 @@ def check_kernel(spec, kdir, tmp_path, seed, device, shapes=SHAPES):
                          extra=[f"--device={device}"])
         ctx = f"{lq}x{lk}, seed={seed} (ATTNC_TEST_SEED={seed})\n$ {r.cmd}"
         assert r.returncode == 0, f"attn-run failed\n{ctx}\n{r.stderr[-3000:]}"
-        o_ref, lse_ref = attention(q, k, v, mask=spec.mask)
+        o_ref, lse_ref = attention(q, k, v, **spec.reference_kwargs())
         o = load_npy(outs[roles["output"]], spec.dtype)
         lse = load_npy(outs[roles["lse"]], "f32") if spec.lse else None
         bad = compare(spec.dtype, o, o_ref, lse, lse_ref)

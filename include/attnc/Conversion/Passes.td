@@ -113,8 +113,8 @@ def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
     `gpu.func @NAME` kernel (docs/gpu.md):
 
     - a dense `attn.attention` (f16 or bf16, head_dim 64 or 128, any
-      structured mask, optional LSE) becomes the FlashAttention-2 prefill
-      kernel: 4 warps per (query tile of 64, query head, sequence); Q and
+      structured mask, softcap, optional LSE) becomes the FlashAttention-2
+      prefill kernel: 4 warps per (query tile of 64, query head, sequence); Q and
       double-buffered K/V tiles of 64 keys in swizzled dynamic shared
       memory through `cp.async`; both contractions on tensor cores
       (`ldmatrix`, `mma.sync` m16n8k16, f32 accumulation); online softmax in
@@ -129,7 +129,7 @@ def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
     The kernels take bare global pointers, then the dynamic sizes as i32;
     the launch geometry is the `attn.launch` attribute
     (docs/gpu-artifacts.md). What has no GPU kernel yet (ragged, paged
-    append, int4 caches, block-sparse and per-head masks, softcap,
+    append, int4 caches, block-sparse and per-head masks,
     f32, other head sizes, kv_append, merge, select_pages) is an error.
   }];
   let dependentDialects = [

@@ -44,8 +44,6 @@ std::optional<std::string> unsupportedScoreRules(OpT op) {
     return "block-sparse masks";
   if (op->hasAttr("head_masks"))
     return "per-head masks (head_masks)";
-  if (op.getSoftcap())
-    return "softcap";
   return std::nullopt;
 }
 

@@ -204,8 +204,10 @@ void DecodeKernelBuilder::build() {
   }
   Value count = add(sinks, sub(lk, lo));
 
-  // This lane's elements of each query head, in the log2 domain.
-  double scaleLog2 = op.getScaleOrDefault() * M_LOG2E;
+  // This lane's elements of each query head, times the scale and, without
+  // softcap, log2(e) (with softcap, the cap brings the score to log2).
+  double softcap = op.getSoftcap() ? op.getSoftcap()->convertToDouble() : 0;
+  double scaleLog2 = op.getScaleOrDefault() * (softcap > 0 ? 1.0 : M_LOG2E);
   SmallVector<Value> qv;
   for (int64_t g = 0; g < group; ++g) {
     Value head = add(mul(kvHead, idx(group)), idx(g));
@@ -272,6 +274,8 @@ void DecodeKernelBuilder::build() {
           vector::ReductionOp::create(b, vector::CombiningKind::ADD, prod);
       for (int64_t off = lanesPerKey / 2; off >= 1; off /= 2)
         s = arith::AddFOp::create(b, s, shuffleXor(s, off));
+      if (softcap > 0)
+        s = softcapLog2(s, softcap);
       s = select(valid, s, negInf);
       Value m = state[2 * g], l = state[2 * g + 1];
       Value mNew = arith::MaximumFOp::create(b, m, s);

@@ -18,6 +18,8 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
+#include <cmath>
+
 namespace attnc::gpu_kernels {
 
 using namespace mlir;
@@ -81,6 +83,18 @@ protected:
   }
   Value exp2(Value x) { return sfu("llvm.nvvm.ex2.approx.ftz.f", x); }
   Value log2(Value x) { return sfu("llvm.nvvm.lg2.approx.ftz.f", x); }
+  /// Soft-capping of a score already multiplied by `scale`:
+  /// cap * tanh(x / cap) * log2(e), the score in the log2 domain. tanh is
+  /// 1 - 2 / (2^(2 log2(e) y) + 1) on the SFU's exp2 (relative error about
+  /// 2^-22; tanh.approx's 2^-11 would show in the outputs), exact at the
+  /// limits (+-1) and at 0.
+  Value softcapLog2(Value x, double cap) {
+    Value y = arith::MulFOp::create(b, x, f32(2 * M_LOG2E / cap));
+    Value e = arith::AddFOp::create(b, exp2(y), f32(1));
+    Value t =
+        arith::SubFOp::create(b, f32(1), arith::DivFOp::create(b, f32(2), e));
+    return arith::MulFOp::create(b, t, f32(cap * M_LOG2E));
+  }
   ImplicitLocOpBuilder b;
   /// The kernel's 16-bit element type (f16 or bf16).
   Type elem;

@@ -265,7 +265,8 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
   SmallVector<Value> init = {negInf, negInf, f32(0), f32(0)};
   for (int64_t i = 0; i < d / 8 * 4; ++i)
     init.push_back(f32(0));
-  double scaleLog2 = op.getScaleOrDefault() * M_LOG2E;
+  double scale = op.getScaleOrDefault(), scaleLog2 = scale * M_LOG2E;
+  double softcap = op.getSoftcap() ? op.getSoftcap()->convertToDouble() : 0;
   Value group = div(lane, 4), quad = rem(lane, 4);
   Value rowA = add(add(q0, warpRow), group); // rows rowA and rowA + 8
 
@@ -302,7 +303,9 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
         acc = mma(qFrag[kk + 1], {kb[2], kb[3]}, acc);
       }
       for (Value &x : acc)
-        x = arith::MulFOp::create(b, x, f32(scaleLog2));
+        x = softcap > 0
+                ? softcapLog2(arith::MulFOp::create(b, x, f32(scale)), softcap)
+                : arith::MulFOp::create(b, x, f32(scaleLog2));
       s[n] = acc;
     }
 

@@ -25,17 +25,6 @@ func.func @head96(%q: tensor<1x16x2x96xf16>, %k: tensor<1x16x2x96xf16>,
 
 // -----
 
-func.func @softcap(%q: tensor<1x16x2x64xf16>, %k: tensor<1x16x2x64xf16>,
-                   %v: tensor<1x16x2x64xf16>) -> tensor<1x16x2x64xf16> {
-  // expected-error @+1 {{the GPU target has no kernel for softcap yet; compile it with --target=host}}
-  %o = attn.attention %q, %k, %v {softcap = 30.0 : f32}
-      : (tensor<1x16x2x64xf16>, tensor<1x16x2x64xf16>, tensor<1x16x2x64xf16>)
-      -> tensor<1x16x2x64xf16>
-  return %o : tensor<1x16x2x64xf16>
-}
-
-// -----
-
 func.func @ragged(%q: tensor<?x2x64xf16>, %k: tensor<?x2x64xf16>,
                   %v: tensor<?x2x64xf16>, %cq: tensor<?xi32>,
                   %ck: tensor<?xi32>) -> tensor<?x2x64xf16> {

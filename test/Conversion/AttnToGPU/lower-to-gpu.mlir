@@ -90,3 +90,22 @@ func.func @window(%q: tensor<2x200x4x64xbf16>, %k: tensor<2x1000x4x64xbf16>,
       -> (tensor<2x200x4x64xbf16>, tensor<2x4x200xf32>)
   return %o, %lse : tensor<2x200x4x64xbf16>, tensor<2x4x200xf32>
 }
+
+// -----
+
+// Softcap 30: each score times the scale goes through 30 * tanh(x / 30) in
+// the log2 domain, tanh from the SFU's exp2 (1 - 2 / (2^(2 log2(e) y) + 1)),
+// before the element predicate.
+// CHECK-LABEL: gpu.module @capped_gpu
+// CHECK: nvvm.mma.sync
+// CHECK: arith.mulf
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
+// CHECK: arith.divf
+// CHECK: scf.if
+func.func @capped(%q: tensor<?x?x8x64xbf16>, %k: tensor<?x?x8x64xbf16>,
+                  %v: tensor<?x?x8x64xbf16>) -> tensor<?x?x8x64xbf16> {
+  %o = attn.attention %q, %k, %v {mask = #attn.mask<causal>, softcap = 30.0 : f32}
+      : (tensor<?x?x8x64xbf16>, tensor<?x?x8x64xbf16>, tensor<?x?x8x64xbf16>)
+      -> tensor<?x?x8x64xbf16>
+  return %o : tensor<?x?x8x64xbf16>
+}
