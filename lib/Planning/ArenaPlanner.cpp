@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Planning/ArenaPlanner.h"
+#include "attnc/Planning/SplitMix.h"
 
 #include <algorithm>
 #include <cassert>
@@ -43,19 +44,6 @@ std::string steps(int64_t first, int64_t last) {
              ? "step " + std::to_string(first)
              : "steps " + std::to_string(first) + ".." + std::to_string(last);
 }
-
-/// splitmix64: a fixed generator, so plans do not depend on the standard
-/// library's distributions.
-struct Rng {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
-};
 
 /// Places buffers one at a time in a given order. Keeps, per prefix of the
 /// order, the offsets and the running peak, so a changed order is re-placed

@@ -577,19 +577,30 @@ class GpuModule:
     def __exit__(self, *exc):
         self.close()
 
-    def launch(self, name: str, args, stream=None) -> None:
-        """Launches kernel `name` on `stream` (a CUstream as an int; None: the default stream)
-        without waiting. args, in manifest order: (device pointer, dtype name, shape) triples."""
+    def bind(self, name: str, args):
+        """The launch of kernel `name` on `args`, ready to repeat: a function of the stream (a
+        CUstream as an int; None: the default stream) that launches without waiting. The kernel
+        and the argument array are looked up and built once, here, so that timed repetitions
+        pay only for attnrt_gpu_run. args, in manifest order: (device pointer, dtype name,
+        shape) triples."""
         k = ctypes.c_void_p()
         _check(self._lib.attnrt_gpu_find_kernel(self._handle, name.encode(), ctypes.byref(k)))
         tensors = (_Tensor * max(1, len(args)))()
-        keep = []
+        sizes = []  # kept alive with the closure
         for i, (ptr, dtype, shape) in enumerate(args):
-            sizes = (ctypes.c_int64 * max(1, len(shape)))(*shape)
-            keep.append(sizes)
+            sizes.append((ctypes.c_int64 * max(1, len(shape)))(*shape))
             tensors[i].data, tensors[i].dtype = ptr, DTYPES.index(dtype)
-            tensors[i].rank, tensors[i].sizes, tensors[i].strides = len(shape), sizes, None
-        _check(self._lib.attnrt_gpu_run(self._handle, k, tensors, len(args), stream))
+            tensors[i].rank, tensors[i].sizes, tensors[i].strides = len(shape), sizes[-1], None
+        run, handle, count = self._lib.attnrt_gpu_run, self._handle, len(args)
+
+        def launch(stream=None) -> None:
+            _check(run(handle, k, tensors, count, stream))
+        launch.sizes = sizes
+        return launch
+
+    def launch(self, name: str, args, stream=None) -> None:
+        """Launches kernel `name` on `args` once (see bind) without waiting."""
+        self.bind(name, args)(stream)
 
     def run_arrays(self, name: str, arrays) -> None:
         """Copies NumPy arrays (manifest order) to the device, runs, waits, and copies every

@@ -9,7 +9,7 @@
 
 #include "attnc/Planning/ArenaPlanner.h"
 
-#include "SplitMix.h"
+#include "attnc/Planning/SplitMix.h"
 
 #include <gtest/gtest.h>
 

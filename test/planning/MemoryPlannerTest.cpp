@@ -9,7 +9,7 @@
 
 #include "attnc/Planning/MemoryPlanner.h"
 
-#include "SplitMix.h"
+#include "attnc/Planning/SplitMix.h"
 
 #include <gtest/gtest.h>
 
@@ -169,15 +169,22 @@ TEST(MemoryPlanner, OutputIsOffloaded) {
   EXPECT_EQ(plan.buffers[plan.defBuffer[0]].tier, PlanTier::Device);
 }
 
-// A cache written at step 0 and read at step 2 that must leave the device
-// in between: prefetched, written, offloaded, prefetched again.
-TEST(MemoryPlanner, StateGoesBackToItsHome) {
+/// A cache written at step 0 and read at step 2 that cannot stay on the
+/// device in between (steps 1 and 3 fill it).
+MemoryPlanProblem stateRoundTrip() {
   MemoryPlanProblem p = problem(4, 1e-3, 128, 64e3);
   StepValue cache = input("cache", 64, {0, 2});
   cache.kind = StepValueKind::State;
   cache.writeSteps = {0};
   p.values = {cache, input("x", 64, {1}), input("y", 64, {1}),
               input("z", 64, {3})};
+  return p;
+}
+
+// A cache written at step 0 and read at step 2 that must leave the device
+// in between: prefetched, written, offloaded, prefetched again.
+TEST(MemoryPlanner, StateGoesBackToItsHome) {
+  MemoryPlanProblem p = stateRoundTrip();
   MemoryPlan plan = planOrFail(p);
   int prefetches = 0, offloads = 0;
   for (const PlannedCopy &c : plan.copies)
@@ -282,12 +289,7 @@ TEST(MemoryPlanner, VerifierRejectsBrokenPlans) {
 }
 
 TEST(MemoryPlanner, VerifierRequiresTheOffloadOfWrites) {
-  MemoryPlanProblem p = problem(4, 1e-3, 128, 64e3);
-  StepValue cache = input("cache", 64, {0, 2});
-  cache.kind = StepValueKind::State;
-  cache.writeSteps = {0};
-  p.values = {cache, input("x", 64, {1}), input("y", 64, {1}),
-              input("z", 64, {3})};
+  MemoryPlanProblem p = stateRoundTrip();
   MemoryPlan plan = planOrFail(p);
   plan.copies.erase(std::remove_if(plan.copies.begin(), plan.copies.end(),
                                    [](const PlannedCopy &c) {

@@ -90,13 +90,12 @@ private:
         arith::ExtFOp::create(b, VectorType::get({vec}, b.getF32Type()), f16s);
     if (isa<Float8E5M2Type>(storage))
       return f;
-    return arith::MulFOp::create(b, f, splat(f32Const(256.0)));
+    return arith::MulFOp::create(b, f, splat(f32(256.0)));
   }
   Value loadIndex(Value memref, Value i) {
     Value v = memref::LoadOp::create(b, memref, ValueRange{i});
     return arith::IndexCastOp::create(b, b.getIndexType(), v);
   }
-  Value f32Const(double v) { return f32(v); }
   Value splat(Value scalar) {
     return vector::BroadcastOp::create(
         b, VectorType::get({vec}, b.getF32Type()), scalar);
@@ -123,8 +122,8 @@ void DecodeKernelBuilder::build() {
   int64_t lanesPerKey = d / vec, keysPerStep = threads / lanesPerKey;
   MaskAttr mask = op.getMaskOrNone();
   bool hasLse = op.getLse() != nullptr;
-  Type f32 = b.getF32Type();
-  auto vecF32 = VectorType::get({vec}, f32);
+  Type f32Type = b.getF32Type();
+  auto vecF32 = VectorType::get({vec}, f32Type);
 
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
@@ -166,8 +165,8 @@ void DecodeKernelBuilder::build() {
   Type f16 = b.getF16Type();
   Value kScale, vScale;
   if (fp8) {
-    kScale = globalView(kScalePtr, f32, {hkv}, {});
-    vScale = globalView(vScalePtr, f32, {hkv}, {});
+    kScale = globalView(kScalePtr, f32Type, {hkv}, {});
+    vScale = globalView(vScalePtr, f32Type, {hkv}, {});
   }
   if (int8) {
     kScale =
@@ -180,7 +179,8 @@ void DecodeKernelBuilder::build() {
   Value indices = globalView(indicesPtr, i32, {dyn}, {numRefs});
   Value lastLen = globalView(lastPtr, i32, {dyn}, {batch});
   Value o = globalView(oPtr, elem, {dyn, hq, d}, {batch});
-  Value lse = hasLse ? globalView(lsePtr, f32, {hq, dyn}, {batch}) : Value();
+  Value lse =
+      hasLse ? globalView(lsePtr, f32Type, {hq, dyn}, {batch}) : Value();
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value lane = rem(tid, lanesPerKey), keyGroup = div(tid, lanesPerKey);
@@ -212,14 +212,14 @@ void DecodeKernelBuilder::build() {
   for (int64_t g = 0; g < group; ++g) {
     Value head = add(mul(kvHead, idx(group)), idx(g));
     qv.push_back(arith::MulFOp::create(b, loadVector(q, {seq, head, col}, elem),
-                                       splat(f32Const(scaleLog2))));
+                                       splat(f32(scaleLog2))));
   }
 
   // State per query head: running max, sum, and this lane's outputs.
-  Value negInf = f32Const(-std::numeric_limits<double>::infinity());
+  Value negInf = f32(-std::numeric_limits<double>::infinity());
   SmallVector<Value> init;
   for (int64_t g = 0; g < group; ++g)
-    init.append({negInf, f32Const(0)});
+    init.append({negInf, f32(0)});
   Value zeroVec = arith::ConstantOp::create(
       b, vecF32, DenseElementsAttr::get(vecF32, APFloat(0.0f)));
   for (int64_t g = 0; g < group; ++g)
@@ -264,7 +264,7 @@ void DecodeKernelBuilder::build() {
       Value vs =
           memref::LoadOp::create(b, vScale, ValueRange{page, slot, kvHead});
       vv = arith::MulFOp::create(b, vv,
-                                 splat(arith::ExtFOp::create(b, f32, vs)));
+                                 splat(arith::ExtFOp::create(b, f32Type, vs)));
     }
 
     SmallVector<Value> next(state.begin(), state.end());
@@ -281,7 +281,7 @@ void DecodeKernelBuilder::build() {
       Value mNew = arith::MaximumFOp::create(b, m, s);
       Value isInf =
           arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, negInf);
-      Value base = select(isInf, f32Const(0), mNew);
+      Value base = select(isInf, f32(0), mNew);
       Value alpha = exp2(arith::SubFOp::create(b, m, base));
       Value pr = exp2(arith::SubFOp::create(b, s, base));
       next[2 * g] = mNew;
@@ -299,12 +299,12 @@ void DecodeKernelBuilder::build() {
   // through shared memory.
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   Value stats = func.addWorkgroupAttribution(
-      MemRefType::get({2, keysPerStep, group}, f32, MemRefLayoutAttrInterface(),
-                      wg),
+      MemRefType::get({2, keysPerStep, group}, f32Type,
+                      MemRefLayoutAttrInterface(), wg),
       b.getLoc());
   Value accs = func.addWorkgroupAttribution(
-      MemRefType::get({keysPerStep, group, d}, f32, MemRefLayoutAttrInterface(),
-                      wg),
+      MemRefType::get({keysPerStep, group, d}, f32Type,
+                      MemRefLayoutAttrInterface(), wg),
       b.getLoc());
   Value firstLane = cmp(arith::CmpIPredicate::eq, lane, idx(0));
   for (int64_t g = 0; g < group; ++g) {
@@ -329,8 +329,8 @@ void DecodeKernelBuilder::build() {
           memref::LoadOp::create(b, stats, ValueRange{idx(0), idx(k), g}));
     Value isInf =
         arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mx, negInf);
-    Value base = select(isInf, f32Const(0), mx);
-    Value sum = f32Const(0);
+    Value base = select(isInf, f32(0), mx);
+    Value sum = f32(0);
     Value acc = zeroVec;
     for (int64_t k = 0; k < keysPerStep; ++k) {
       Value m = memref::LoadOp::create(b, stats, ValueRange{idx(0), idx(k), g});
@@ -343,9 +343,8 @@ void DecodeKernelBuilder::build() {
                                   arith::MulFOp::create(b, part, splat(w)));
     }
     Value empty =
-        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, sum, f32Const(0));
-    Value inv =
-        select(empty, f32Const(0), arith::DivFOp::create(b, f32Const(1), sum));
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, sum, f32(0));
+    Value inv = select(empty, f32(0), arith::DivFOp::create(b, f32(1), sum));
     Value out =
         arith::TruncFOp::create(b, VectorType::get({vec}, elem),
                                 arith::MulFOp::create(b, acc, splat(inv)));
@@ -355,7 +354,7 @@ void DecodeKernelBuilder::build() {
     if (lse) {
       emitIf(firstLane, [&] {
         Value v = arith::MulFOp::create(
-            b, arith::AddFOp::create(b, base, log2(sum)), f32Const(M_LN2));
+            b, arith::AddFOp::create(b, base, log2(sum)), f32(M_LN2));
         memref::StoreOp::create(b, select(empty, negInf, v), lse,
                                 ValueRange{head, seq});
       });

@@ -1,19 +1,19 @@
-//===- SplitMix.h - the planner tests' random numbers -------------*- C++
-//-*-===//
+//===- SplitMix.h - splitmix64 random numbers -----------------*- C++ -*-===//
 //
-// splitmix64, so the random schedules are the same with every standard
-// library.
+// A fixed generator, so that the arena planner's hill climb and the planner
+// tests' random schedules are the same with every standard library.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef ATTNC_TEST_PLANNING_SPLITMIX_H
-#define ATTNC_TEST_PLANNING_SPLITMIX_H
+#ifndef ATTNC_PLANNING_SPLITMIX_H
+#define ATTNC_PLANNING_SPLITMIX_H
 
 #include <cmath>
 #include <cstdint>
 
 namespace attnc {
 
+/// splitmix64.
 struct Rng {
   uint64_t state;
   uint64_t next() {
@@ -36,4 +36,4 @@ struct Rng {
 
 } // namespace attnc
 
-#endif // ATTNC_TEST_PLANNING_SPLITMIX_H
+#endif // ATTNC_PLANNING_SPLITMIX_H
