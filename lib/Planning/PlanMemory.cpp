@@ -82,21 +82,12 @@ struct AttnPlanMemoryPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    TargetAttr target;
-    if (!targetName.empty()) {
-      target = TargetAttr::getPreset(&getContext(), targetName);
-      if (!target) {
-        std::string names;
-        for (StringRef n : TargetAttr::getPresetNames())
-          names += (names.empty() ? "" : ", ") + n.str();
-        module.emitError() << "unknown target '" << targetName
-                           << "' for attn-plan-memory; the presets are "
-                           << names;
-        return signalPassFailure();
-      }
-    } else {
-      target = module->getAttrOfType<TargetAttr>("attn.target");
-    }
+    FailureOr<TargetAttr> preset =
+        targetPresetOption(module, targetName, "attn-plan-memory");
+    if (failed(preset))
+      return signalPassFailure();
+    TargetAttr target =
+        *preset ? *preset : module->getAttrOfType<TargetAttr>("attn.target");
     for (auto step : module.getOps<func::FuncOp>()) {
       if (!step->hasAttr("attn.step"))
         continue;

@@ -3,6 +3,7 @@
 #include "attnc/Planning/StepPlan.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/Path.h"
@@ -20,6 +21,17 @@ std::string attnc::stepArgName(func::FuncOp step, unsigned i) {
   if (auto name = step.getArgAttrOfType<StringAttr>(i, "attn.name"))
     return name.str();
   return "arg" + std::to_string(i);
+}
+
+FailureOr<TargetAttr> attnc::targetPresetOption(ModuleOp module, StringRef name,
+                                                StringRef pass) {
+  if (name.empty())
+    return TargetAttr();
+  if (TargetAttr preset = TargetAttr::getPreset(module.getContext(), name))
+    return preset;
+  return module.emitError() << "unknown target '" << name << "' for " << pass
+                            << "; the presets are "
+                            << llvm::join(TargetAttr::getPresetNames(), ", ");
 }
 
 std::string attnc::stepResultName(func::FuncOp step, unsigned i) {

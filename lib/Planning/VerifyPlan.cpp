@@ -425,19 +425,13 @@ struct AttnVerifyPlanPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    TargetAttr preset;
-    if (!target.empty()) {
-      preset = TargetAttr::getPreset(&getContext(), target);
-      if (!preset) {
-        module.emitError() << "unknown target '" << target
-                           << "' for attn-verify-plan; the presets are "
-                           << llvm::join(TargetAttr::getPresetNames(), ", ");
-        return signalPassFailure();
-      }
-    }
+    FailureOr<TargetAttr> preset =
+        targetPresetOption(module, target, "attn-verify-plan");
+    if (failed(preset))
+      return signalPassFailure();
     bool failedAny = false;
     for (auto fn : module.getOps<func::FuncOp>())
-      if (fn->hasAttr("attn.step") && failed(verifyStepPlan(fn, preset)))
+      if (fn->hasAttr("attn.step") && failed(verifyStepPlan(fn, *preset)))
         failedAny = true;
     if (failedAny)
       return signalPassFailure();

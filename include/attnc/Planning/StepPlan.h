@@ -16,6 +16,7 @@
 #include "attn/AttnDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/SmallVector.h"
 
@@ -172,6 +173,12 @@ struct StepSchedule {
 /// planned for), else the module's `attn.target`, else `attn.plan`'s tiers.
 /// Emits an error naming the buffers in the user's terms and fails on the
 /// first violation.
+/// The preset a pass option `target=<name>` names: null for an empty name,
+/// failure (with an error on `module` listing the presets) for an unknown one.
+mlir::FailureOr<attn::TargetAttr> targetPresetOption(mlir::ModuleOp module,
+                                                     llvm::StringRef name,
+                                                     llvm::StringRef pass);
+
 mlir::LogicalResult verifyStepPlan(mlir::func::FuncOp step,
                                    attn::TargetAttr target = {});
 
