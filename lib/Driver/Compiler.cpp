@@ -18,6 +18,7 @@
 #include "attnc/Target/HostLibrary.h"
 #include "attnc/Target/Manifest.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
@@ -482,21 +483,44 @@ Compilation::compileForGPU(ModuleOp module, std::vector<KernelInfo> &kernels,
                            "'");
     k.gpu = std::move(it->second);
     // The kernel's pointers are the manifest's arguments in order (q, k, v,
-    // o, lse); the manifest names them (attn.name or the defaults).
+    // o, lse); the manifest names them (attn.name or the defaults). The
+    // merge kernel's pointers use the main kernel's default names.
+    std::map<std::string, std::string> argNames;
     size_t argIndex = 0;
     for (llvm::json::Value &p : *k.gpu->getArray("params")) {
       llvm::json::Object &param = *p.getAsObject();
-      if (!param.getString("arg"))
+      std::optional<StringRef> name = param.getString("arg");
+      if (!name)
         continue;
       if (argIndex >= k.args.size())
         return internalError("kernel '" + k.name +
                              "' has more pointer parameters than arguments");
+      argNames[name->str()] = k.args[argIndex].name;
       param["arg"] = k.args[argIndex++].name;
     }
     if (argIndex != k.args.size())
       return internalError("kernel '" + k.name +
                            "' has fewer pointer parameters than arguments");
+    if (llvm::json::Object *merge = k.gpu->getObject("merge"))
+      for (llvm::json::Value &p : *merge->getArray("params")) {
+        llvm::json::Object &param = *p.getAsObject();
+        if (std::optional<StringRef> name = param.getString("arg"))
+          param["arg"] = argNames.at(name->str());
+      }
   }
+  // Split-KV kernels' scratch (the partials) is the manifest's scratch.
+  WalkResult scratch = module.walk([&](gpu::GPUFuncOp func) {
+    auto launch = func->getAttrOfType<DictionaryAttr>("attn.launch");
+    auto list = launch ? launch.getAs<ArrayAttr>("scratch") : ArrayAttr();
+    if (!list)
+      return WalkResult::advance();
+    for (KernelInfo &k : kernels)
+      if (k.name == func.getName() && failed(recordScratch(func, list, k)))
+        return WalkResult::interrupt();
+    return WalkResult::advance();
+  });
+  if (scratch.wasInterrupted())
+    return kCompileUserError;
   if (options.emit == EmitKind::Tiles) {
     module->print(out);
     return kCompileOk;
@@ -537,7 +561,13 @@ Compilation::compileForGPU(ModuleOp module, std::vector<KernelInfo> &kernels,
     if (CompileStatus status =
             writeFile(options.outputDir, ptxName, ptx[k.name]))
       return status;
-    llvm::json::Object cubins, reports;
+    llvm::json::Object cubins, reports, mergeReports;
+    llvm::json::Object *merge = k.gpu->getObject("merge");
+    std::string mergeEntry =
+        merge ? merge->getString("entry").value_or("").str() : "";
+    SmallVector<StringRef, 2> entries{k.name};
+    if (merge)
+      entries.push_back(mergeEntry);
     for (const std::string &arch : archs) {
       if (!ptxas)
         break;
@@ -545,18 +575,23 @@ Compilation::compileForGPU(ModuleOp module, std::vector<KernelInfo> &kernels,
       SmallString<256> ptxPath(options.outputDir), cubinPath(options.outputDir);
       llvm::sys::path::append(ptxPath, ptxName);
       llvm::sys::path::append(cubinPath, cubin);
-      auto report = runPtxas(*ptxas, ptxPath, arch, cubinPath);
+      auto report = runPtxas(*ptxas, ptxPath, arch, cubinPath, entries);
       if (auto *err = std::get_if<std::string>(&report))
         return internalError("ptxas rejected the PTX of kernel '" + k.name +
                              "': " + *err);
+      auto &byEntry = std::get<std::map<std::string, PtxasReport>>(report);
       result.files.push_back(std::string(cubinPath));
       cubins[arch] = cubin;
-      reports[arch] = toJSON(std::get<PtxasReport>(report));
+      reports[arch] = toJSON(byEntry.at(k.name));
+      if (merge)
+        mergeReports[arch] = toJSON(byEntry.at(mergeEntry));
     }
     (*k.gpu)["ptx"] = ptxName;
     (*k.gpu)["ptx_arch"] = archs.front();
     (*k.gpu)["cubins"] = std::move(cubins);
     (*k.gpu)["ptxas"] = std::move(reports);
+    if (merge)
+      (*merge)["ptxas"] = std::move(mergeReports);
   }
   std::string manifest, header;
   {

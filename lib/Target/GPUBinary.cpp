@@ -67,6 +67,38 @@ static llvm::json::Value attrToJSON(Attribute attr) {
   return nullptr;
 }
 
+/// attn.launch's parameter names as the manifest's params: "q" is an
+/// argument's pointer, "$batch" a symbol's value, "%partial_o" a scratch
+/// buffer's pointer.
+static llvm::json::Array paramsToJSON(ArrayAttr names) {
+  llvm::json::Array params;
+  for (Attribute p : names) {
+    StringRef name = cast<StringAttr>(p).getValue();
+    if (name.consume_front("$"))
+      params.push_back(llvm::json::Object{{"symbol", name.str()}});
+    else if (name.consume_front("%"))
+      params.push_back(llvm::json::Object{{"scratch", name.str()}});
+    else
+      params.push_back(llvm::json::Object{{"arg", name.str()}});
+  }
+  return params;
+}
+
+/// A launch (attn.launch or its merge) as the manifest's gpu object; the
+/// scratch list goes to the kernel (recordScratch), not here.
+static llvm::json::Object launchToJSON(DictionaryAttr launch) {
+  llvm::json::Object gpu;
+  for (NamedAttribute n : launch) {
+    if (n.getName() == "params")
+      gpu["params"] = paramsToJSON(cast<ArrayAttr>(n.getValue()));
+    else if (n.getName() == "merge")
+      gpu["merge"] = launchToJSON(cast<DictionaryAttr>(n.getValue()));
+    else if (n.getName() != "scratch")
+      gpu[n.getName().str()] = attrToJSON(n.getValue());
+  }
+  return gpu;
+}
+
 std::map<std::string, llvm::json::Object>
 attnc::collectGPULaunches(ModuleOp module) {
   std::map<std::string, llvm::json::Object> out;
@@ -74,23 +106,8 @@ attnc::collectGPULaunches(ModuleOp module) {
     auto launch = func->getAttrOfType<DictionaryAttr>("attn.launch");
     if (!launch)
       return;
-    llvm::json::Object gpu{{"entry", func.getName().str()}};
-    for (NamedAttribute n : launch) {
-      if (n.getName() != "params") {
-        gpu[n.getName().str()] = attrToJSON(n.getValue());
-        continue;
-      }
-      // "q" is an argument's pointer, "$batch" a symbol's value.
-      llvm::json::Array params;
-      for (Attribute p : cast<ArrayAttr>(n.getValue())) {
-        StringRef name = cast<StringAttr>(p).getValue();
-        if (name.consume_front("$"))
-          params.push_back(llvm::json::Object{{"symbol", name.str()}});
-        else
-          params.push_back(llvm::json::Object{{"arg", name.str()}});
-      }
-      gpu["params"] = std::move(params);
-    }
+    llvm::json::Object gpu = launchToJSON(launch);
+    gpu["entry"] = func.getName().str();
     out[func.getName().str()] = std::move(gpu);
   });
   return out;
@@ -109,7 +126,15 @@ std::map<std::string, std::string> attnc::collectPTX(ModuleOp module) {
   return out;
 }
 
-std::optional<PtxasReport> attnc::parsePtxasReport(StringRef text) {
+std::optional<PtxasReport> attnc::parsePtxasReport(StringRef text,
+                                                   StringRef entry) {
+  // ptxas reports each function after "Compiling entry function 'NAME'".
+  std::string header = ("Compiling entry function '" + entry + "'").str();
+  size_t start = text.find(header);
+  if (start == StringRef::npos)
+    return std::nullopt;
+  text = text.substr(start + header.size());
+  text = text.substr(0, text.find("Compiling entry function '"));
   PtxasReport r;
   auto number = [&](StringRef pattern, int64_t &field) {
     llvm::Regex re(pattern);
@@ -149,10 +174,9 @@ std::optional<std::string> attnc::findPtxas() {
   return std::nullopt;
 }
 
-std::variant<PtxasReport, std::string> attnc::runPtxas(StringRef ptxas,
-                                                       StringRef ptxPath,
-                                                       StringRef arch,
-                                                       StringRef cubinPath) {
+std::variant<std::map<std::string, PtxasReport>, std::string>
+attnc::runPtxas(StringRef ptxas, StringRef ptxPath, StringRef arch,
+                StringRef cubinPath, ArrayRef<StringRef> entries) {
   SmallString<128> log;
   if (std::error_code ec =
           llvm::sys::fs::createTemporaryFile("attnc-ptxas", "log", log))
@@ -172,10 +196,14 @@ std::variant<PtxasReport, std::string> attnc::runPtxas(StringRef ptxas,
     return (ptxas + " -arch=" + arch + " failed (exit " + Twine(rc) + ")" +
             (message.empty() ? "" : ": " + message) + "\n" + text)
         .str();
-  std::optional<PtxasReport> report = parsePtxasReport(text);
-  if (!report)
-    return (ptxas + " -v printed no register count for " + ptxPath + ":\n" +
-            text)
-        .str();
-  return *report;
+  std::map<std::string, PtxasReport> reports;
+  for (StringRef entry : entries) {
+    std::optional<PtxasReport> report = parsePtxasReport(text, entry);
+    if (!report)
+      return (ptxas + " -v printed no register count for function '" + entry +
+              "' of " + ptxPath + ":\n" + text)
+          .str();
+    reports[entry.str()] = *report;
+  }
+  return reports;
 }

@@ -548,6 +548,56 @@ FailureOr<std::vector<KernelInfo>> attnc::collectKernels(ModuleOp module) {
   return kernels;
 }
 
+LogicalResult attnc::recordScratch(Operation *at, ArrayAttr list,
+                                   KernelInfo &k) {
+  k.scratch.clear();
+  llvm::StringSet<> names;
+  for (const KernelArg &a : k.args)
+    names.insert(a.name);
+  for (Attribute entry : list) {
+    auto dict = dyn_cast<DictionaryAttr>(entry);
+    auto name = dict ? dict.getAs<StringAttr>("name") : StringAttr();
+    auto dtype = dict ? dict.getAs<StringAttr>("dtype") : StringAttr();
+    auto shape = dict ? dict.getAs<ArrayAttr>("shape") : ArrayAttr();
+    if (!name || !dtype || !shape)
+      return at->emitError()
+             << "kernel '" << k.name << "' has scratch entry " << entry
+             << "; expected {name = \"...\", dtype = \"...\", shape = "
+                "[...]}";
+    if (!isCIdentifier(name.getValue()))
+      return at->emitError() << "scratch buffer name '" << name.getValue()
+                             << "' is not a C identifier";
+    if (!names.insert(name.getValue()).second)
+      return at->emitError()
+             << "scratch buffer '" << name.getValue() << "' of kernel '"
+             << k.name
+             << "' has the name of an argument or of another scratch "
+                "buffer; rename the argument (attn.name)";
+    ScratchBuffer s;
+    s.name = name.str();
+    s.dtype = dtype.str();
+    for (Attribute dim : shape) {
+      if (auto size = dyn_cast<IntegerAttr>(dim)) {
+        s.shape.emplace_back(size.getInt());
+        continue;
+      }
+      auto symbol = dyn_cast<StringAttr>(dim);
+      if (!symbol)
+        return at->emitError()
+               << "scratch buffer '" << s.name << "' has shape entry " << dim
+               << "; expected an integer or a symbol string";
+      auto [base, offset] = splitSymbol(symbol.getValue());
+      if (auto it = k.staticSymbols.find(base.str());
+          it != k.staticSymbols.end())
+        s.shape.emplace_back(it->second + offset);
+      else
+        s.shape.emplace_back(symbol.str());
+    }
+    k.scratch.push_back(std::move(s));
+  }
+  return success();
+}
+
 LogicalResult attnc::recordTiling(ModuleOp tiled,
                                   std::vector<KernelInfo> &kernels,
                                   int64_t vectorWidth) {
@@ -575,54 +625,9 @@ LogicalResult attnc::recordTiling(ModuleOp tiled,
     // The lowering may instrument the kernel (tile counters).
     if (failed(readInstrumented(func, k)))
       return failure();
-    k.scratch.clear();
-    auto list = func->getAttrOfType<ArrayAttr>("attn.scratch");
-    if (!list)
-      continue;
-    llvm::StringSet<> names;
-    for (const KernelArg &a : k.args)
-      names.insert(a.name);
-    for (Attribute entry : list) {
-      auto dict = dyn_cast<DictionaryAttr>(entry);
-      auto name = dict ? dict.getAs<StringAttr>("name") : StringAttr();
-      auto dtype = dict ? dict.getAs<StringAttr>("dtype") : StringAttr();
-      auto shape = dict ? dict.getAs<ArrayAttr>("shape") : ArrayAttr();
-      if (!name || !dtype || !shape)
-        return func.emitError()
-               << "kernel '" << k.name << "' has scratch entry " << entry
-               << "; expected {name = \"...\", dtype = \"...\", shape = "
-                  "[...]}";
-      if (!isCIdentifier(name.getValue()))
-        return func.emitError() << "scratch buffer name '" << name.getValue()
-                                << "' is not a C identifier";
-      if (!names.insert(name.getValue()).second)
-        return func.emitError()
-               << "scratch buffer '" << name.getValue() << "' of kernel '"
-               << k.name
-               << "' has the name of an argument or of another scratch "
-                  "buffer; rename the argument (attn.name)";
-      ScratchBuffer s;
-      s.name = name.str();
-      s.dtype = dtype.str();
-      for (Attribute dim : shape) {
-        if (auto size = dyn_cast<IntegerAttr>(dim)) {
-          s.shape.emplace_back(size.getInt());
-          continue;
-        }
-        auto symbol = dyn_cast<StringAttr>(dim);
-        if (!symbol)
-          return func.emitError()
-                 << "scratch buffer '" << s.name << "' has shape entry " << dim
-                 << "; expected an integer or a symbol string";
-        auto [base, offset] = splitSymbol(symbol.getValue());
-        if (auto it = k.staticSymbols.find(base.str());
-            it != k.staticSymbols.end())
-          s.shape.emplace_back(it->second + offset);
-        else
-          s.shape.emplace_back(symbol.str());
-      }
-      k.scratch.push_back(std::move(s));
-    }
+    if (auto list = func->getAttrOfType<ArrayAttr>("attn.scratch"))
+      if (failed(recordScratch(func, list, k)))
+        return failure();
   }
   return success();
 }
@@ -947,6 +952,51 @@ std::string attnc::embeddedManifestSymbol(StringRef stem) {
   return "attnc_" + cIdentifier(stem) + "_manifest";
 }
 
+/// The symbols a launch's parameters take, in order.
+static std::vector<std::string> launchSymbols(const llvm::json::Object &gpu) {
+  std::vector<std::string> symbols;
+  for (const llvm::json::Value &p : *gpu.getArray("params"))
+    if (auto s = p.getAsObject()->getString("symbol"))
+      symbols.push_back(s->str());
+  return symbols;
+}
+
+/// `static inline attnc_gpu_launch FN(symbols)`: the grid, block and shared
+/// memory of one launch (the main kernel's or the merge's).
+static void writeLaunchFunction(llvm::raw_ostream &os, StringRef fn,
+                                const llvm::json::Object &gpu) {
+  std::vector<std::string> symbols = launchSymbols(gpu);
+  os << "static inline attnc_gpu_launch " << fn << "(";
+  if (symbols.empty())
+    os << "void";
+  for (size_t i = 0; i < symbols.size(); ++i)
+    os << (i ? ", " : "") << "int64_t " << symbols[i];
+  os << ") {\n  attnc_gpu_launch l;\n";
+  const llvm::json::Array &grid = *gpu.getArray("grid");
+  for (size_t i = 0; i < 3; ++i) {
+    os << "  l.grid[" << i << "] = (unsigned)";
+    if (auto n = grid[i].getAsInteger()) {
+      os << *n;
+    } else {
+      const llvm::json::Object &g = *grid[i].getAsObject();
+      int64_t mul = g.getInteger("multiply").value_or(1);
+      int64_t div = g.getInteger("divide").value_or(1);
+      os << "((" << g.getString("symbol")->str();
+      if (mul != 1)
+        os << " * " << mul;
+      os << " + " << div - 1 << ") / " << div << ")";
+    }
+    os << ";\n";
+  }
+  const llvm::json::Array &block = *gpu.getArray("block");
+  for (size_t i = 0; i < 3; ++i)
+    os << "  l.block[" << i << "] = " << *block[i].getAsInteger() << ";\n";
+  os << "  l.dynamic_smem_bytes = " << *gpu.getInteger("smem_bytes") << ";\n";
+  for (const std::string &s : symbols)
+    os << "  (void)" << s << ";\n";
+  os << "  return l;\n}\n";
+}
+
 void attnc::writeGPUHeader(llvm::raw_ostream &os,
                            const std::vector<KernelInfo> &kernels,
                            StringRef stem) {
@@ -967,9 +1017,9 @@ void attnc::writeGPUHeader(llvm::raw_ostream &os,
     if (!k.gpu)
       continue;
     const llvm::json::Object &gpu = *k.gpu;
+    std::string prefix = "attnc_" + id + "_" + k.name;
     writeKindLine(os, k);
     os << "   Parameters, in order:";
-    std::vector<std::string> symbols;
     for (const llvm::json::Value &p : *gpu.getArray("params")) {
       const llvm::json::Object &o = *p.getAsObject();
       if (auto arg = o.getString("arg")) {
@@ -980,42 +1030,59 @@ void attnc::writeGPUHeader(llvm::raw_ostream &os,
             writeShape(os, a.shape);
           }
         os << ")";
+      } else if (auto name = o.getString("scratch")) {
+        os << "\n     void *" << *name << " (device pointer into the scratch, ";
+        for (const ScratchBuffer &s : k.scratch)
+          if (s.name == *name) {
+            os << s.dtype << " ";
+            writeShape(os, s.shape);
+          }
+        os << ")";
       } else {
-        std::string s = o.getString("symbol")->str();
-        symbols.push_back(s);
-        os << "\n     int32_t " << s;
+        os << "\n     int32_t " << o.getString("symbol")->str();
       }
     }
-    os << " */\nstatic inline attnc_gpu_launch attnc_" << id << "_" << k.name
-       << "_launch(";
-    if (symbols.empty())
-      os << "void";
-    for (size_t i = 0; i < symbols.size(); ++i)
-      os << (i ? ", " : "") << "int64_t " << symbols[i];
-    os << ") {\n  attnc_gpu_launch l;\n";
-    const llvm::json::Array &grid = *gpu.getArray("grid");
-    for (size_t i = 0; i < 3; ++i) {
-      os << "  l.grid[" << i << "] = (unsigned)";
-      if (auto n = grid[i].getAsInteger()) {
-        os << *n;
-      } else {
-        const llvm::json::Object &g = *grid[i].getAsObject();
-        int64_t mul = g.getInteger("multiply").value_or(1);
-        int64_t div = g.getInteger("divide").value_or(1);
-        os << "((" << g.getString("symbol")->str();
-        if (mul != 1)
-          os << " * " << mul;
-        os << " + " << div - 1 << ") / " << div << ")";
-      }
-      os << ";\n";
+    const llvm::json::Object *split = gpu.getObject("split_kv");
+    if (split) {
+      std::string symbol = split->getString("symbol")->str();
+      os << "\n   Split-KV: choose " << symbol << " in [1, "
+         << *split->getInteger("max_splits") << "] per call; above 1, "
+         << "launch " << *gpu.getObject("merge")->getString("entry")
+         << "\n   after it on the same stream (" << prefix
+         << "_merge_launch),\n   with the scratch of " << prefix
+         << "_scratch_bytes, each buffer at a 256-byte aligned offset";
     }
-    const llvm::json::Array &block = *gpu.getArray("block");
-    for (size_t i = 0; i < 3; ++i)
-      os << "  l.block[" << i << "] = " << *block[i].getAsInteger() << ";\n";
-    os << "  l.dynamic_smem_bytes = " << *gpu.getInteger("smem_bytes") << ";\n";
-    for (const std::string &s : symbols)
-      os << "  (void)" << s << ";\n";
-    os << "  return l;\n}\n";
+    os << " */\n";
+    writeLaunchFunction(os, prefix + "_launch", gpu);
+    if (!split)
+      continue;
+    os << "#define " << StringRef(prefix).upper() << "_MAX_SPLITS "
+       << *split->getInteger("max_splits") << "\n";
+    writeLaunchFunction(os, prefix + "_merge_launch", *gpu.getObject("merge"));
+    // The scratch's bytes: each buffer's size rounded up to 256.
+    std::set<std::string> symbols;
+    for (const ScratchBuffer &s : k.scratch)
+      for (const ShapeDim &d : s.shape)
+        if (auto *symbol = std::get_if<std::string>(&d))
+          symbols.insert(*symbol);
+    os << "static inline size_t " << prefix << "_scratch_bytes(";
+    llvm::interleaveComma(symbols, os,
+                          [&](const std::string &s) { os << "int64_t " << s; });
+    os << ") {\n  size_t bytes = 0;\n";
+    for (const ScratchBuffer &s : k.scratch) {
+      // The GPU kernels' scratch is f32 (the split-KV partials).
+      assert(s.dtype == "f32" && "GPU scratch is f32");
+      os << "  bytes += ((size_t)4";
+      for (const ShapeDim &d : s.shape) {
+        os << " * (size_t)";
+        if (auto *symbol = std::get_if<std::string>(&d))
+          os << *symbol;
+        else
+          os << std::get<int64_t>(d);
+      }
+      os << " + 255) / 256 * 256; /* " << s.name << " */\n";
+    }
+    os << "  return bytes;\n}\n";
   }
   os << "\n#ifdef __cplusplus\n}\n#endif\n#endif\n";
 }

@@ -40,21 +40,22 @@ struct PtxasReport {
   int64_t registers = 0, spillStores = 0, spillLoads = 0, stackBytes = 0,
           staticSmemBytes = 0, barriers = 0;
 };
-/// Parses the report ptxas prints to stderr with -v. Nullopt when the text
-/// has no "Used N registers" line.
-std::optional<PtxasReport> parsePtxasReport(llvm::StringRef text);
+/// Parses the report ptxas prints to stderr with -v for the function
+/// `entry`. Nullopt when the text has no "Used N registers" line for it.
+std::optional<PtxasReport> parsePtxasReport(llvm::StringRef text,
+                                            llvm::StringRef entry);
 llvm::json::Object toJSON(const PtxasReport &report);
 
 /// The ptxas to use: $ATTNC_PTXAS, else the CUDA toolkit's found at
 /// configure time, else `ptxas` on PATH; nullopt when there is none.
 std::optional<std::string> findPtxas();
 
-/// Assembles `ptxPath` for `arch` into `cubinPath` with `ptxas -v`. On
-/// failure returns ptxas's own message.
-std::variant<PtxasReport, std::string> runPtxas(llvm::StringRef ptxas,
-                                                llvm::StringRef ptxPath,
-                                                llvm::StringRef arch,
-                                                llvm::StringRef cubinPath);
+/// Assembles `ptxPath` for `arch` into `cubinPath` with `ptxas -v` and
+/// returns the report of each of `entries`. On failure returns ptxas's own
+/// message.
+std::variant<std::map<std::string, PtxasReport>, std::string>
+runPtxas(llvm::StringRef ptxas, llvm::StringRef ptxPath, llvm::StringRef arch,
+         llvm::StringRef cubinPath, llvm::ArrayRef<llvm::StringRef> entries);
 
 } // namespace attnc
 

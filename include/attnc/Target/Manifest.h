@@ -124,6 +124,12 @@ mlir::LogicalResult recordTiling(mlir::ModuleOp tiled,
                                  std::vector<KernelInfo> &kernels,
                                  int64_t vectorWidth);
 
+/// Sets `k.scratch` from a list of {name, dtype, shape} (`attn.scratch`, or
+/// a GPU kernel's attn.launch); a diagnostic at `at` when an entry is
+/// malformed, not a C identifier or clashes with an argument.
+mlir::LogicalResult recordScratch(mlir::Operation *at, mlir::ArrayAttr list,
+                                  KernelInfo &k);
+
 /// `steps`: the manifest entries of outlined step functions (outlineSteps),
 /// written as `steps` when there are any. Target "cuda" (with `archs`)
 /// writes GPU kernels: no library and no host entry points, a `gpu` object

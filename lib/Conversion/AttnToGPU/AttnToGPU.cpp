@@ -6,7 +6,9 @@
 // kernel (DecodeKernel.cpp); what has no kernel yet is an error at the op.
 // The kernels take bare global pointers, then the dynamic sizes as i32; the
 // launch geometry and the parameters' names are recorded on the gpu.func as
-// `attn.launch` for the manifest (docs/gpu-artifacts.md).
+// `attn.launch` for the manifest (docs/gpu-artifacts.md). The decode kernel
+// is split-KV: its module also holds the merge kernel (MergeKernel.cpp), and
+// its launch names the split symbol, the scratch and the merge launch.
 //
 //===----------------------------------------------------------------------===//
 
@@ -34,6 +36,12 @@ namespace {
 // The prefill kernel's tiles (PrefillKernel.cpp) and the decode kernel's
 // block.
 constexpr int64_t kBlockQ = 64, kBlockKV = 64, kWarps = 4, kThreads = 128;
+// Split-KV decode: at most this many splits per sequence (the runtime picks
+// the count per call, docs/gpu-artifacts.md), each of at least
+// kMinSplitKeys keys, so short sequences are not cut into slivers whose
+// merge costs more than they save.
+constexpr int64_t kMaxSplits = 64, kMinSplitKeys = 64;
+constexpr llvm::StringLiteral kSplitSymbol = "num_splits";
 
 std::string typeName(Type t) { return llvm::formatv("{0}", t).str(); }
 
@@ -96,16 +104,22 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
   return std::nullopt;
 }
 
-/// The kernel's declaration: its parameters (pointers, then the dynamic
-/// sizes as i32) and the attn.launch attribute the driver puts into the
-/// manifest. Pointer parameters are named as the manifest's arguments in
-/// order; "$name" is a size symbol.
+/// A kernel's declaration: its parameters (pointers, then the dynamic sizes
+/// as i32) and its launch. Pointer parameters are named as the manifest's
+/// arguments (in order for the main kernel, by their default names for the
+/// merge); "$name" is a symbol, "%name" a scratch buffer.
 struct KernelSignature {
   SmallVector<Type> params;
   SmallVector<Attribute> names;
   SmallVector<Attribute> grid;
+  int64_t threads = kThreads;
   int64_t smemBytes = 0;
   DictionaryAttr tile;
+  /// Split-KV: the scratch buffers, the split_kv object and the merge
+  /// kernel's launch, recorded in attn.launch beside the main one.
+  ArrayAttr scratch;
+  DictionaryAttr splitKV;
+  DictionaryAttr merge;
 };
 
 class KernelDeclarer {
@@ -118,11 +132,30 @@ public:
       sig.names.push_back(b.getStringAttr(n));
     }
   }
+  void scratch(ArrayRef<StringRef> names, KernelSignature &sig) {
+    for (StringRef n : names) {
+      sig.params.push_back(LLVM::LLVMPointerType::get(b.getContext(), 1));
+      sig.names.push_back(b.getStringAttr(("%" + n).str()));
+    }
+  }
   void size(int64_t dim, StringRef name, KernelSignature &sig) {
     if (!ShapedType::isDynamic(dim))
       return;
     sig.params.push_back(b.getI32Type());
     sig.names.push_back(b.getStringAttr(("$" + name).str()));
+  }
+  /// A shape entry of a scratch buffer: the size, or the symbol when it is
+  /// dynamic.
+  Attribute shapeDim(int64_t dim, StringRef symbol) {
+    if (ShapedType::isDynamic(dim))
+      return b.getStringAttr(symbol);
+    return b.getI64IntegerAttr(dim);
+  }
+  Attribute scratchBuffer(StringRef name, ArrayRef<Attribute> shape) {
+    return b.getDictionaryAttr(
+        {b.getNamedAttr("name", b.getStringAttr(name)),
+         b.getNamedAttr("dtype", b.getStringAttr("f32")),
+         b.getNamedAttr("shape", b.getArrayAttr(shape))});
   }
   /// ceil(dim / divide): a constant, or the symbol's expression.
   Attribute grid(int64_t dim, StringRef name, int64_t divide) {
@@ -133,31 +166,64 @@ public:
         b.getNamedAttr("divide", b.getI64IntegerAttr(divide))});
   }
   DictionaryAttr dict(ArrayRef<std::pair<StringRef, int64_t>> fields) {
+    return dictWith({}, fields);
+  }
+  DictionaryAttr dictWith(ArrayRef<std::pair<StringRef, StringRef>> strings,
+                          ArrayRef<std::pair<StringRef, int64_t>> fields) {
     SmallVector<NamedAttribute> attrs;
+    for (auto [k, v] : strings)
+      attrs.push_back(b.getNamedAttr(k, b.getStringAttr(v)));
     for (auto [k, v] : fields)
       attrs.push_back(b.getNamedAttr(k, b.getI64IntegerAttr(v)));
     return b.getDictionaryAttr(attrs);
   }
+  /// The launch of `sig` as attn.launch records it.
+  SmallVector<NamedAttribute> launch(const KernelSignature &sig) {
+    return {
+        b.getNamedAttr("block", b.getDenseI64ArrayAttr({sig.threads, 1, 1})),
+        b.getNamedAttr("grid", b.getArrayAttr(sig.grid)),
+        b.getNamedAttr("smem_bytes", b.getI64IntegerAttr(sig.smemBytes)),
+        b.getNamedAttr("params", b.getArrayAttr(sig.names))};
+  }
+  /// The merge kernel's launch, for the main kernel's attn.launch.
+  DictionaryAttr mergeLaunch(StringRef entry, const KernelSignature &sig) {
+    SmallVector<NamedAttribute> attrs = launch(sig);
+    attrs.push_back(b.getNamedAttr("entry", b.getStringAttr(entry)));
+    return b.getDictionaryAttr(attrs);
+  }
+  /// A gpu.module NAME_gpu replacing `func`, holding the main kernel NAME
+  /// (with attn.launch) and, for split-KV, the merge kernel.
   gpu::GPUFuncOp declare(func::FuncOp func, const KernelSignature &sig) {
     b.setInsertionPoint(func);
     auto module = gpu::GPUModuleOp::create(b, func.getLoc(),
                                            (func.getSymName() + "_gpu").str());
     b.setInsertionPointToStart(module.getBody());
-    auto kernel = gpu::GPUFuncOp::create(b, func.getLoc(), func.getSymName(),
-                                         b.getFunctionType(sig.params, {}));
-    kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-    kernel->setAttr(
-        "attn.launch",
-        b.getDictionaryAttr(
-            {b.getNamedAttr("block", b.getDenseI64ArrayAttr({kThreads, 1, 1})),
-             b.getNamedAttr("grid", b.getArrayAttr(sig.grid)),
-             b.getNamedAttr("smem_bytes", b.getI64IntegerAttr(sig.smemBytes)),
-             b.getNamedAttr("params", b.getArrayAttr(sig.names)),
-             b.getNamedAttr("tile", sig.tile)}));
+    gpu::GPUFuncOp kernel = kernelFunc(func.getLoc(), func.getSymName(), sig);
+    SmallVector<NamedAttribute> attrs = launch(sig);
+    attrs.push_back(b.getNamedAttr("tile", sig.tile));
+    if (sig.splitKV)
+      attrs.append({b.getNamedAttr("split_kv", sig.splitKV),
+                    b.getNamedAttr("scratch", sig.scratch),
+                    b.getNamedAttr("merge", sig.merge)});
+    kernel->setAttr("attn.launch", b.getDictionaryAttr(attrs));
     return kernel;
+  }
+  /// A kernel function after the last one of `kernel`'s module.
+  gpu::GPUFuncOp declareBeside(gpu::GPUFuncOp kernel, StringRef name,
+                               const KernelSignature &sig) {
+    b.setInsertionPointAfter(kernel);
+    return kernelFunc(kernel.getLoc(), name, sig);
   }
 
 private:
+  gpu::GPUFuncOp kernelFunc(Location loc, StringRef name,
+                            const KernelSignature &sig) {
+    auto kernel =
+        gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(sig.params, {}));
+    kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    return kernel;
+  }
+
   OpBuilder b;
 };
 
@@ -188,30 +254,63 @@ void lowerPrefill(AttentionOp op, func::FuncOp func) {
 
 void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
   KernelDeclarer k(func.getContext());
-  KernelSignature sig;
+  KernelSignature sig, merge;
   ArrayRef<int64_t> qs =
       cast<RankedTensorType>(op.getQuery().getType()).getShape();
   ArrayRef<int64_t> refs =
       cast<RankedTensorType>(op.getKvIndices().getType()).getShape();
   Type storage = op.getCacheType().getStorage();
   bool oneByte = storage.getIntOrFloatBitWidth() == 8; // i8, fp8: scaled
+  bool hasLse = op.getLse() != nullptr;
+  int64_t hq = op.getNumQueryHeads(), d = op.getHeadDim();
+  int64_t dyn = ShapedType::kDynamic;
   k.pointers({"q", "k_pages", "v_pages"}, sig);
   if (oneByte)
     k.pointers({"k_scale", "v_scale"}, sig);
   k.pointers({"kv_indptr", "kv_indices", "kv_last_page_len", "o"}, sig);
-  if (op.getLse())
+  if (hasLse)
     k.pointers({"lse"}, sig);
+  k.scratch({"partial_o", "partial_lse"}, sig);
   k.size(qs[0], "batch", sig);
-  k.size(ShapedType::kDynamic, "num_pages", sig);
+  k.size(dyn, "num_pages", sig);
   k.size(refs[0], "num_page_refs", sig);
+  k.size(dyn, kSplitSymbol, sig);
   sig.grid = {k.grid(op.getNumKVHeads(), "", 1), k.grid(qs[0], "batch", 1),
-              k.grid(1, "", 1)};
-  int64_t lanesPerKey = op.getHeadDim() / (oneByte ? 16 : 8); // 16 bytes each
+              k.grid(dyn, kSplitSymbol, 1)};
+  int64_t lanesPerKey = d / (oneByte ? 16 : 8); // 16 bytes each
+  int64_t keysPerStep = kThreads / lanesPerKey;
   sig.tile = k.dict({{"threads", kThreads},
                      {"lanes_per_key", lanesPerKey},
-                     {"keys_per_step", kThreads / lanesPerKey}});
+                     {"keys_per_step", keysPerStep},
+                     {"min_split_keys", kMinSplitKeys}});
+  // The partials, as attn.merge takes them: o [splits, batch, Hq, D] and
+  // lse [splits, Hq, batch] (f32, nats).
+  Attribute splits = k.shapeDim(dyn, kSplitSymbol);
+  Attribute batch = k.shapeDim(qs[0], "batch");
+  sig.scratch = ArrayAttr::get(
+      func.getContext(),
+      {k.scratchBuffer("partial_o",
+                       {splits, batch, k.shapeDim(hq, ""), k.shapeDim(d, "")}),
+       k.scratchBuffer("partial_lse", {splits, k.shapeDim(hq, ""), batch})});
+  sig.splitKV =
+      k.dictWith({{"symbol", kSplitSymbol}}, {{"max_splits", kMaxSplits}});
+
+  // The merge: one block of D threads per (sequence, query head).
+  k.scratch({"partial_o", "partial_lse"}, merge);
+  k.pointers({"o"}, merge);
+  if (hasLse)
+    k.pointers({"lse"}, merge);
+  k.size(qs[0], "batch", merge);
+  k.size(dyn, kSplitSymbol, merge);
+  merge.grid = {k.grid(qs[0], "batch", 1), k.grid(hq, "", 1), k.grid(1, "", 1)};
+  merge.threads = d;
+  std::string mergeName = (func.getSymName() + "_merge").str();
+  sig.merge = k.mergeLaunch(mergeName, merge);
+
   gpu::GPUFuncOp kernel = k.declare(func, sig);
-  attnc::gpu_kernels::buildDecodeKernel(op, kernel, kThreads);
+  gpu::GPUFuncOp mergeKernel = k.declareBeside(kernel, mergeName, merge);
+  attnc::gpu_kernels::buildDecodeKernel(op, kernel, kThreads, kMinSplitKeys);
+  attnc::gpu_kernels::buildMergeKernel(op, mergeKernel);
 }
 
 struct AttnLowerToGPUPass

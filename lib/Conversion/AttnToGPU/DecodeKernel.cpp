@@ -18,7 +18,12 @@
 //     the SFU) over the keys its lane group visits;
 //   - the lane groups' (max, sum, accumulator) merged through shared memory
 //     at the end, as attn.merge does with partials, and stored with 16-byte
-//     stores.
+//     stores;
+//   - split-KV: blockIdx.z is one of num_splits (chosen per call by the
+//     runtime) ranges of the sequence's visible keys; with one split the
+//     block writes the outputs, with more it writes its normalized output
+//     and LSE to the partials that the merge kernel (MergeKernel.cpp)
+//     combines.
 //
 // Decode sees every key up to the query's position (the last one), so a
 // causal mask changes nothing; a window (with sinks) bounds the key range.
@@ -40,10 +45,11 @@ namespace {
 
 class DecodeKernelBuilder : KernelBuilder {
 public:
-  DecodeKernelBuilder(PagedAttentionOp op, gpu::GPUFuncOp func, int64_t threads)
+  DecodeKernelBuilder(PagedAttentionOp op, gpu::GPUFuncOp func, int64_t threads,
+                      int64_t minSplitKeys)
       : KernelBuilder(op.getLoc(), op.getElementType()), op(op), func(func),
-        threads(threads), storage(op.getCacheType().getStorage()),
-        int8(storage.isInteger(8)),
+        threads(threads), minSplitKeys(minSplitKeys),
+        storage(op.getCacheType().getStorage()), int8(storage.isInteger(8)),
         fp8(isa<Float8E4M3FNType, Float8E5M2Type>(storage)),
         vec(int8 || fp8 ? 16 : 8) {}
 
@@ -104,6 +110,7 @@ private:
   PagedAttentionOp op;
   gpu::GPUFuncOp func;
   int64_t threads;
+  int64_t minSplitKeys;
   Type storage;
   /// int8 pages with per-channel K and per-token V scales (f16).
   bool int8;
@@ -129,8 +136,9 @@ void DecodeKernelBuilder::build() {
   b.setInsertionPointToStart(&entry);
 
   // Parameters: q, k_pages, v_pages, [k_scale, v_scale], kv_indptr, kv_indices,
-  // kv_last_page_len, o, [lse], then i32 batch / num_pages / num_page_refs
-  // where dynamic (attn-lower-to-gpu declares them in this order).
+  // kv_last_page_len, o, [lse], partial_o, partial_lse, then i32 batch /
+  // num_pages / num_page_refs where dynamic and num_splits
+  // (attn-lower-to-gpu declares them in this order).
   unsigned p = 0;
   Value qPtr = entry.getArgument(p++), kPtr = entry.getArgument(p++),
         vPtr = entry.getArgument(p++);
@@ -139,6 +147,8 @@ void DecodeKernelBuilder::build() {
   Value indptrPtr = entry.getArgument(p++), indicesPtr = entry.getArgument(p++),
         lastPtr = entry.getArgument(p++), oPtr = entry.getArgument(p++);
   Value lsePtr = hasLse ? entry.getArgument(p++) : Value();
+  Value partialOPtr = entry.getArgument(p++),
+        partialLsePtr = entry.getArgument(p++);
   auto qShape = cast<RankedTensorType>(op.getQuery().getType()).getShape();
   auto refsShape =
       cast<RankedTensorType>(op.getKvIndices().getType()).getShape();
@@ -151,6 +161,7 @@ void DecodeKernelBuilder::build() {
   Value batch = param(qShape[0]);
   Value numPages = param(ShapedType::kDynamic);
   Value numRefs = param(refsShape[0]);
+  Value numSplits = param(ShapedType::kDynamic);
 
   int64_t dyn = ShapedType::kDynamic;
   Value q = globalView(qPtr, elem, {dyn, hq, d}, {batch});
@@ -181,11 +192,16 @@ void DecodeKernelBuilder::build() {
   Value o = globalView(oPtr, elem, {dyn, hq, d}, {batch});
   Value lse =
       hasLse ? globalView(lsePtr, f32Type, {hq, dyn}, {batch}) : Value();
+  Value partialO =
+      globalView(partialOPtr, f32Type, {dyn, dyn, hq, d}, {numSplits, batch});
+  Value partialLse =
+      globalView(partialLsePtr, f32Type, {dyn, hq, dyn}, {numSplits, batch});
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value lane = rem(tid, lanesPerKey), keyGroup = div(tid, lanesPerKey);
   Value kvHead = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value seq = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  Value split = gpu::BlockIdOp::create(b, gpu::Dimension::z);
   Value col = mul(lane, idx(vec));
 
   // The sequence's keys and, with a window, the visible range: the sink
@@ -203,6 +219,14 @@ void DecodeKernelBuilder::build() {
       sinks = minIdx(idx(mask.getSinks()), lo);
   }
   Value count = add(sinks, sub(lk, lo));
+
+  // This split's share [begin, end) of the count visible keys: whole steps,
+  // at least minSplitKeys, so later splits of a short sequence are empty.
+  Value perSplit = arith::CeilDivUIOp::create(b, count, numSplits);
+  Value share = ceilDiv(perSplit, keysPerStep);
+  Value chunk = maxIdx(mul(share, idx(keysPerStep)), idx(minSplitKeys));
+  Value begin = minIdx(mul(split, chunk), count);
+  Value end = minIdx(add(begin, chunk), count);
 
   // This lane's elements of each query head, times the scale and, without
   // softcap, log2(e) (with softcap, the cap brings the score to log2).
@@ -234,14 +258,15 @@ void DecodeKernelBuilder::build() {
 
   // Every lane of a warp runs the same number of steps (the shuffles need
   // all of them); a lane past the range reads a valid key and drops it.
-  Value steps = ceilDiv(count, keysPerStep);
+  Value steps = ceilDiv(sub(end, begin), keysPerStep);
   auto loop = scf::ForOp::create(b, idx(0), steps, idx(1), init);
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
     ValueRange state = loop.getRegionIterArgs();
-    Value i = add(mul(loop.getInductionVar(), idx(keysPerStep)), keyGroup);
-    Value valid = cmp(arith::CmpIPredicate::ult, i, count);
+    Value i = add(begin,
+                  add(mul(loop.getInductionVar(), idx(keysPerStep)), keyGroup));
+    Value valid = cmp(arith::CmpIPredicate::ult, i, end);
     Value ic = minIdx(i, sub(count, idx(1)));
     Value inSinks = cmp(arith::CmpIPredicate::ult, ic, sinks);
     Value key = select(inSinks, ic, add(lo, sub(ic, sinks)));
@@ -345,20 +370,34 @@ void DecodeKernelBuilder::build() {
     Value empty =
         arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, sum, f32(0));
     Value inv = select(empty, f32(0), arith::DivFOp::create(b, f32(1), sum));
-    Value out =
-        arith::TruncFOp::create(b, VectorType::get({vec}, elem),
-                                arith::MulFOp::create(b, acc, splat(inv)));
+    Value out = arith::MulFOp::create(b, acc, splat(inv));
     Value head = add(mul(kvHead, idx(group)), g);
-    vector::StoreOp::create(b, out, o, ValueRange{seq, head, col},
-                            /*nontemporal=*/false, llvm::MaybeAlign(16));
-    if (lse) {
+    Value lseNats =
+        select(empty, negInf,
+               arith::MulFOp::create(
+                   b, arith::AddFOp::create(b, base, log2(sum)), f32(M_LN2)));
+    Value unsplit = cmp(arith::CmpIPredicate::eq, numSplits, idx(1));
+    emitIf(unsplit, [&] {
+      vector::StoreOp::create(
+          b, arith::TruncFOp::create(b, VectorType::get({vec}, elem), out), o,
+          ValueRange{seq, head, col},
+          /*nontemporal=*/false, llvm::MaybeAlign(16));
+      if (lse)
+        emitIf(firstLane, [&] {
+          memref::StoreOp::create(b, lseNats, lse, ValueRange{head, seq});
+        });
+    });
+    // Several splits: this split's normalized output and LSE, every split
+    // written (an empty one as 0 and -inf) so the merge reads no garbage.
+    emitIf(cmp(arith::CmpIPredicate::ne, numSplits, idx(1)), [&] {
+      vector::StoreOp::create(b, out, partialO,
+                              ValueRange{split, seq, head, col},
+                              /*nontemporal=*/false, llvm::MaybeAlign(16));
       emitIf(firstLane, [&] {
-        Value v = arith::MulFOp::create(
-            b, arith::AddFOp::create(b, base, log2(sum)), f32(M_LN2));
-        memref::StoreOp::create(b, select(empty, negInf, v), lse,
-                                ValueRange{head, seq});
+        memref::StoreOp::create(b, lseNats, partialLse,
+                                ValueRange{split, head, seq});
       });
-    }
+    });
   });
   gpu::ReturnOp::create(b);
 }
@@ -366,7 +405,7 @@ void DecodeKernelBuilder::build() {
 } // namespace
 
 void attnc::gpu_kernels::buildDecodeKernel(PagedAttentionOp op,
-                                           gpu::GPUFuncOp func,
-                                           int64_t threads) {
-  DecodeKernelBuilder(op, func, threads).build();
+                                           gpu::GPUFuncOp func, int64_t threads,
+                                           int64_t minSplitKeys) {
+  DecodeKernelBuilder(op, func, threads, minSplitKeys).build();
 }

@@ -105,8 +105,11 @@ protected:
 void buildPrefillKernel(attn::AttentionOp op, gpu::GPUFuncOp func,
                         ArrayRef<int64_t> qShape, ArrayRef<int64_t> kShape,
                         bool hasLse);
+/// The split-KV decode kernel: each block covers one split of at least
+/// `minSplitKeys` keys (MergeKernel.cpp combines the splits).
 void buildDecodeKernel(attn::PagedAttentionOp op, gpu::GPUFuncOp func,
-                       int64_t threads);
+                       int64_t threads, int64_t minSplitKeys);
+void buildMergeKernel(attn::PagedAttentionOp op, gpu::GPUFuncOp func);
 
 } // namespace attnc::gpu_kernels
 
