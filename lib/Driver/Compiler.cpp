@@ -38,6 +38,7 @@
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <mutex>
+#include <set>
 
 using namespace mlir;
 using namespace attnc;
@@ -482,31 +483,32 @@ Compilation::compileForGPU(ModuleOp module, std::vector<KernelInfo> &kernels,
       return internalError("attn-lower-to-gpu left no kernel for '" + k.name +
                            "'");
     k.gpu = std::move(it->second);
-    // The kernel's pointers are the manifest's arguments in order (q, k, v,
-    // o, lse); the manifest names them (attn.name or the defaults). The
-    // merge kernel's pointers use the main kernel's default names.
-    std::map<std::string, std::string> argNames;
-    size_t argIndex = 0;
-    for (llvm::json::Value &p : *k.gpu->getArray("params")) {
-      llvm::json::Object &param = *p.getAsObject();
-      std::optional<StringRef> name = param.getString("arg");
-      if (!name)
-        continue;
-      if (argIndex >= k.args.size())
-        return internalError("kernel '" + k.name +
-                             "' has more pointer parameters than arguments");
-      argNames[name->str()] = k.args[argIndex].name;
-      param["arg"] = k.args[argIndex++].name;
-    }
-    if (argIndex != k.args.size())
-      return internalError("kernel '" + k.name +
-                           "' has fewer pointer parameters than arguments");
-    if (llvm::json::Object *merge = k.gpu->getObject("merge"))
-      for (llvm::json::Value &p : *merge->getArray("params")) {
+    // The kernels name their pointers by role; the manifest names the
+    // arguments (attn.name or the defaults), in the function's order, which
+    // need not be the kernel's.
+    std::map<std::string, std::string> byRole;
+    for (const KernelArg &a : k.args)
+      byRole[a.role] = a.name;
+    std::set<std::string> bound;
+    auto bind = [&](llvm::json::Object &launch) {
+      for (llvm::json::Value &p : *launch.getArray("params")) {
         llvm::json::Object &param = *p.getAsObject();
-        if (std::optional<StringRef> name = param.getString("arg"))
-          param["arg"] = argNames.at(name->str());
+        std::optional<StringRef> role = param.getString("arg");
+        if (!role)
+          continue;
+        auto named = byRole.find(role->str());
+        if (named == byRole.end())
+          return false;
+        bound.insert(named->second);
+        param["arg"] = named->second;
       }
+      return true;
+    };
+    if (!bind(*k.gpu) ||
+        (k.gpu->getObject("merge") && !bind(*k.gpu->getObject("merge"))) ||
+        bound.size() != k.args.size())
+      return internalError("the GPU kernel '" + k.name +
+                           "' does not take each argument's role once");
   }
   // Split-KV kernels' scratch (the partials) is the manifest's scratch.
   WalkResult scratch = module.walk([&](gpu::GPUFuncOp func) {

@@ -105,9 +105,10 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
 }
 
 /// A kernel's declaration: its parameters (pointers, then the dynamic sizes
-/// as i32) and its launch. Pointer parameters are named as the manifest's
-/// arguments (in order for the main kernel, by their default names for the
-/// merge); "$name" is a symbol, "%name" a scratch buffer.
+/// as i32) and its launch. A pointer parameter is named by its argument's
+/// role (docs/artifacts.md), which the driver replaces by the argument's
+/// name: the kernel's order need not be the function's. "$name" is a
+/// symbol, "%name" a scratch buffer.
 struct KernelSignature {
   SmallVector<Type> params;
   SmallVector<Attribute> names;
@@ -235,7 +236,7 @@ void lowerPrefill(AttentionOp op, func::FuncOp func) {
   ArrayRef<int64_t> ks =
       cast<RankedTensorType>(op.getKey().getType()).getShape();
   bool hasLse = op.getLse() != nullptr;
-  k.pointers({"q", "k", "v", "o"}, sig);
+  k.pointers({"query", "key", "value", "output"}, sig);
   if (hasLse)
     k.pointers({"lse"}, sig);
   k.size(qs[0], "batch", sig);
@@ -264,10 +265,10 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
   bool hasLse = op.getLse() != nullptr;
   int64_t hq = op.getNumQueryHeads(), d = op.getHeadDim();
   int64_t dyn = ShapedType::kDynamic;
-  k.pointers({"q", "k_pages", "v_pages"}, sig);
+  k.pointers({"query", "k_pages", "v_pages"}, sig);
   if (oneByte)
     k.pointers({"k_scale", "v_scale"}, sig);
-  k.pointers({"kv_indptr", "kv_indices", "kv_last_page_len", "o"}, sig);
+  k.pointers({"kv_indptr", "kv_indices", "kv_last_page_len", "output"}, sig);
   if (hasLse)
     k.pointers({"lse"}, sig);
   k.scratch({"partial_o", "partial_lse"}, sig);
@@ -297,7 +298,7 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
 
   // The merge: one block of D threads per (sequence, query head).
   k.scratch({"partial_o", "partial_lse"}, merge);
-  k.pointers({"o"}, merge);
+  k.pointers({"output"}, merge);
   if (hasLse)
     k.pointers({"lse"}, merge);
   k.size(qs[0], "batch", merge);

@@ -14,8 +14,8 @@
 // The lane groups' partial softmaxes meet in shared memory.
 // CHECK-SAME: workgroup(%{{.*}} : memref<2x8x4xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<8x4x128xf32, #gpu.address_space<workgroup>>) kernel
 // CHECK-SAME: attn.launch = {block = array<i64: 128, 1, 1>, grid = [8, {divide = 1 : i64, symbol = "batch"}, {divide = 1 : i64, symbol = "num_splits"}],
-// CHECK-SAME: merge = {block = array<i64: 128, 1, 1>, entry = "decode_merge", grid = [{divide = 1 : i64, symbol = "batch"}, 32, 1], params = ["%partial_o", "%partial_lse", "o", "lse", "$batch", "$num_splits"], smem_bytes = 0 : i64}
-// CHECK-SAME: params = ["q", "k_pages", "v_pages", "kv_indptr", "kv_indices", "kv_last_page_len", "o", "lse", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_splits"]
+// CHECK-SAME: merge = {block = array<i64: 128, 1, 1>, entry = "decode_merge", grid = [{divide = 1 : i64, symbol = "batch"}, 32, 1], params = ["%partial_o", "%partial_lse", "output", "lse", "$batch", "$num_splits"], smem_bytes = 0 : i64}
+// CHECK-SAME: params = ["query", "k_pages", "v_pages", "kv_indptr", "kv_indices", "kv_last_page_len", "output", "lse", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_splits"]
 // CHECK-SAME: scratch = [{dtype = "f32", name = "partial_o", shape = ["num_splits", "batch", 32, 128]}, {dtype = "f32", name = "partial_lse", shape = ["num_splits", 32, "batch"]}], smem_bytes = 0 : i64, split_kv = {max_splits = 64 : i64, symbol = "num_splits"}
 // CHECK-SAME: tile = {keys_per_step = 8 : i64, lanes_per_key = 16 : i64, min_split_keys = 64 : i64, threads = 128 : i64}}
 // CHECK: %[[SPLIT:.*]] = gpu.block_id  z
@@ -122,7 +122,7 @@ func.func @window_decode(%q: tensor<?x8x64xf16>, %cache: !hnd, %indptr: tensor<?
 // lane, is two 16-byte stores.
 // CHECK-LABEL: gpu.module @int8_decode_gpu
 // CHECK: gpu.func @int8_decode
-// CHECK-SAME: params = ["q", "k_pages", "v_pages", "k_scale", "v_scale", "kv_indptr", "kv_indices", "kv_last_page_len", "o", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_splits"]
+// CHECK-SAME: params = ["query", "k_pages", "v_pages", "k_scale", "v_scale", "kv_indptr", "kv_indices", "kv_last_page_len", "output", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_splits"]
 // CHECK-SAME: tile = {keys_per_step = 16 : i64, lanes_per_key = 8 : i64, min_split_keys = 64 : i64, threads = 128 : i64}
 // CHECK: scf.for
 // CHECK: %[[K:.*]] = vector.load {{.*}} {alignment = 16 : i64} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>
@@ -150,7 +150,7 @@ func.func @int8_decode(%q: tensor<?x32x128xbf16>, %cache: !i8, %indptr: tensor<?
 // fp8 (e4m3fn) pages: bytes widened to f16 bits in registers (sign to bit 15,
 // the rest from bit 7), times 2^8, times the head's f32 scale.
 // CHECK-LABEL: gpu.module @fp8_decode_gpu
-// CHECK: params = ["q", "k_pages", "v_pages", "k_scale", "v_scale", "kv_indptr", "kv_indices", "kv_last_page_len", "o", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_splits"]
+// CHECK: params = ["query", "k_pages", "v_pages", "k_scale", "v_scale", "kv_indptr", "kv_indices", "kv_last_page_len", "output", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_splits"]
 // CHECK: memref.load {{.*}} : memref<8xf32, #gpu.address_space<global>>
 // CHECK: scf.for
 // CHECK: %[[B:.*]] = vector.load {{.*}} {alignment = 16 : i64} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>

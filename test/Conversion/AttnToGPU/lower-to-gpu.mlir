@@ -10,7 +10,7 @@
 // CHECK: gpu.module @prefill_gpu
 // The ABI: bare global pointers, then the dynamic sizes as i32.
 // CHECK: gpu.func @prefill(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32) kernel
-// CHECK-SAME: attn.launch = {block = array<i64: 128, 1, 1>, grid = [{divide = 64 : i64, symbol = "seqlen_q"}, 8, {divide = 1 : i64, symbol = "batch"}], params = ["q", "k", "v", "o", "$batch", "$seqlen_q", "$seqlen_k"], smem_bytes = 81920 : i64, tile = {block_kv = 64 : i64, block_q = 64 : i64, stages = 2 : i64, warps = 4 : i64}}
+// CHECK-SAME: attn.launch = {block = array<i64: 128, 1, 1>, grid = [{divide = 64 : i64, symbol = "seqlen_q"}, 8, {divide = 1 : i64, symbol = "batch"}], params = ["query", "key", "value", "output", "$batch", "$seqlen_q", "$seqlen_k"], smem_bytes = 81920 : i64, tile = {block_kv = 64 : i64, block_q = 64 : i64, stages = 2 : i64, warps = 4 : i64}}
 // Q [64, 128], K and V [2, 64, 128] in dynamic shared memory.
 // CHECK: gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<64x128xf16, #gpu.address_space<workgroup>>
@@ -75,7 +75,7 @@ func.func @prefill(%q: tensor<?x?x8x128xf16>, %k: tensor<?x?x2x128xf16>,
 // writes the LSE.
 // CHECK-LABEL: gpu.module @window_gpu
 // CHECK: gpu.func @window(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>) kernel
-// CHECK-SAME: grid = [4, 4, 2], params = ["q", "k", "v", "o", "lse"], smem_bytes = 40960 : i64
+// CHECK-SAME: grid = [4, 4, 2], params = ["query", "key", "value", "output", "lse"], smem_bytes = 40960 : i64
 // CHECK: nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>{{.*}} : (i32, i32, f32)
 // CHECK: llvm.call_intrinsic "llvm.nvvm.lg2.approx.ftz.f"
 // CHECK: memref.store {{.*}} : memref<2x4x200xf32, #gpu.address_space<global>>

@@ -27,3 +27,15 @@ func.func @decode(%q: tensor<?x32x128xbf16>, %cache: !cache {attn.name = "kv"},
       -> tensor<?x32x128xbf16>
   return %o : tensor<?x32x128xbf16>
 }
+
+// The function's arguments in another order than the op's operands: the
+// kernel's parameters are bound by role, so the manifest lists them in the
+// kernel's order under the function's names.
+!cache8 = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 64, layout = hnd, storage = f16>
+func.func @reordered(%cache: !cache8, %indices: tensor<?xi32>, %q: tensor<?x8x64xf16>,
+                     %indptr: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x8x64xf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x8x64xf16>, !cache8, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x8x64xf16>
+  return %o : tensor<?x8x64xf16>
+}
