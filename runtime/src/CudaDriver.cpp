@@ -82,6 +82,8 @@ std::unique_ptr<Driver> openDriver(const std::string &path, bool fromEnv) {
     resolve(handle, where, "cuModuleGetFunction", d->cuModuleGetFunction);
     resolve(handle, where, "cuFuncGetAttribute", d->cuFuncGetAttribute);
     resolve(handle, where, "cuFuncSetAttribute", d->cuFuncSetAttribute);
+    resolve(handle, where, "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+            d->cuOccupancyMaxActiveBlocksPerMultiprocessor);
     resolve(handle, where, "cuLaunchKernel", d->cuLaunchKernel);
     resolve(handle, where, "cuStreamSynchronize", d->cuStreamSynchronize);
     resolve(handle, where, "cuEventCreate", d->cuEventCreate);

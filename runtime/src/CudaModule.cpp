@@ -4,6 +4,8 @@
 // a broken manifest fails the same way with or without a GPU; then it loads
 // each kernel's image into one context, which every later call makes
 // current for its duration (push/pop), leaving the caller's context alone.
+// Split-KV kernels choose num_splits per call from the occupancy taken at
+// open, and take their partial results' scratch from the module.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,9 +19,12 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 using namespace attnrt;
@@ -35,6 +40,13 @@ struct attnrt_gpu_module {
   attnrt_gpu_device_info info{};
   std::vector<CUmodule> images;
   std::vector<std::unique_ptr<attnrt_kernel>> kernels;
+  // Split-KV scratch: the caller's (attnrt_gpu_set_scratch) when set, else
+  // attnrt's own, grown on demand and freed at close.
+  std::mutex scratchMutex;
+  CUdeviceptr callerScratch = 0;
+  size_t callerScratchBytes = 0;
+  CUdeviceptr ownScratch = 0;
+  size_t ownScratchBytes = 0;
 
   ~attnrt_gpu_module();
 };
@@ -67,6 +79,13 @@ private:
 };
 
 std::string str(int64_t v) { return std::to_string(v); }
+
+std::string hex(uint64_t v) {
+  char text[24];
+  std::snprintf(text, sizeof text, "0x%llx",
+                static_cast<unsigned long long>(v));
+  return text;
+}
 
 void requireModule(const attnrt_gpu_module *module, const char *fn) {
   if (!module)
@@ -148,8 +167,55 @@ void chooseImage(attnrt_kernel &k, const attnrt_gpu_module &m) {
            " if attnc supports it, or run on a newer GPU");
 }
 
-/// Loads the chosen image and resolves the entry; the JIT's error log goes
-/// into the message when PTX does not compile.
+/// Resolves the entry of `launch` (`field`: "gpu" or "gpu.merge") in the
+/// loaded image and checks its block and shared memory against the device,
+/// opting in to dynamic shared memory above 48 KiB.
+CUfunction resolveEntry(const attnrt_kernel &k, const attnrt_gpu_module &m,
+                        CUmodule loaded, const GpuLaunchDesc &launch,
+                        const std::string &field) {
+  const Driver &d = *m.driver;
+  bool merge = field != "gpu";
+  std::string where = m.dir + ": kernel '" + k.desc.name + "'" +
+                      (merge ? " merge '" + launch.entry + "'" : "");
+  CUfunction fn = nullptr;
+  d.check(d.cuModuleGetFunction(&fn, loaded, launch.entry.c_str()),
+          "cuModuleGetFunction",
+          m.dir + ": kernel '" + k.desc.name + "': entry '" + launch.entry +
+              "' of " + k.gpuImage + " (" + field +
+              ".entry does not match the image)");
+  int maxThreads = 0;
+  d.check(d.cuFuncGetAttribute(&maxThreads,
+                               CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fn),
+          "cuFuncGetAttribute", where);
+  int64_t threads = launch.block[0] * launch.block[1] * launch.block[2];
+  if (threads > maxThreads)
+    fail(ATTNRT_ERR_UNSUPPORTED,
+         where + ": " + field + ".block has " + str(threads) + " threads but " +
+             k.gpuImage + " can run at most " + str(maxThreads) +
+             " per block on " + m.arch +
+             " (registers per thread); regenerate it with attnc");
+  if (launch.smemBytes > m.info.max_shared_memory_optin)
+    fail(ATTNRT_ERR_UNSUPPORTED,
+         where + ": " + field + ".smem_bytes is " + str(launch.smemBytes) +
+             " but device " + str(m.device) + " (" + m.arch +
+             ") gives a block at most " + str(m.info.max_shared_memory_optin) +
+             " bytes of shared memory; compile for this device with attnc "
+             "--target=" +
+             m.arch);
+  // Above the default 48 KiB a kernel must opt in to its dynamic size.
+  if (launch.smemBytes > kDefaultSmemBytes)
+    d.check(d.cuFuncSetAttribute(
+                fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                static_cast<int>(launch.smemBytes)),
+            "cuFuncSetAttribute",
+            where + " (" + str(launch.smemBytes) +
+                " bytes of dynamic shared memory)");
+  return fn;
+}
+
+/// Loads the chosen image and resolves the entries; the JIT's error log
+/// goes into the message when PTX does not compile. Split-KV kernels also
+/// get their occupancy, which chooses num_splits.
 void loadKernel(attnrt_kernel &k, attnrt_gpu_module &m) {
   const Driver &d = *m.driver;
   const GpuKernelDesc &gpu = k.desc.gpu;
@@ -178,41 +244,22 @@ void loadKernel(attnrt_kernel &k, attnrt_gpu_module &m) {
                               (jit.empty() ? "" : "; JIT log: " + jit));
   }
   m.images.push_back(loaded);
-  CUfunction fn = nullptr;
-  d.check(d.cuModuleGetFunction(&fn, loaded, gpu.entry.c_str()),
-          "cuModuleGetFunction",
-          m.dir + ": kernel '" + k.desc.name + "': entry '" + gpu.entry +
-              "' of " + k.gpuImage + " (gpu.entry does not match the image)");
-  k.cuFunction = fn;
-
-  std::string where = m.dir + ": kernel '" + k.desc.name + "'";
-  int maxThreads = 0;
-  d.check(d.cuFuncGetAttribute(&maxThreads,
-                               CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fn),
-          "cuFuncGetAttribute", where);
-  int64_t threads = gpu.block[0] * gpu.block[1] * gpu.block[2];
-  if (threads > maxThreads)
-    fail(ATTNRT_ERR_UNSUPPORTED,
-         where + ": gpu.block has " + str(threads) + " threads but " +
-             k.gpuImage + " can run at most " + str(maxThreads) +
-             " per block on " + m.arch +
-             " (registers per thread); regenerate it with attnc");
-  if (gpu.smemBytes > m.info.max_shared_memory_optin)
-    fail(ATTNRT_ERR_UNSUPPORTED,
-         where + ": gpu.smem_bytes is " + str(gpu.smemBytes) + " but device " +
-             str(m.device) + " (" + m.arch + ") gives a block at most " +
-             str(m.info.max_shared_memory_optin) +
-             " bytes of shared memory; compile for this device with attnc "
-             "--target=" +
-             m.arch);
-  // Above the default 48 KiB a kernel must opt in to its dynamic size.
-  if (gpu.smemBytes > kDefaultSmemBytes)
-    d.check(
-        d.cuFuncSetAttribute(fn,
-                             CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                             static_cast<int>(gpu.smemBytes)),
-        "cuFuncSetAttribute",
-        where + " (" + str(gpu.smemBytes) + " bytes of dynamic shared memory)");
+  k.cuFunction = resolveEntry(k, m, loaded, gpu, "gpu");
+  if (!gpu.splitKv())
+    return;
+  k.cuMergeFunction = resolveEntry(k, m, loaded, gpu.merge, "gpu.merge");
+  // After the opt-in: the occupancy counts the dynamic shared memory.
+  int perSm = 0;
+  int threads = static_cast<int>(gpu.block[0] * gpu.block[1] * gpu.block[2]);
+  d.check(d.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+              &perSm, static_cast<CUfunction>(k.cuFunction), threads,
+              static_cast<size_t>(gpu.smemBytes)),
+          "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+          m.dir + ": kernel '" + k.desc.name + "' (" + str(threads) +
+              " threads, " + str(gpu.smemBytes) +
+              " bytes of dynamic shared memory per block)");
+  k.gpuResidentBlocks = std::max<int64_t>(
+      1, static_cast<int64_t>(m.info.multiprocessor_count) * perSm);
 }
 
 /// The C view of a kernel's gpu object.
@@ -232,9 +279,28 @@ void linkGpuInfo(attnrt_kernel &k) {
   }
   info.smem_bytes = gpu.smemBytes;
   info.num_params = static_cast<int>(gpu.params.size());
-  auto report = gpu.ptxas.find(k.gpuImageArch);
-  info.ptxas = !info.image_is_ptx && report != gpu.ptxas.end() ? &report->second
-                                                               : nullptr;
+  // Reports describe cubins: none for PTX.
+  auto reportOf = [&](const GpuLaunchDesc &launch) {
+    auto it = launch.ptxas.find(k.gpuImageArch);
+    return !info.image_is_ptx && it != launch.ptxas.end() ? &it->second
+                                                          : nullptr;
+  };
+  info.ptxas = reportOf(gpu);
+  if (!gpu.splitKv())
+    return;
+  const GpuLaunchDesc &merge = gpu.merge;
+  info.max_splits = gpu.maxSplits;
+  info.split_symbol = gpu.splitSymbol.c_str();
+  info.merge_entry = merge.entry.c_str();
+  for (int i = 0; i < 3; ++i) {
+    info.merge_block[i] = merge.block[i];
+    const GridDimDesc &g = merge.grid[i];
+    info.merge_grid[i] = {g.symbol.empty() ? nullptr : g.symbol.c_str(),
+                          g.value, g.multiply, g.divide};
+  }
+  info.merge_smem_bytes = merge.smemBytes;
+  info.merge_num_params = static_cast<int>(merge.params.size());
+  info.merge_ptxas = reportOf(merge);
 }
 
 /// The context current on this thread, or device 0's primary context.
@@ -266,6 +332,8 @@ void describeDevice(attnrt_gpu_module &m) {
             CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, m.device);
   ATTNRT_CU(d, cuDeviceGetAttribute, &optin,
             CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, m.device);
+  ATTNRT_CU(d, cuDeviceGetAttribute, &info.multiprocessor_count,
+            CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, m.device);
   char name[256] = {0};
   ATTNRT_CU(d, cuDeviceGetName, name, static_cast<int>(sizeof name - 1),
             m.device);
@@ -278,24 +346,82 @@ void describeDevice(attnrt_gpu_module &m) {
   info.max_shared_memory_optin = optin;
 }
 
+/// One cuLaunchKernel; a grid with a 0 dimension launches nothing. `what`
+/// names the launch in messages.
+void launchOne(const Driver &d, void *fn, const std::string &what,
+               const uint32_t grid[3], const uint32_t block[3], uint32_t smem,
+               std::vector<uint64_t> &slots, CUstream stream) {
+  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
+    return;
+  std::vector<void *> params;
+  for (uint64_t &slot : slots)
+    params.push_back(&slot);
+  d.check(d.cuLaunchKernel(static_cast<CUfunction>(fn), grid[0], grid[1],
+                           grid[2], block[0], block[1], block[2], smem, stream,
+                           params.empty() ? nullptr : params.data(), nullptr),
+          "cuLaunchKernel",
+          what + " (grid " + str(grid[0]) + "x" + str(grid[1]) + "x" +
+              str(grid[2]) + ", block " + str(block[0]) + "x" + str(block[1]) +
+              "x" + str(block[2]) + ", " + str(smem) +
+              " bytes of shared memory)");
+}
+
+/// The main kernel, then (split-KV, num_splits > 1) the merge, which the
+/// stream orders after it.
 void launch(attnrt_gpu_module &m, const attnrt_kernel &k, GpuLaunch &l,
             CUstream stream) {
   if (l.empty())
     return;
-  std::vector<void *> params;
-  for (uint64_t &slot : l.paramSlots)
-    params.push_back(&slot);
   const attnrt_gpu_launch &g = l.dims;
-  m.driver->check(
-      m.driver->cuLaunchKernel(
-          static_cast<CUfunction>(k.cuFunction), g.grid[0], g.grid[1],
-          g.grid[2], g.block[0], g.block[1], g.block[2], g.smem_bytes, stream,
-          params.empty() ? nullptr : params.data(), nullptr),
-      "cuLaunchKernel",
-      "kernel '" + k.desc.name + "' (grid " + str(g.grid[0]) + "x" +
-          str(g.grid[1]) + "x" + str(g.grid[2]) + ", block " + str(g.block[0]) +
-          "x" + str(g.block[1]) + "x" + str(g.block[2]) + ", " +
-          str(g.smem_bytes) + " bytes of shared memory)");
+  launchOne(*m.driver, k.cuFunction, "kernel '" + k.desc.name + "'", g.grid,
+            g.block, g.smem_bytes, l.paramSlots, stream);
+  if (l.merge)
+    launchOne(
+        *m.driver, k.cuMergeFunction,
+        "kernel '" + k.desc.name + "' merge '" + k.desc.gpu.merge.entry + "'",
+        g.merge_grid, g.merge_block, g.merge_smem_bytes, l.mergeSlots, stream);
+}
+
+/// The launches of `k` for `args`, with the kernel's num_splits policy.
+GpuLaunch plan(const attnrt_kernel &k, const attnrt_tensor *args, int numArgs) {
+  return planGpuLaunch(k.desc, args, numArgs,
+                       {k.gpuResidentBlocks, k.gpuFixedSplits.load()});
+}
+
+/// Points the launch's scratch parameters at the caller's scratch or at
+/// attnrt's own, grown to what `l` needs; in the module's context.
+void bindScratch(attnrt_gpu_module &m, const attnrt_kernel &k, GpuLaunch &l) {
+  uint64_t need = l.dims.scratch_bytes;
+  if (need == 0)
+    return;
+  const Driver &d = *m.driver;
+  std::lock_guard<std::mutex> lock(m.scratchMutex);
+  std::string what = "kernel '" + k.desc.name +
+                     "' with num_splits = " + str(l.dims.num_splits) +
+                     " needs " + str(need) + " bytes of scratch";
+  if (m.callerScratch) {
+    if (need > m.callerScratchBytes)
+      fail(ATTNRT_ERR_VALIDATION,
+           what + " but the buffer given to attnrt_gpu_set_scratch has " +
+               str(m.callerScratchBytes) + "; give one of at least " +
+               str(need) +
+               " bytes (attnrt_gpu_launch_config's scratch_bytes), or NULL "
+               "to let attnrt allocate it");
+    l.bindScratch(k.desc.gpu, m.callerScratch);
+    return;
+  }
+  if (need > m.ownScratchBytes) {
+    if (m.ownScratch) {
+      // Launches in flight may still read the old buffer.
+      ATTNRT_CU(d, cuCtxSynchronize);
+      ATTNRT_CU(d, cuMemFree, m.ownScratch);
+      m.ownScratch = 0;
+      m.ownScratchBytes = 0;
+    }
+    d.check(d.cuMemAlloc(&m.ownScratch, need), "cuMemAlloc", what);
+    m.ownScratchBytes = need;
+  }
+  l.bindScratch(k.desc.gpu, m.ownScratch);
 }
 
 /// Owns the events of attnrt_gpu_time_runs.
@@ -326,6 +452,8 @@ attnrt_gpu_module::~attnrt_gpu_module() {
   if (context && driver->cuCtxGetCurrent(&current) == CUDA_SUCCESS &&
       current != context)
     pushed = driver->cuCtxPushCurrent(context) == CUDA_SUCCESS;
+  if (ownScratch)
+    driver->cuMemFree(ownScratch);
   for (CUmodule image : images)
     driver->cuModuleUnload(image);
   if (pushed)
@@ -473,7 +601,7 @@ extern "C" attnrt_status attnrt_gpu_launch_config(const attnrt_kernel *kernel,
     if (!out)
       fail(ATTNRT_ERR_INVALID_ARGUMENT, std::string(fn) + ": out is NULL");
     gpuKernelOf(kernel ? kernel->gpuModule : nullptr, kernel, fn);
-    *out = planGpuLaunch(kernel->desc, args, numArgs).dims;
+    *out = plan(*kernel, args, numArgs).dims;
   });
 }
 
@@ -483,8 +611,9 @@ extern "C" attnrt_status attnrt_gpu_run(attnrt_gpu_module *module,
                                         void *stream) {
   return guard([&] {
     const attnrt_kernel &k = gpuKernelOf(module, kernel, "attnrt_gpu_run");
-    GpuLaunch l = planGpuLaunch(k.desc, args, numArgs);
+    GpuLaunch l = plan(k, args, numArgs);
     ContextScope scope(*module->driver, module->context);
+    bindScratch(*module, k, l);
     launch(*module, k, l, static_cast<CUstream>(stream));
   });
 }
@@ -502,9 +631,10 @@ extern "C" attnrt_status attnrt_gpu_time_runs(attnrt_gpu_module *module,
            std::string(fn) + ": runs is " + str(runs) +
                (ms ? "" : " and ms is NULL") +
                "; pass runs >= 1 and room for runs floats");
-    GpuLaunch l = planGpuLaunch(k.desc, args, numArgs);
+    GpuLaunch l = plan(k, args, numArgs);
     const Driver &d = *module->driver;
     ContextScope scope(d, module->context);
+    bindScratch(*module, k, l);
     auto s = static_cast<CUstream>(stream);
     Events events{d, {}};
     std::vector<CUevent> marks;
@@ -519,6 +649,50 @@ extern "C" attnrt_status attnrt_gpu_time_runs(attnrt_gpu_module *module,
     ATTNRT_CU(d, cuEventSynchronize, marks[runs]);
     for (int i = 0; i < runs; ++i)
       ATTNRT_CU(d, cuEventElapsedTime, &ms[i], marks[i], marks[i + 1]);
+  });
+}
+
+extern "C" attnrt_status attnrt_gpu_set_num_splits(attnrt_gpu_module *module,
+                                                   const attnrt_kernel *kernel,
+                                                   int numSplits) {
+  return guard([&] {
+    const char *fn = "attnrt_gpu_set_num_splits";
+    const attnrt_kernel &k = gpuKernelOf(module, kernel, fn);
+    const GpuKernelDesc &gpu = k.desc.gpu;
+    if (!gpu.splitKv() && numSplits != 0 && numSplits != 1)
+      fail(ATTNRT_ERR_VALIDATION,
+           std::string(fn) + ": num_splits is " + str(numSplits) +
+               " but kernel '" + k.desc.name +
+               "' is not split-KV (its manifest has no gpu.split_kv) and "
+               "always runs unsplit; pass 0 (automatic) or 1");
+    if (numSplits < 0 || numSplits > std::max(gpu.maxSplits, 1))
+      fail(ATTNRT_ERR_VALIDATION,
+           std::string(fn) + ": num_splits is " + str(numSplits) +
+               " but kernel '" + k.desc.name + "' takes 1 to " +
+               str(gpu.maxSplits) +
+               " (gpu.split_kv.max_splits); pass one of those, or 0 to "
+               "choose per call");
+    k.gpuFixedSplits.store(gpu.splitKv() ? numSplits : 0);
+  });
+}
+
+extern "C" attnrt_status attnrt_gpu_set_scratch(attnrt_gpu_module *module,
+                                                void *devicePtr, size_t bytes) {
+  return guard([&] {
+    const char *fn = "attnrt_gpu_set_scratch";
+    requireModule(module, fn);
+    auto p = static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(devicePtr));
+    // The buffers are laid out at 256-byte aligned offsets from it.
+    if (p % kGpuScratchAlign)
+      fail(ATTNRT_ERR_INVALID_ARGUMENT,
+           std::string(fn) + ": device_ptr " + hex(p) + " is not " +
+               str(kGpuScratchAlign) +
+               "-byte aligned; pass a pointer cuMemAlloc returned (or one "
+               "at a multiple of " +
+               str(kGpuScratchAlign) + " bytes into it)");
+    std::lock_guard<std::mutex> lock(module->scratchMutex);
+    module->callerScratch = p;
+    module->callerScratchBytes = p ? bytes : 0;
   });
 }
 

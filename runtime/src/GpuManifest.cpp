@@ -66,7 +66,43 @@ std::string knownArch(const Fields &f, const char *key, const std::string &arch,
                       "', which is not in the manifest's archs (" + list + ")");
 }
 
-void parseBlock(const Fields &g, GpuKernelDesc &d) {
+/// What a launch's grid and parameters may name.
+struct LaunchNames {
+  const std::vector<std::string> &args;
+  const std::vector<std::string> &scratch;
+  const std::set<std::string> &symbols; // bound by the arguments
+  const std::string &splitSymbol;       // bound by the runtime; may be empty
+
+  bool knows(const std::string &symbol) const {
+    return symbols.count(symbol) ||
+           (!splitSymbol.empty() && symbol == splitSymbol);
+  }
+  std::string symbolList() const {
+    std::string list;
+    for (const std::string &s : symbols)
+      list += (list.empty() ? "" : ", ") + s;
+    if (!splitSymbol.empty())
+      list += (list.empty() ? "" : ", ") + splitSymbol + " (gpu.split_kv)";
+    return list.empty() ? "none" : list;
+  }
+};
+
+std::string nameList(const std::vector<std::string> &names) {
+  std::string list;
+  for (const std::string &n : names)
+    list += (list.empty() ? "" : ", ") + n;
+  return list.empty() ? "none" : list;
+}
+
+void parseEntry(const Fields &g, GpuLaunchDesc &d) {
+  d.entry = g.string("entry");
+  if (!isEntryName(d.entry))
+    g.badField("entry", "is '" + d.entry +
+                            "', expected a PTX identifier (letters, digits, "
+                            "'_', '$')");
+}
+
+void parseBlock(const Fields &g, GpuLaunchDesc &d) {
   const json &block = g.array("block");
   if (block.size() != 3)
     g.badField("block",
@@ -88,8 +124,7 @@ void parseBlock(const Fields &g, GpuKernelDesc &d) {
                             " threads; a block has at most 1024");
 }
 
-void parseGrid(const Fields &g, GpuKernelDesc &d,
-               const std::set<std::string> &symbols) {
+void parseGrid(const Fields &g, GpuLaunchDesc &d, const LaunchNames &names) {
   const json &grid = g.array("grid");
   if (grid.size() != 3)
     g.badField("grid", "is " + grid.dump() + ", expected 3 entries [x, y, z]");
@@ -112,69 +147,87 @@ void parseGrid(const Fields &g, GpuKernelDesc &d,
     Fields e(grid[i], where);
     e.onlyKeys({"symbol", "multiply", "divide"});
     dim.symbol = e.string("symbol");
-    if (!symbols.count(dim.symbol)) {
-      std::string list;
-      for (const std::string &s : symbols)
-        list += (list.empty() ? "" : ", ") + s;
+    if (!names.knows(dim.symbol))
       e.badField("symbol", "is '" + dim.symbol +
                                "', which no argument's shape binds (symbols: " +
-                               (list.empty() ? "none" : list) + ")");
-    }
+                               names.symbolList() + ")");
     dim.multiply = e.has("multiply") ? e.integer("multiply", 1, INT32_MAX) : 1;
     dim.divide = e.has("divide") ? e.integer("divide", 1, INT32_MAX) : 1;
   }
 }
 
-void parseParams(const Fields &g, GpuKernelDesc &d,
-                 const std::vector<std::string> &argNames,
-                 const std::set<std::string> &symbols) {
+/// The index of `name` in `names`, or -1.
+int indexOf(const std::vector<std::string> &names, const std::string &name) {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name)
+      return static_cast<int>(i);
+  return -1;
+}
+
+/// `everyArg`: the main launch, through which the kernel reads and writes
+/// all its arguments, passes each exactly once; the merge at most once.
+void parseParams(const Fields &g, GpuLaunchDesc &d, const LaunchNames &names,
+                 bool everyArg) {
   const json &params = g.array("params");
-  std::vector<int> uses(argNames.size(), 0);
+  std::vector<int> uses(names.args.size(), 0);
   for (size_t p = 0; p < params.size(); ++p) {
     Fields e(params[p], g.location() + " params[" + str(p) + "]");
-    e.onlyKeys({"arg", "symbol"});
+    e.onlyKeys({"arg", "scratch", "symbol"});
     GpuParamDesc param;
-    if (e.has("arg") == e.has("symbol"))
+    if (e.has("arg") + e.has("scratch") + e.has("symbol") != 1)
       e.bad("has " + params[p].dump() +
-            ", expected exactly one of {\"arg\": NAME} (a device pointer) "
-            "and {\"symbol\": S} (an i32)");
+            ", expected exactly one of {\"arg\": NAME} (a device pointer), "
+            "{\"scratch\": NAME} (a scratch buffer's device pointer) and "
+            "{\"symbol\": S} (an i32)");
     if (e.has("arg")) {
       std::string name = e.string("arg");
-      std::string list;
-      for (size_t a = 0; a < argNames.size(); ++a) {
-        if (argNames[a] == name)
-          param.argIndex = static_cast<int>(a);
-        list += (list.empty() ? "" : ", ") + argNames[a];
-      }
+      param.argIndex = indexOf(names.args, name);
       if (param.argIndex < 0)
         e.badField("arg", "is '" + name +
                               "', which is not an argument of the kernel (" +
-                              list + ")");
+                              nameList(names.args) + ")");
       ++uses[param.argIndex];
+    } else if (e.has("scratch")) {
+      std::string name = e.string("scratch");
+      param.scratchIndex = indexOf(names.scratch, name);
+      if (param.scratchIndex < 0)
+        e.badField("scratch",
+                   "is '" + name +
+                       "', which is not a scratch buffer of the kernel "
+                       "(scratch: " +
+                       nameList(names.scratch) + ")");
     } else {
       param.symbol = e.string("symbol");
-      if (!symbols.count(param.symbol))
+      if (!names.knows(param.symbol))
         e.badField("symbol", "is '" + param.symbol +
-                                 "', which no argument's shape binds");
+                                 "', which no argument's shape binds "
+                                 "(symbols: " +
+                                 names.symbolList() + ")");
     }
     d.params.push_back(param);
   }
-  // The kernel reads and writes its arguments only through these pointers.
-  for (size_t a = 0; a < argNames.size(); ++a)
-    if (uses[a] != 1)
-      g.badField("params", "passes argument '" + argNames[a] + "' " +
+  for (size_t a = 0; a < names.args.size(); ++a) {
+    if (everyArg && uses[a] != 1)
+      g.badField("params", "passes argument '" + names.args[a] + "' " +
                                str(uses[a]) +
                                " times; every argument is passed exactly "
                                "once");
+    if (uses[a] > 1)
+      g.badField("params", "passes argument '" + names.args[a] + "' " +
+                               str(uses[a]) +
+                               " times; an argument is passed at most once");
+  }
 }
 
-void parsePtxas(const Fields &g, GpuKernelDesc &d) {
+/// ptxas reports, which describe cubins: one per architecture with one.
+void parsePtxas(const Fields &g, GpuLaunchDesc &d,
+                const std::map<std::string, std::string> &cubins) {
   if (!g.has("ptxas"))
     return;
   const json &list = g.field("ptxas");
   Fields reports(list, g.location() + " ptxas");
   for (auto it = list.begin(); it != list.end(); ++it) {
-    if (!d.cubins.count(it.key()))
+    if (!cubins.count(it.key()))
       reports.bad("has a report for '" + it.key() +
                   "', which has no cubin (reports describe cubins)");
     Fields r(it.value(), reports.location() + "." + it.key());
@@ -190,6 +243,41 @@ void parsePtxas(const Fields &g, GpuKernelDesc &d) {
     info.barriers = get("barriers");
     d.ptxas[it.key()] = info;
   }
+}
+
+/// entry, block, grid, smem_bytes, params and ptxas of one launch.
+void parseLaunch(const Fields &g, GpuLaunchDesc &d, const LaunchNames &names,
+                 const std::map<std::string, std::string> &cubins,
+                 bool everyArg) {
+  parseEntry(g, d);
+  parseBlock(g, d);
+  parseGrid(g, d, names);
+  d.smemBytes = g.integer("smem_bytes", 0, INT32_MAX);
+  parseParams(g, d, names, everyArg);
+  parsePtxas(g, d, cubins);
+}
+
+/// gpu.split_kv: {symbol, max_splits}; the symbol is the runtime's to bind.
+void parseSplitKv(const Fields &g, GpuKernelDesc &d,
+                  const std::set<std::string> &symbols) {
+  if (!g.has("split_kv")) {
+    if (g.has("merge"))
+      g.badField("merge", "is present but the kernel has no 'split_kv'; a "
+                          "merge launch belongs to split-KV kernels only");
+    return;
+  }
+  Fields s(g.field("split_kv"), g.location() + " split_kv");
+  d.splitSymbol = s.string("symbol");
+  if (!isEntryName(d.splitSymbol))
+    s.badField("symbol", "is '" + d.splitSymbol +
+                             "', expected a symbol name (letters, digits, "
+                             "'_')");
+  if (symbols.count(d.splitSymbol))
+    s.badField("symbol", "is '" + d.splitSymbol +
+                             "', which an argument's shape binds; the runtime "
+                             "binds the split symbol to each call's "
+                             "num_splits, so no argument may");
+  d.maxSplits = static_cast<int>(s.integer("max_splits", 1, 1024));
 }
 
 } // namespace
@@ -236,17 +324,14 @@ std::vector<std::string> attnrt::parseArchs(const json &root,
   return archs;
 }
 
-GpuKernelDesc attnrt::parseGpuKernel(const json &gpu, const std::string &where,
-                                     const std::vector<std::string> &argNames,
-                                     const std::set<std::string> &symbols,
-                                     const std::vector<std::string> &archs) {
+GpuKernelDesc
+attnrt::parseGpuKernel(const json &gpu, const std::string &where,
+                       const std::vector<std::string> &argNames,
+                       const std::vector<std::string> &scratchNames,
+                       const std::set<std::string> &symbols,
+                       const std::vector<std::string> &archs) {
   Fields g(gpu, where + " gpu");
   GpuKernelDesc d;
-  d.entry = g.string("entry");
-  if (!isEntryName(d.entry))
-    g.badField("entry", "is '" + d.entry +
-                            "', expected a PTX identifier (letters, digits, "
-                            "'_', '$')");
   d.ptx = fileName(g, "ptx", g.field("ptx"));
   d.ptxArch = knownArch(g, "ptx_arch", g.string("ptx_arch"), archs);
   if (d.ptxArch != archs.front())
@@ -261,10 +346,9 @@ GpuKernelDesc attnrt::parseGpuKernel(const json &gpu, const std::string &where,
     std::string arch = knownArch(g, "cubins", it.key(), archs);
     d.cubins[arch] = fileName(cubins, arch.c_str(), it.value());
   }
-  parseBlock(g, d);
-  parseGrid(g, d, symbols);
-  d.smemBytes = g.integer("smem_bytes", 0, INT32_MAX);
-  parseParams(g, d, argNames, symbols);
+  parseSplitKv(g, d, symbols);
+  LaunchNames names{argNames, scratchNames, symbols, d.splitSymbol};
+  parseLaunch(g, d, names, d.cubins, /*everyArg=*/true);
   if (g.has("tile")) {
     Fields tile(g.field("tile"), g.location() + " tile");
     d.tileBlockQ =
@@ -272,6 +356,13 @@ GpuKernelDesc attnrt::parseGpuKernel(const json &gpu, const std::string &where,
     d.tileBlockKv =
         tile.has("block_kv") ? tile.integer("block_kv", 1, 1 << 20) : 0;
   }
-  parsePtxas(g, d);
+  if (d.splitKv()) {
+    Fields merge(g.field("merge"), g.location() + " merge");
+    parseLaunch(merge, d.merge, names, d.cubins, /*everyArg=*/false);
+    if (d.merge.entry == d.entry)
+      merge.badField("entry", "is '" + d.entry +
+                                  "', the main kernel's entry; the merge is "
+                                  "a kernel of its own");
+  }
   return d;
 }

@@ -605,18 +605,38 @@ void checkRoles(const Reader &kr, const KernelDesc &kd) {
   checkSparsityRoles(kr, kd);
 }
 
-/// A CUDA kernel's gpu object (docs/gpu-artifacts.md): one launch, no
-/// scratch, parameters naming its arguments and symbols.
+/// Scratch sizes come from the symbols the arguments bind, and for
+/// split-KV kernels from the split symbol (`splitSymbol`, else empty).
+void checkScratchSymbols(const Reader &kr, const KernelDesc &kd,
+                         const std::string &splitSymbol) {
+  for (const ArgDesc &s : kd.scratch)
+    for (const DimDesc &d : s.shape) {
+      if (d.symbol.empty())
+        continue;
+      bool bound = !splitSymbol.empty() && d.symbolName == splitSymbol;
+      for (const ArgDesc &a : kd.args)
+        for (const DimDesc &ad : a.shape)
+          bound |= ad.symbolName == d.symbolName;
+      if (!bound)
+        kr.badField("scratch",
+                    "buffer '" + s.name + "' uses symbol '" + d.symbolName +
+                        "' that no argument's shape binds" +
+                        (splitSymbol.empty()
+                             ? std::string()
+                             : " and that is not gpu.split_kv.symbol ('" +
+                                   splitSymbol + "')") +
+                        "; its size would be unknown");
+    }
+}
+
+/// A CUDA kernel's gpu object (docs/gpu-artifacts.md): one launch, or for
+/// split-KV kernels a main launch and a merge launch sharing scratch.
 void parseGpu(const Reader &kr, KernelDesc &kd, const std::string &where,
               const std::vector<std::string> &archs) {
   if (kd.phases != 1)
     kr.badField("phases", "is " + std::to_string(kd.phases) +
                               " but a CUDA kernel is one launch (phases 1)");
-  if (!kd.scratch.empty())
-    kr.badField("scratch", "lists " + std::to_string(kd.scratch.size()) +
-                               " buffers but CUDA kernels take no scratch; "
-                               "regenerate the artifact with attnc");
-  std::vector<std::string> argNames;
+  std::vector<std::string> argNames, scratchNames;
   std::set<std::string> symbols;
   for (const ArgDesc &a : kd.args) {
     argNames.push_back(a.name);
@@ -624,8 +644,17 @@ void parseGpu(const Reader &kr, KernelDesc &kd, const std::string &where,
       if (!d.symbol.empty())
         symbols.insert(d.symbolName);
   }
+  for (const ArgDesc &s : kd.scratch)
+    scratchNames.push_back(s.name);
   kd.hasGpu = true;
-  kd.gpu = parseGpuKernel(kr.field("gpu"), where, argNames, symbols, archs);
+  kd.gpu = parseGpuKernel(kr.field("gpu"), where, argNames, scratchNames,
+                          symbols, archs);
+  // Only the partial results of split-KV kernels live in scratch.
+  if (!kd.scratch.empty() && !kd.gpu.splitKv())
+    kr.badField("scratch", "lists " + std::to_string(kd.scratch.size()) +
+                               " buffers but only split-KV CUDA kernels "
+                               "(gpu.split_kv) take scratch");
+  checkScratchSymbols(kr, kd, kd.gpu.splitSymbol);
   // The tiling lives in gpu.tile; the host's kernel-level tile wins.
   if (kd.hasAttention && !kr.has("tile")) {
     kd.attention.block_q = kd.gpu.tileBlockQ;
@@ -695,21 +724,9 @@ KernelDesc parseKernel(const json &j, const std::string &file, size_t index,
         kr.badField(k2 < kd.args.size() ? "args" : "scratch",
                     "has two buffers named '" + all[i]->name +
                         "'; argument and scratch names must be unique");
-  // Scratch sizes come from the symbols the arguments bind.
-  for (const ArgDesc &s : kd.scratch)
-    for (const DimDesc &d : s.shape) {
-      if (d.symbol.empty())
-        continue;
-      bool bound = false;
-      for (const ArgDesc &a : kd.args)
-        for (const DimDesc &ad : a.shape)
-          bound |= ad.symbolName == d.symbolName;
-      if (!bound)
-        kr.badField("scratch", "buffer '" + s.name + "' uses symbol '" +
-                                   d.symbolName +
-                                   "' that no argument's shape binds; its "
-                                   "size would be unknown");
-    }
+  // CUDA kernels may also size scratch by the split symbol (parseGpu).
+  if (!cudaArchs)
+    checkScratchSymbols(kr, kd, "");
   checkRoles(kr, kd);
   if (cudaArchs)
     parseGpu(kr, kd, where, *cudaArchs);

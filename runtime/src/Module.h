@@ -12,6 +12,7 @@
 #include "Manifest.h"
 #include "ThreadPool.h"
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,6 +70,13 @@ struct attnrt_kernel {
   void *cuFunction = nullptr;
   attnrt_gpu_kernel_info gpuInfo{};
   std::string gpuImage, gpuImageArch;
+  // Split-KV kernels: the CUfunction of gpu.merge.entry; the blocks of
+  // gpu.entry the device runs at once (SMs x occupancy, at least 1), taken
+  // at open; attnrt_gpu_set_num_splits (0: automatic), which the C API sets
+  // through const handles, from any thread.
+  void *cuMergeFunction = nullptr;
+  int64_t gpuResidentBlocks = 1;
+  mutable std::atomic<int> gpuFixedSplits{0};
 };
 
 struct attnrt_module {

@@ -115,37 +115,56 @@ std::string oneLine(const std::string &decl) {
 
 } // namespace
 
-void attnrt::checkPtxSignature(const KernelDesc &kernel, const std::string &ptx,
-                               const std::string &path) {
-  const GpuKernelDesc &gpu = kernel.gpu;
-  std::string where = path + " (kernel '" + kernel.name + "')";
+namespace {
+
+/// `launch` against the PTX; `field` names its gpu object in messages
+/// ("gpu" or "gpu.merge").
+void checkLaunch(const KernelDesc &kernel, const GpuLaunchDesc &launch,
+                 const std::string &field, const std::string &ptx,
+                 const std::string &where) {
   const char *fix = "; the PTX and manifest.json do not match, regenerate "
                     "both with attnc";
   std::vector<std::string> params;
-  if (!entryParams(stripComments(ptx), gpu.entry, params))
-    fail(ATTNRT_ERR_MANIFEST,
-         where + " has no .entry " + gpu.entry + " (gpu.entry)" + fix);
-  if (params.size() != gpu.params.size())
-    fail(ATTNRT_ERR_MANIFEST, where + ": .entry " + gpu.entry + " takes " +
+  if (!entryParams(ptx, launch.entry, params))
+    fail(ATTNRT_ERR_MANIFEST, where + " has no .entry " + launch.entry + " (" +
+                                  field + ".entry)" + fix);
+  if (params.size() != launch.params.size())
+    fail(ATTNRT_ERR_MANIFEST, where + ": .entry " + launch.entry + " takes " +
                                   std::to_string(params.size()) +
-                                  " parameters but gpu.params " + "lists " +
-                                  std::to_string(gpu.params.size()) + fix);
+                                  " parameters but " + field + ".params " +
+                                  "lists " +
+                                  std::to_string(launch.params.size()) + fix);
   for (size_t i = 0; i < params.size(); ++i) {
-    const GpuParamDesc &p = gpu.params[i];
-    bool pointer = p.argIndex >= 0;
+    const GpuParamDesc &p = launch.params[i];
+    bool pointer = p.isPointer();
     bool array = false;
     std::string type = paramType(params[i], array);
     bool ok = !array &&
               (pointer ? type == ".u64" || type == ".s64" || type == ".b64"
                        : type == ".u32" || type == ".s32" || type == ".b32");
-    if (!ok)
-      fail(ATTNRT_ERR_MANIFEST,
-           where + ": parameter " + std::to_string(i) + " of .entry " +
-               gpu.entry + " is '" + oneLine(params[i]) + "' but gpu.params[" +
-               std::to_string(i) + "] is " +
-               (pointer ? "argument '" + kernel.args[p.argIndex].name +
+    if (ok)
+      continue;
+    std::string what =
+        p.argIndex >= 0 ? "argument '" + kernel.args[p.argIndex].name +
                               "' (a 64-bit device pointer)"
-                        : "symbol '" + p.symbol + "' (a 32-bit integer)") +
-               fix);
+        : p.scratchIndex >= 0
+            ? "scratch buffer '" + kernel.scratch[p.scratchIndex].name +
+                  "' (a 64-bit device pointer)"
+            : "symbol '" + p.symbol + "' (a 32-bit integer)";
+    fail(ATTNRT_ERR_MANIFEST,
+         where + ": parameter " + std::to_string(i) + " of .entry " +
+             launch.entry + " is '" + oneLine(params[i]) + "' but " + field +
+             ".params[" + std::to_string(i) + "] is " + what + fix);
   }
+}
+
+} // namespace
+
+void attnrt::checkPtxSignature(const KernelDesc &kernel, const std::string &ptx,
+                               const std::string &path) {
+  std::string where = path + " (kernel '" + kernel.name + "')";
+  std::string text = stripComments(ptx);
+  checkLaunch(kernel, kernel.gpu, "gpu", text, where);
+  if (kernel.gpu.splitKv())
+    checkLaunch(kernel, kernel.gpu.merge, "gpu.merge", text, where);
 }

@@ -19,8 +19,9 @@ namespace attnrt {
 
 /// Throws RuntimeError(ATTNRT_ERR_MANIFEST) unless `ptx` (the text of the
 /// file `path`) has `.entry gpu.entry(...)` whose parameters are, in order,
-/// a 64-bit scalar (.u64/.s64/.b64) per {"arg"} and a 32-bit integer
-/// (.u32/.s32/.b32) per {"symbol"} of gpu.params.
+/// a 64-bit scalar (.u64/.s64/.b64) per {"arg"} and {"scratch"} and a 32-bit
+/// integer (.u32/.s32/.b32) per {"symbol"} of gpu.params; and likewise for
+/// gpu.merge of split-KV kernels.
 void checkPtxSignature(const KernelDesc &kernel, const std::string &ptx,
                        const std::string &path);
 

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <sstream>
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -364,7 +365,9 @@ TEST_F(CudaManifest, FilesAndArchitectures) {
          m["kernels"][0]["scratch"] =
              json::parse(R"([{"name": "s", "dtype": "f32", "shape": [4]}])");
        },
-       M, "field 'scratch' lists 1 buffers but CUDA kernels take no scratch"},
+       M,
+       "field 'scratch' lists 1 buffers but only split-KV CUDA kernels "
+       "(gpu.split_kv) take scratch"},
       {"steps", [](json &m) { m["steps"] = json::array(); }, M,
        "field 'steps' is present but memory plans run only on the host "
        "runtime"},
@@ -463,7 +466,8 @@ TEST_F(CudaManifest, Params) {
          gpu(m)["params"][0] = {{"arg", "q"}, {"symbol", "batch"}};
        },
        M,
-       "expected exactly one of {\"arg\": NAME} (a device pointer) and "
+       "expected exactly one of {\"arg\": NAME} (a device pointer), "
+       "{\"scratch\": NAME} (a scratch buffer's device pointer) and "
        "{\"symbol\": S} (an i32)"},
       {"neither", [](json &m) { gpu(m)["params"][0] = json::object(); }, M,
        "gpu params[0]: has {}, expected exactly one of"},
@@ -473,7 +477,9 @@ TEST_F(CudaManifest, Params) {
        [](json &m) {
          gpu(m)["params"][0] = {{"arg", "q"}, {"as", "u32"}};
        },
-       M, "gpu params[0]: has unknown field 'as' (expected arg, symbol)"},
+       M,
+       "gpu params[0]: has unknown field 'as' (expected arg, scratch, "
+       "symbol)"},
       {"missing arg", [](json &m) { gpu(m)["params"].erase(3); }, M,
        "field 'params' passes argument 'o' 0 times; every argument is "
        "passed exactly once"},
@@ -1148,6 +1154,760 @@ TEST_F(CudaFake, CppWrapper) {
     }
   }
   EXPECT_THROW(attnrt::GpuModule(ATTNRT_FIXTURE_DIR), attnrt::Error);
+}
+
+//===----------------------------------------------------------------------===//
+// Split-KV kernels (fixture/cuda-split: attnc's paged decode, by hand)
+//===----------------------------------------------------------------------===//
+
+std::string readText(const fs::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << path;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+json splitManifest() {
+  return json::parse(
+      readText(fs::path(ATTNRT_SPLIT_FIXTURE_DIR) / "manifest.json"));
+}
+
+std::map<std::string, std::string> splitFiles() {
+  return {{"decode.ptx",
+           readText(fs::path(ATTNRT_SPLIT_FIXTURE_DIR) / "decode.ptx")}};
+}
+
+/// The decode kernel's arguments for `batch` sequences over `pages` pages.
+Tensors decodeTensors(int64_t batch, int64_t pages = 64, int64_t refs = 100) {
+  Tensors t({{batch, 8, 128},
+             {pages, 16, 2, 128},
+             {pages, 16, 2, 128},
+             {batch + 1},
+             {refs},
+             {batch},
+             {batch, 8, 128},
+             {8, batch}},
+            ATTNRT_DTYPE_F16);
+  for (int i : {3, 4, 5})
+    t.views[i].dtype = ATTNRT_DTYPE_I32;
+  t.views[7].dtype = ATTNRT_DTYPE_F32;
+  return t;
+}
+
+void expectSplitRules(const std::vector<Rule> &rules) {
+  for (const Rule &r : rules) {
+    json m = splitManifest();
+    r.mutate(m);
+    EXPECT_EQ(openStatus(m, splitFiles()), r.status)
+        << r.name << ": " << lastError();
+    EXPECT_TRUE(hasText(r.message)) << r.name;
+  }
+}
+
+json &merge(json &m) { return gpu(m)["merge"]; }
+
+TEST_F(CudaManifest, SplitKvArtifactGetsAsFarAsTheDriver) {
+  EXPECT_EQ(openStatus(splitManifest(), splitFiles()), ATTNRT_ERR_LIBRARY)
+      << lastError();
+}
+
+TEST_F(CudaManifest, SplitKvFields) {
+  const attnrt_status M = ATTNRT_ERR_MANIFEST;
+  expectSplitRules({
+      {"split_kv not an object", [](json &m) { gpu(m)["split_kv"] = 4; }, M,
+       "kernel 'decode' gpu split_kv: is 4, expected a JSON object"},
+      {"no symbol", [](json &m) { gpu(m)["split_kv"].erase("symbol"); }, M,
+       "gpu split_kv: is missing field 'symbol'"},
+      {"symbol not a name", [](json &m) { gpu(m)["split_kv"]["symbol"] = ""; },
+       M, "gpu split_kv: field 'symbol' is '', expected a symbol name"},
+      {"symbol bound by an argument",
+       [](json &m) { gpu(m)["split_kv"]["symbol"] = "batch"; }, M,
+       "gpu split_kv: field 'symbol' is 'batch', which an argument's shape "
+       "binds; the runtime binds the split symbol to each call's num_splits, "
+       "so no argument may"},
+      {"no max_splits", [](json &m) { gpu(m)["split_kv"].erase("max_splits"); },
+       M, "gpu split_kv: is missing field 'max_splits'"},
+      {"max_splits 0", [](json &m) { gpu(m)["split_kv"]["max_splits"] = 0; }, M,
+       "gpu split_kv: field 'max_splits' is 0, expected 1 to 1024"},
+      {"max_splits 1025",
+       [](json &m) { gpu(m)["split_kv"]["max_splits"] = 1025; }, M,
+       "field 'max_splits' is 1025, expected 1 to 1024"},
+      {"max_splits string",
+       [](json &m) { gpu(m)["split_kv"]["max_splits"] = "32"; }, M,
+       "field 'max_splits' is \"32\", expected an integer"},
+      {"no merge", [](json &m) { gpu(m).erase("merge"); }, M,
+       "kernel 'decode' gpu: is missing field 'merge'"},
+      {"merge without split_kv",
+       [](json &m) {
+         m = prefillManifest();
+         gpu(m)["merge"] = json::object();
+       },
+       M,
+       "kernel 'prefill' gpu: field 'merge' is present but the kernel has no "
+       "'split_kv'"},
+      {"split symbol unbound without split_kv",
+       [](json &m) {
+         gpu(m).erase("split_kv");
+         gpu(m).erase("merge");
+       },
+       M,
+       "gpu grid[2]: field 'symbol' is 'num_splits', which no argument's "
+       "shape binds (symbols: batch, num_page_refs, num_pages)"},
+      {"scratch without split_kv",
+       [](json &m) {
+         gpu(m).erase("split_kv");
+         gpu(m).erase("merge");
+         gpu(m)["grid"][2] = 1;
+         gpu(m)["params"].erase(13);
+         gpu(m)["params"].erase(9);
+         gpu(m)["params"].erase(8);
+         m["kernels"][0]["scratch"][0]["shape"][0] = 4;
+         m["kernels"][0]["scratch"][1]["shape"][0] = 4;
+       },
+       M,
+       "kernel 'decode': field 'scratch' lists 2 buffers but only split-KV "
+       "CUDA kernels (gpu.split_kv) take scratch"},
+  });
+}
+
+TEST_F(CudaManifest, SplitKvSymbolsAndScratch) {
+  const attnrt_status M = ATTNRT_ERR_MANIFEST;
+  expectSplitRules({
+      {"grid: another unbound symbol",
+       [](json &m) {
+         gpu(m)["grid"][2] = {{"symbol", "splits"}};
+       },
+       M,
+       "gpu grid[2]: field 'symbol' is 'splits', which no argument's shape "
+       "binds (symbols: batch, num_page_refs, num_pages, num_splits "
+       "(gpu.split_kv))"},
+      {"params: another unbound symbol",
+       [](json &m) {
+         gpu(m)["params"][13] = {{"symbol", "splits"}};
+       },
+       M, "gpu params[13]: field 'symbol' is 'splits', which no argument's"},
+      {"merge params: another unbound symbol",
+       [](json &m) {
+         merge(m)["params"][5] = {{"symbol", "splits"}};
+       },
+       M,
+       "gpu merge params[5]: field 'symbol' is 'splits', which no "
+       "argument's"},
+      {"scratch shape: another unbound symbol",
+       [](json &m) { m["kernels"][0]["scratch"][1]["shape"][0] = "splits"; }, M,
+       "kernel 'decode': field 'scratch' buffer 'partial_lse' uses symbol "
+       "'splits' that no argument's shape binds and that is not "
+       "gpu.split_kv.symbol ('num_splits')"},
+      {"unknown scratch param",
+       [](json &m) {
+         gpu(m)["params"][9] = {{"scratch", "partial_m"}};
+       },
+       M,
+       "gpu params[9]: field 'scratch' is 'partial_m', which is not a "
+       "scratch buffer of the kernel (scratch: partial_o, partial_lse)"},
+      {"unknown scratch param in the merge",
+       [](json &m) {
+         merge(m)["params"][0] = {{"scratch", "o"}};
+       },
+       M,
+       "gpu merge params[0]: field 'scratch' is 'o', which is not a scratch "
+       "buffer"},
+      {"scratch param not a string",
+       [](json &m) {
+         gpu(m)["params"][9] = {{"scratch", 1}};
+       },
+       M, "gpu params[9]: field 'scratch' is 1, expected a string"},
+      {"scratch and symbol",
+       [](json &m) {
+         gpu(m)["params"][9] = {{"scratch", "partial_lse"},
+                                {"symbol", "batch"}};
+       },
+       M, "gpu params[9]: has {\"scratch\":\"partial_lse\",\"symbol\":"},
+  });
+  // Host kernels still size scratch by their arguments' symbols only.
+  json host =
+      json::parse(readText(fs::path(ATTNRT_FIXTURE_DIR) / "manifest.json"));
+  for (json &k : host["kernels"])
+    if (k.contains("scratch") && !k["scratch"].empty()) {
+      k["scratch"][0]["shape"][0] = "num_splits";
+      Artifact a(host);
+      attnrt_module *m = nullptr;
+      EXPECT_EQ(attnrt_open(a.dir.c_str(), 1, &m), ATTNRT_ERR_MANIFEST);
+      EXPECT_TRUE(hasText("uses symbol 'num_splits' that no argument's shape "
+                          "binds; its size would be unknown"));
+      break;
+    }
+}
+
+TEST_F(CudaManifest, MergeLaunch) {
+  const attnrt_status M = ATTNRT_ERR_MANIFEST;
+  expectSplitRules({
+      {"merge not an object", [](json &m) { merge(m) = json::array(); }, M,
+       "kernel 'decode' gpu merge: is [], expected a JSON object"},
+      {"no entry", [](json &m) { merge(m).erase("entry"); }, M,
+       "gpu merge: is missing field 'entry'"},
+      {"bad entry", [](json &m) { merge(m)["entry"] = "decode merge"; }, M,
+       "gpu merge: field 'entry' is 'decode merge', expected a PTX "
+       "identifier"},
+      {"the main entry", [](json &m) { merge(m)["entry"] = "decode"; }, M,
+       "gpu merge: field 'entry' is 'decode', the main kernel's entry; the "
+       "merge is a kernel of its own"},
+      {"block",
+       [](json &m) {
+         merge(m)["block"] = {2048, 1, 1};
+       },
+       M,
+       "gpu merge: field 'block' is [2048,1,1]: entry 0 must be an integer "
+       "from 1 to 1024"},
+      {"no grid", [](json &m) { merge(m).erase("grid"); }, M,
+       "gpu merge: is missing field 'grid'"},
+      {"grid y", [](json &m) { merge(m)["grid"][1] = 0; }, M,
+       "gpu merge: field 'grid' has entry 1 = 0"},
+      {"grid misspelled",
+       [](json &m) {
+         merge(m)["grid"][0] = {{"symbol", "batch"}, {"divde", 2}};
+       },
+       M, "gpu merge grid[0]: has unknown field 'divde'"},
+      {"smem", [](json &m) { merge(m)["smem_bytes"] = -4; }, M,
+       "gpu merge: field 'smem_bytes' is -4, expected 0 to 2147483647"},
+      {"no params", [](json &m) { merge(m).erase("params"); }, M,
+       "gpu merge: is missing field 'params'"},
+      {"unknown arg",
+       [](json &m) {
+         merge(m)["params"][2] = {{"arg", "out"}};
+       },
+       M,
+       "gpu merge params[2]: field 'arg' is 'out', which is not an argument "
+       "of the kernel (q, cache_k_pages,"},
+      {"arg twice",
+       [](json &m) {
+         merge(m)["params"][3] = {{"arg", "o"}};
+       },
+       M,
+       "gpu merge: field 'params' passes argument 'o' 2 times; an argument "
+       "is passed at most once"},
+      {"ptxas without a cubin",
+       [](json &m) {
+         merge(m)["ptxas"] = {{"sm_80", {{"registers", 64}}}};
+       },
+       M, "gpu merge ptxas: has a report for 'sm_80', which has no cubin"},
+      {"main kernel: scratch passed, main still passes every argument",
+       [](json &m) { gpu(m)["params"].erase(7); }, M,
+       "gpu: field 'params' passes argument 'lse' 0 times; every argument is "
+       "passed exactly once"},
+  });
+}
+
+TEST_F(CudaManifest, MergeEntryInThePtx) {
+  auto withPtx = [](const std::string &ptx) {
+    return openStatus(splitManifest(), {{"decode.ptx", ptx}});
+  };
+  std::string ptx = splitFiles()["decode.ptx"];
+  std::string noMerge = ptx.substr(0, ptx.find(".visible .entry decode_merge"));
+  EXPECT_EQ(withPtx(noMerge), ATTNRT_ERR_MANIFEST);
+  EXPECT_TRUE(hasText("/decode.ptx (kernel 'decode') has no .entry "
+                      "decode_merge (gpu.merge.entry); the PTX and "
+                      "manifest.json do not match, regenerate both with "
+                      "attnc"));
+  std::string shortMerge = ptx;
+  shortMerge.replace(shortMerge.find(",\n\t.param .u32 decode_merge_param_5"),
+                     34, "");
+  EXPECT_EQ(withPtx(shortMerge), ATTNRT_ERR_MANIFEST);
+  EXPECT_TRUE(hasText("(kernel 'decode'): .entry decode_merge takes 5 "
+                      "parameters but gpu.merge.params lists 6"));
+  std::string intScratch = ptx;
+  intScratch.replace(intScratch.find(".u64 .ptr .global .align 1 "
+                                     "decode_merge_param_1"),
+                     47, ".u32 decode_merge_param_1");
+  EXPECT_EQ(withPtx(intScratch), ATTNRT_ERR_MANIFEST);
+  EXPECT_TRUE(hasText("parameter 1 of .entry decode_merge is '.param .u32 "
+                      "decode_merge_param_1' but gpu.merge.params[1] is "
+                      "scratch buffer 'partial_lse' (a 64-bit device "
+                      "pointer)"));
+  std::string mainScratch = ptx;
+  mainScratch.replace(
+      mainScratch.find(".u64 .ptr .global .align 1 decode_param_8"), 41,
+      ".u32 decode_param_8");
+  EXPECT_EQ(withPtx(mainScratch), ATTNRT_ERR_MANIFEST);
+  EXPECT_TRUE(hasText("parameter 8 of .entry decode is '.param .u32 "
+                      "decode_param_8' but gpu.params[8] is scratch buffer "
+                      "'partial_o' (a 64-bit device pointer)"));
+}
+
+/// The split-KV fixture, opened on the fake (132 SMs, 4 blocks per SM).
+struct OpenedSplit : Opened {
+  explicit OpenedSplit(
+      const json &manifest = splitManifest(),
+      const std::map<std::string, std::string> &files = splitFiles())
+      : Opened(manifest, files) {}
+};
+
+attnrt_gpu_launch launchConfig(const attnrt_kernel *k, Tensors &t) {
+  attnrt_gpu_launch l{};
+  EXPECT_EQ(attnrt_gpu_launch_config(k, t.views.data(),
+                                     static_cast<int>(t.views.size()), &l),
+            ATTNRT_OK)
+      << lastError();
+  return l;
+}
+
+TEST_F(CudaFake, SplitKvKernelInfoAndOccupancy) {
+  OpenedSplit o;
+  ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+  const attnrt_gpu_kernel_info *info = attnrt_kernel_gpu(o.kernel);
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->max_splits, 32);
+  EXPECT_STREQ(info->split_symbol, "num_splits");
+  EXPECT_STREQ(info->merge_entry, "decode_merge");
+  EXPECT_EQ(info->merge_block[0], 128);
+  EXPECT_EQ(info->merge_block[1], 1);
+  EXPECT_STREQ(info->merge_grid[0].symbol, "batch");
+  EXPECT_EQ(info->merge_grid[1].symbol, nullptr);
+  EXPECT_EQ(info->merge_grid[1].value, 8);
+  EXPECT_EQ(info->merge_smem_bytes, 0);
+  EXPECT_EQ(info->merge_num_params, 6);
+  EXPECT_EQ(info->merge_ptxas, nullptr); // PTX
+  EXPECT_STREQ(info->grid[2].symbol, "num_splits");
+  EXPECT_EQ(info->num_params, 14);
+  // The scratch buffers are described like a host kernel's.
+  ASSERT_EQ(attnrt_kernel_num_scratch(o.kernel), 2);
+  EXPECT_STREQ(attnrt_kernel_scratch(o.kernel, 1)->name, "partial_lse");
+  // The occupancy of the main entry, with its block and shared memory.
+  EXPECT_EQ(fakecuda_calls("cuOccupancyMaxActiveBlocksPerMultiprocessor"), 1);
+  int block = 0;
+  long long smem = 0;
+  ASSERT_EQ(fakecuda_occupancy_query(&block, &smem), 0);
+  EXPECT_EQ(block, 128);
+  EXPECT_EQ(smem, 0);
+  attnrt_gpu_device_info dev;
+  ASSERT_EQ(attnrt_gpu_device(o.module, &dev), ATTNRT_OK);
+  EXPECT_EQ(dev.multiprocessor_count, 132);
+  // Kernels without split_kv: no occupancy query, no merge.
+  fakecuda_reset();
+  Opened p(prefillManifest());
+  ASSERT_EQ(p.status, ATTNRT_OK) << lastError();
+  info = attnrt_kernel_gpu(p.kernel);
+  EXPECT_EQ(info->max_splits, 0);
+  EXPECT_EQ(info->split_symbol, nullptr);
+  EXPECT_EQ(info->merge_entry, nullptr);
+  EXPECT_EQ(info->merge_num_params, 0);
+  EXPECT_EQ(fakecuda_calls("cuOccupancyMaxActiveBlocksPerMultiprocessor"), 0);
+}
+
+TEST_F(CudaFake, SplitKvCubinsMergeReportAndSharedMemory) {
+  json m = splitManifest();
+  m["archs"] = {"sm_80", "sm_90"};
+  gpu(m)["cubins"] = {{"sm_90", "decode.sm_90.cubin"}};
+  gpu(m)["ptxas"] = {{"sm_90", {{"registers", 128}}}};
+  merge(m)["ptxas"] = {{"sm_90", {{"registers", 40}, {"barriers", 0}}}};
+  gpu(m)["smem_bytes"] = 80 * 1024;
+  merge(m)["smem_bytes"] = 64 * 1024;
+  auto files = splitFiles();
+  files["decode.sm_90.cubin"] = files["decode.ptx"];
+  {
+    OpenedSplit o(m, files);
+    ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+    const attnrt_gpu_kernel_info *info = attnrt_kernel_gpu(o.kernel);
+    EXPECT_STREQ(info->image, "decode.sm_90.cubin");
+    ASSERT_NE(info->merge_ptxas, nullptr);
+    EXPECT_EQ(info->merge_ptxas->registers, 40);
+    EXPECT_EQ(info->merge_ptxas->spill_stores, -1);
+    EXPECT_EQ(info->ptxas->registers, 128);
+    // Both entries opt in above 48 KiB, and the occupancy is asked after
+    // the main one did (the fake answers 0 blocks otherwise, which would
+    // make every call unsplit).
+    EXPECT_EQ(fakecuda_func_attribute("decode", 8), 80 * 1024);
+    EXPECT_EQ(fakecuda_func_attribute("decode_merge", 8), 64 * 1024);
+    int block = 0;
+    long long smem = 0;
+    ASSERT_EQ(fakecuda_occupancy_query(&block, &smem), 0);
+    EXPECT_EQ(smem, 80 * 1024);
+    Tensors t = decodeTensors(1);
+    EXPECT_EQ(launchConfig(o.kernel, t).num_splits, 32u);
+    ASSERT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, nullptr),
+              ATTNRT_OK)
+        << lastError();
+    EXPECT_EQ(lastLaunch().smem_bytes, 64u * 1024);
+  }
+  // A cubin without the merge entry (the PTX, checked first, has it).
+  files["decode.sm_90.cubin"] = image("CUBIN sm_90", "decode", 10, 4);
+  EXPECT_EQ(openStatus(m, files), ATTNRT_ERR_CUDA);
+  EXPECT_TRUE(hasText("kernel 'decode': entry 'decode_merge' of "
+                      "decode.sm_90.cubin (gpu.merge.entry does not match "
+                      "the image): cuModuleGetFunction: CUDA_ERROR_NOT_FOUND"));
+  // The merge's shared memory and block against the device.
+  json big = splitManifest();
+  merge(big)["smem_bytes"] = 232449;
+  EXPECT_EQ(openStatus(big, splitFiles()), ATTNRT_ERR_UNSUPPORTED);
+  EXPECT_TRUE(hasText("kernel 'decode' merge 'decode_merge': "
+                      "gpu.merge.smem_bytes is 232449 but device 0 (sm_90) "
+                      "gives a block at most 232448 bytes"));
+  json wide = splitManifest();
+  merge(wide)["block"] = {256, 1, 1};
+  fakecuda_set_max_threads(128);
+  EXPECT_EQ(openStatus(wide, splitFiles()), ATTNRT_ERR_UNSUPPORTED);
+  EXPECT_TRUE(hasText("kernel 'decode' merge 'decode_merge': gpu.merge.block "
+                      "has 256 threads but decode.ptx can run at most 128"));
+  fakecuda_set_max_threads(1024);
+  fakecuda_fail("cuOccupancyMaxActiveBlocksPerMultiprocessor", 1);
+  EXPECT_EQ(openStatus(splitManifest(), splitFiles()), ATTNRT_ERR_CUDA);
+  EXPECT_TRUE(hasText("kernel 'decode' (128 threads, 0 bytes of dynamic "
+                      "shared memory per block): "
+                      "cuOccupancyMaxActiveBlocksPerMultiprocessor: "
+                      "CUDA_ERROR_INVALID_VALUE"));
+}
+
+TEST_F(CudaFake, ChoosesNumSplitsFromTheOccupancy) {
+  {
+    // 132 SMs x 4 = 528 resident blocks; the grid has 2 x batch others.
+    OpenedSplit o;
+    ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+    for (auto [batch, splits] :
+         std::vector<std::pair<int64_t, uint32_t>>{{1, 32},  // clamped
+                                                   {8, 32},  // 528 / 16 = 33
+                                                   {9, 29},  // 528 / 18
+                                                   {16, 16}, // 528 / 32
+                                                   {100, 2}, // 528 / 200
+                                                   {264, 1}, // one wave
+                                                   {300, 1}, // more
+                                                   {5000, 1}}) {
+      Tensors t = decodeTensors(batch);
+      attnrt_gpu_launch l = launchConfig(o.kernel, t);
+      EXPECT_EQ(l.num_splits, splits) << "batch " << batch;
+      EXPECT_EQ(l.grid[2], splits) << "batch " << batch;
+    }
+  }
+  // Taken at open: a smaller device, and a kernel that does not fit.
+  fakecuda_set_sms(10);
+  fakecuda_set_occupancy(2);
+  {
+    OpenedSplit o;
+    ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+    Tensors t = decodeTensors(1);
+    EXPECT_EQ(launchConfig(o.kernel, t).num_splits, 10u); // 20 / 2
+    t = decodeTensors(3);
+    EXPECT_EQ(launchConfig(o.kernel, t).num_splits, 3u); // 20 / 6
+    // The occupancy at open decides, not the fake's value now.
+    fakecuda_set_occupancy(1);
+    EXPECT_EQ(launchConfig(o.kernel, t).num_splits, 3u);
+  }
+  fakecuda_set_occupancy(0);
+  {
+    OpenedSplit o;
+    ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+    Tensors t = decodeTensors(1);
+    EXPECT_EQ(launchConfig(o.kernel, t).num_splits, 1u);
+  }
+}
+
+/// Where scratch buffer parameters point: checks they lie in one live
+/// allocation at 256-byte aligned offsets; returns that allocation's base.
+uint64_t scratchBase(uint64_t partialO, uint64_t partialLse,
+                     uint64_t partialOBytes) {
+  unsigned long long base = 0, bytes = 0;
+  EXPECT_EQ(fakecuda_find_allocation(partialO, &base, &bytes), 0);
+  EXPECT_EQ(partialO % 256, 0u);
+  EXPECT_EQ(partialLse % 256, 0u);
+  EXPECT_EQ(partialO, base);
+  EXPECT_EQ(partialLse, partialO + (partialOBytes + 255) / 256 * 256);
+  EXPECT_LE(partialLse, base + bytes);
+  return base;
+}
+
+TEST_F(CudaFake, SplitLaunchesMainThenMerge) {
+  OpenedSplit o;
+  ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+  Tensors t = decodeTensors(3); // 528 / 6 = 88 -> 32 splits
+  attnrt_gpu_launch cfg = launchConfig(o.kernel, t);
+  ASSERT_EQ(cfg.num_splits, 32u);
+  // partial_o [32, 3, 8, 128] f32, partial_lse [32, 8, 3] f32 (768 B -> 768).
+  uint64_t oBytes = 32 * 3 * 8 * 128 * 4, lseBytes = 32 * 8 * 3 * 4;
+  EXPECT_EQ(cfg.scratch_bytes, oBytes + (lseBytes + 255) / 256 * 256);
+  EXPECT_EQ(cfg.merge_grid[0], 3u);
+  EXPECT_EQ(cfg.merge_grid[1], 8u);
+  EXPECT_EQ(cfg.merge_grid[2], 1u);
+  EXPECT_EQ(cfg.merge_block[0], 128u);
+  EXPECT_EQ(cfg.merge_smem_bytes, 0u);
+  // launch_config touches no device.
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 0);
+
+  void *stream = reinterpret_cast<void *>(0x5eed);
+  ASSERT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, stream),
+            ATTNRT_OK)
+      << lastError();
+  ASSERT_EQ(fakecuda_num_launches(), 2);
+  fakecuda_launch main{}, mrg{};
+  ASSERT_EQ(fakecuda_get_launch(0, &main), 0);
+  ASSERT_EQ(fakecuda_get_launch(1, &mrg), 0);
+  EXPECT_STREQ(main.name, "decode");
+  EXPECT_EQ(main.grid[0], 2u);
+  EXPECT_EQ(main.grid[1], 3u);
+  EXPECT_EQ(main.grid[2], 32u);
+  EXPECT_EQ(main.stream, stream);
+  ASSERT_EQ(main.num_params, 14);
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(u64(main, i), reinterpret_cast<uintptr_t>(Tensors::pointer(i)));
+  uint64_t base = scratchBase(u64(main, 8), u64(main, 9), oBytes);
+  EXPECT_EQ(i32(main, 10), 3);   // batch
+  EXPECT_EQ(i32(main, 11), 64);  // num_pages
+  EXPECT_EQ(i32(main, 12), 100); // num_page_refs
+  EXPECT_EQ(i32(main, 13), 32);  // num_splits
+  EXPECT_STREQ(mrg.name, "decode_merge");
+  EXPECT_EQ(mrg.grid[0], 3u);
+  EXPECT_EQ(mrg.grid[1], 8u);
+  EXPECT_EQ(mrg.grid[2], 1u);
+  EXPECT_EQ(mrg.block[0], 128u);
+  EXPECT_EQ(mrg.stream, stream);
+  ASSERT_EQ(mrg.num_params, 6);
+  EXPECT_EQ(u64(mrg, 0), u64(main, 8));
+  EXPECT_EQ(u64(mrg, 1), u64(main, 9));
+  EXPECT_EQ(u64(mrg, 2), reinterpret_cast<uintptr_t>(Tensors::pointer(6)));
+  EXPECT_EQ(u64(mrg, 3), reinterpret_cast<uintptr_t>(Tensors::pointer(7)));
+  EXPECT_EQ(i32(mrg, 4), 3);
+  EXPECT_EQ(i32(mrg, 5), 32);
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 1);
+  unsigned long long allocBase = 0, allocBytes = 0;
+  ASSERT_EQ(fakecuda_find_allocation(base, &allocBase, &allocBytes), 0);
+  EXPECT_EQ(allocBytes, cfg.scratch_bytes);
+  // Not synchronized: attnrt_gpu_run only launches.
+  EXPECT_EQ(fakecuda_calls("cuCtxSynchronize"), 0);
+
+  // A batch that fills the device: one split, no scratch, no merge.
+  Tensors full = decodeTensors(400);
+  cfg = launchConfig(o.kernel, full);
+  EXPECT_EQ(cfg.num_splits, 1u);
+  EXPECT_EQ(cfg.scratch_bytes, 0u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(cfg.merge_grid[i], 0u);
+    EXPECT_EQ(cfg.merge_block[i], 0u);
+  }
+  ASSERT_EQ(attnrt_gpu_run(o.module, o.kernel, full.views.data(), 8, nullptr),
+            ATTNRT_OK)
+      << lastError();
+  ASSERT_EQ(fakecuda_num_launches(), 3);
+  fakecuda_launch l = lastLaunch();
+  EXPECT_STREQ(l.name, "decode");
+  EXPECT_EQ(l.grid[2], 1u);
+  EXPECT_EQ(u64(l, 8), 0u); // scratch parameters are null
+  EXPECT_EQ(u64(l, 9), 0u);
+  EXPECT_EQ(i32(l, 13), 1);
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 1);
+}
+
+TEST_F(CudaFake, AnEmptySplitGridLaunchesNothing) {
+  OpenedSplit o;
+  ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+  Tensors t = decodeTensors(0, 64, 0);
+  attnrt_gpu_launch cfg = launchConfig(o.kernel, t);
+  EXPECT_EQ(cfg.grid[1], 0u);
+  EXPECT_EQ(cfg.num_splits, 1u);
+  EXPECT_EQ(cfg.scratch_bytes, 0u);
+  ASSERT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, 4), ATTNRT_OK);
+  cfg = launchConfig(o.kernel, t);
+  EXPECT_EQ(cfg.num_splits, 4u);
+  EXPECT_EQ(cfg.scratch_bytes, 0u);
+  EXPECT_EQ(cfg.merge_grid[0], 0u);
+  EXPECT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, nullptr),
+            ATTNRT_OK)
+      << lastError();
+  EXPECT_EQ(fakecuda_num_launches(), 0);
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 0);
+}
+
+TEST_F(CudaFake, ForcedNumSplits) {
+  OpenedSplit o;
+  ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+  Tensors t = decodeTensors(100); // automatic: 2
+  auto run = [&] {
+    int before = fakecuda_num_launches();
+    EXPECT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, nullptr),
+              ATTNRT_OK)
+        << lastError();
+    return fakecuda_num_launches() - before;
+  };
+  EXPECT_EQ(launchConfig(o.kernel, t).num_splits, 2u);
+  for (int n : {1, 3, 32}) {
+    ASSERT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, n), ATTNRT_OK)
+        << lastError();
+    attnrt_gpu_launch cfg = launchConfig(o.kernel, t);
+    EXPECT_EQ(cfg.num_splits, uint32_t(n));
+    EXPECT_EQ(run(), n > 1 ? 2 : 1) << n;
+    fakecuda_launch main{};
+    fakecuda_get_launch(fakecuda_num_launches() - (n > 1 ? 2 : 1), &main);
+    EXPECT_EQ(main.grid[2], uint32_t(n));
+    EXPECT_EQ(i32(main, 13), n);
+    if (n > 1)
+      EXPECT_EQ(i32(lastLaunch(), 5), n);
+  }
+  ASSERT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, 0), ATTNRT_OK);
+  EXPECT_EQ(launchConfig(o.kernel, t).num_splits, 2u);
+
+  // Out of range: refused, and the previous choice stays.
+  ASSERT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, 5), ATTNRT_OK);
+  for (int bad : {33, -1, 1 << 20}) {
+    EXPECT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, bad),
+              ATTNRT_ERR_VALIDATION);
+    EXPECT_TRUE(hasText("attnrt_gpu_set_num_splits: num_splits is " +
+                        std::to_string(bad) +
+                        " but kernel 'decode' takes 1 to 32 "
+                        "(gpu.split_kv.max_splits); pass one of those, or 0 "
+                        "to choose per call"));
+  }
+  EXPECT_EQ(launchConfig(o.kernel, t).num_splits, 5u);
+
+  // Kernels without split_kv take 0 and 1 only.
+  Opened p(prefillManifest());
+  ASSERT_EQ(p.status, ATTNRT_OK) << lastError();
+  EXPECT_EQ(attnrt_gpu_set_num_splits(p.module, p.kernel, 0), ATTNRT_OK);
+  EXPECT_EQ(attnrt_gpu_set_num_splits(p.module, p.kernel, 1), ATTNRT_OK);
+  EXPECT_EQ(attnrt_gpu_set_num_splits(p.module, p.kernel, 2),
+            ATTNRT_ERR_VALIDATION);
+  EXPECT_TRUE(hasText("attnrt_gpu_set_num_splits: num_splits is 2 but kernel "
+                      "'prefill' is not split-KV (its manifest has no "
+                      "gpu.split_kv) and always runs unsplit; pass 0 "
+                      "(automatic) or 1"));
+  Tensors pt = prefillTensors(2, 130, 77);
+  attnrt_gpu_launch cfg = launchConfig(p.kernel, pt);
+  EXPECT_EQ(cfg.num_splits, 1u);
+  EXPECT_EQ(cfg.scratch_bytes, 0u);
+  EXPECT_EQ(cfg.merge_grid[0], 0u);
+  // Handles are checked as for runs.
+  EXPECT_EQ(attnrt_gpu_set_num_splits(p.module, o.kernel, 1),
+            ATTNRT_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(hasText("does not belong to this module"));
+  EXPECT_EQ(attnrt_gpu_set_num_splits(o.module, nullptr, 1),
+            ATTNRT_ERR_INVALID_ARGUMENT);
+}
+
+TEST_F(CudaFake, ScratchGrowsAfterSynchronizing) {
+  OpenedSplit o;
+  ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+  Tensors t = decodeTensors(100);
+  auto runWith = [&](int n) {
+    EXPECT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, n), ATTNRT_OK);
+    EXPECT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, nullptr),
+              ATTNRT_OK)
+        << lastError();
+    return u64(lastLaunch(), 0); // the merge's partial_o
+  };
+  uint64_t first = runWith(2);
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 1);
+  EXPECT_EQ(runWith(2), first);
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 1);
+  EXPECT_EQ(fakecuda_calls("cuCtxSynchronize"), 0);
+  // More splits need more: the old buffer goes after the context is idle.
+  runWith(8);
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 2);
+  EXPECT_EQ(fakecuda_calls("cuMemFree_v2"), 1);
+  EXPECT_EQ(fakecuda_calls("cuCtxSynchronize"), 1);
+  EXPECT_EQ(fakecuda_live_allocations(), 1);
+  // Fewer fit in it.
+  runWith(3);
+  runWith(1);
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 2);
+  // Allocation failures say what for.
+  Tensors big = decodeTensors(2000);
+  fakecuda_fail("cuMemAlloc_v2", 2);
+  EXPECT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, 32), ATTNRT_OK);
+  EXPECT_EQ(attnrt_gpu_run(o.module, o.kernel, big.views.data(), 8, nullptr),
+            ATTNRT_ERR_CUDA);
+  EXPECT_TRUE(hasText("kernel 'decode' with num_splits = 32 needs "));
+  EXPECT_TRUE(hasText(" bytes of scratch: cuMemAlloc: "
+                      "CUDA_ERROR_OUT_OF_MEMORY"));
+  fakecuda_fail("cuMemAlloc_v2", 0);
+  // Close frees it (TearDown: no live allocation).
+}
+
+TEST_F(CudaFake, CallersScratch) {
+  OpenedSplit o;
+  ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+  Tensors t = decodeTensors(3); // 32 splits
+  uint64_t need = launchConfig(o.kernel, t).scratch_bytes;
+  void *mine = nullptr;
+  ASSERT_EQ(attnrt_gpu_alloc(o.module, need, &mine), ATTNRT_OK);
+  ASSERT_EQ(attnrt_gpu_set_scratch(o.module, mine, need), ATTNRT_OK);
+  ASSERT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, nullptr),
+            ATTNRT_OK)
+      << lastError();
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 1); // only the caller's
+  fakecuda_launch l = lastLaunch();
+  EXPECT_EQ(u64(l, 0), reinterpret_cast<uintptr_t>(mine));
+  EXPECT_EQ(u64(l, 1) - u64(l, 0), uint64_t(32 * 3 * 8 * 128 * 4));
+
+  // Too small: refused before anything is launched.
+  ASSERT_EQ(attnrt_gpu_set_scratch(o.module, mine, need - 1), ATTNRT_OK);
+  int launches = fakecuda_num_launches();
+  EXPECT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, nullptr),
+            ATTNRT_ERR_VALIDATION);
+  EXPECT_TRUE(hasText(
+      "kernel 'decode' with num_splits = 32 needs " + std::to_string(need) +
+      " bytes of scratch but the buffer given to attnrt_gpu_set_scratch has " +
+      std::to_string(need - 1) + "; give one of at least " +
+      std::to_string(need) +
+      " bytes (attnrt_gpu_launch_config's scratch_bytes), or NULL to let "
+      "attnrt allocate it"));
+  EXPECT_EQ(fakecuda_num_launches(), launches);
+  // One split needs none.
+  ASSERT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, 1), ATTNRT_OK);
+  EXPECT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, nullptr),
+            ATTNRT_OK);
+  ASSERT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, 0), ATTNRT_OK);
+
+  // Pointers the buffers could not be aligned in.
+  EXPECT_EQ(
+      attnrt_gpu_set_scratch(o.module, static_cast<char *>(mine) + 64, need),
+      ATTNRT_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(hasText("attnrt_gpu_set_scratch: device_ptr 0x"));
+  EXPECT_TRUE(hasText(" is not 256-byte aligned"));
+  EXPECT_EQ(attnrt_gpu_set_scratch(nullptr, mine, need),
+            ATTNRT_ERR_INVALID_ARGUMENT);
+
+  // NULL: attnrt's own again.
+  ASSERT_EQ(attnrt_gpu_set_scratch(o.module, nullptr, 0), ATTNRT_OK);
+  ASSERT_EQ(attnrt_gpu_run(o.module, o.kernel, t.views.data(), 8, nullptr),
+            ATTNRT_OK)
+      << lastError();
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 2);
+  EXPECT_NE(u64(lastLaunch(), 0), reinterpret_cast<uintptr_t>(mine));
+  ASSERT_EQ(attnrt_gpu_free(o.module, mine), ATTNRT_OK);
+}
+
+TEST_F(CudaFake, TimesMainAndMergeTogether) {
+  OpenedSplit o;
+  ASSERT_EQ(o.status, ATTNRT_OK) << lastError();
+  Tensors t = decodeTensors(3);
+  float ms[4] = {0};
+  ASSERT_EQ(attnrt_gpu_time_runs(o.module, o.kernel, t.views.data(), 8, nullptr,
+                                 4, ms),
+            ATTNRT_OK)
+      << lastError();
+  for (float v : ms)
+    EXPECT_FLOAT_EQ(v, 1.0f); // two launches of the fake's 0.5 ms
+  EXPECT_EQ(fakecuda_num_launches(), 8);
+  EXPECT_EQ(fakecuda_calls("cuMemAlloc_v2"), 1);
+  ASSERT_EQ(attnrt_gpu_set_num_splits(o.module, o.kernel, 1), ATTNRT_OK);
+  ASSERT_EQ(attnrt_gpu_time_runs(o.module, o.kernel, t.views.data(), 8, nullptr,
+                                 2, ms),
+            ATTNRT_OK);
+  EXPECT_FLOAT_EQ(ms[0], 0.5f);
+  EXPECT_EQ(fakecuda_num_launches(), 10);
+}
+
+TEST_F(CudaFake, SplitKvCppWrapper) {
+  Artifact a(splitManifest(), splitFiles());
+  attnrt::GpuModule m(a.dir.string());
+  attnrt::Kernel k = m.kernel("decode");
+  Tensors t = decodeTensors(3);
+  EXPECT_EQ(m.launchConfig(k, t.views).num_splits, 32u);
+  m.setNumSplits(k, 4);
+  EXPECT_EQ(m.launchConfig(k, t.views).num_splits, 4u);
+  EXPECT_THROW(m.setNumSplits(k, 64), attnrt::Error);
+  attnrt::DeviceBuffer scratch(m, 1 << 20);
+  m.setScratch(scratch.data(), scratch.bytes());
+  m.run(k, t.views);
+  EXPECT_EQ(u64(lastLaunch(), 0), reinterpret_cast<uintptr_t>(scratch.data()));
+  m.setScratch(nullptr, 0);
 }
 
 } // namespace

@@ -203,6 +203,22 @@ public:
   void synchronize(void *stream = nullptr) {
     check(attnrt_gpu_synchronize(m_, stream));
   }
+  /// The launches run() would make (num_splits, scratch, merge included).
+  attnrt_gpu_launch launchConfig(Kernel k,
+                                 const std::vector<attnrt_tensor> &args) const {
+    attnrt_gpu_launch l;
+    check(attnrt_gpu_launch_config(k.get(), args.data(),
+                                   static_cast<int>(args.size()), &l));
+    return l;
+  }
+  /// Split-KV: 0 chooses num_splits per call, 1 to max_splits fixes it.
+  void setNumSplits(Kernel k, int numSplits) {
+    check(attnrt_gpu_set_num_splits(m_, k.get(), numSplits));
+  }
+  /// Split-KV scratch of the caller's (nullptr: attnrt's own).
+  void setScratch(void *devicePtr, size_t bytes) {
+    check(attnrt_gpu_set_scratch(m_, devicePtr, bytes));
+  }
 
 private:
   attnrt_gpu_module *m_ = nullptr;

@@ -9,6 +9,7 @@
 
 #include "FakeCuda.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <cstdio>
@@ -98,6 +99,9 @@ struct State {
   std::mutex mutex;
   int devices = 1, major = 9, minor = 0, smemOptin = 232448;
   int maxThreads = 1024;
+  int sms = 132, occupancy = 4; // blocks per SM of every function
+  int occupancyBlock = -1;      // the last occupancy query's arguments
+  long long occupancySmem = -1;
   double launchMs = 0.5; // the fake clock advances this much per launch
   double clock = 0;
   std::map<std::string, CUresult> failures;
@@ -117,7 +121,15 @@ struct State {
     minor = 0;
     smemOptin = 232448;
     maxThreads = 1024;
+    sms = 132;
+    occupancy = 4;
+    occupancyBlock = -1;
+    occupancySmem = -1;
     failures.clear();
+    if (const char *n = std::getenv("FAKECUDA_SMS"))
+      sms = std::atoi(n);
+    if (const char *n = std::getenv("FAKECUDA_OCCUPANCY"))
+      occupancy = std::atoi(n);
     if (const char *n = std::getenv("FAKECUDA_DEVICES"))
       devices = std::atoi(n);
     if (const char *cc = std::getenv("FAKECUDA_CC"))
@@ -280,6 +292,9 @@ FAKE_API CUresult cuDeviceGetAttribute(int *value, int attribute,
   case 97:
     *value = s.smemOptin;
     return kSuccess;
+  case 16: // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+    *value = s.sms;
+    return kSuccess;
   }
   return kInvalidValue;
 }
@@ -353,7 +368,8 @@ FAKE_API CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
   FAKE_NEED_CONTEXT();
   if (bytes == 0)
     return kInvalidValue;
-  void *p = std::malloc(bytes);
+  // The driver's allocations are at least 256-byte aligned.
+  void *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   if (!p)
     return 2; // CUDA_ERROR_OUT_OF_MEMORY
   *ptr = reinterpret_cast<uintptr_t>(p);
@@ -473,6 +489,26 @@ FAKE_API CUresult cuFuncSetAttribute(CUfunc_st *function, int attribute,
   return kSuccess;
 }
 
+FAKE_API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(
+    int *numBlocks, CUfunc_st *function, int blockSize, size_t smem) {
+  FAKE_ENTER("cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  FAKE_NEED_CONTEXT();
+  if (!function)
+    return kInvalidHandle;
+  if (!numBlocks || blockSize < 1 || blockSize > s.maxThreads)
+    return kInvalidValue;
+  s.occupancyBlock = blockSize;
+  s.occupancySmem = static_cast<long long>(smem);
+  // Like the driver: no block fits with more dynamic shared memory than
+  // the function may use (48 KiB without the opt-in).
+  auto optIn = function->attributes.find(8);
+  size_t limit = optIn == function->attributes.end()
+                     ? 48 * 1024
+                     : std::max<size_t>(48 * 1024, optIn->second);
+  *numBlocks = smem > limit ? 0 : s.occupancy;
+  return kSuccess;
+}
+
 FAKE_API CUresult cuLaunchKernel(CUfunc_st *f, unsigned gx, unsigned gy,
                                  unsigned gz, unsigned bx, unsigned by,
                                  unsigned bz, unsigned smem,
@@ -569,6 +605,42 @@ FAKE_API void fakecuda_set_device(int count, int major, int minor,
   s.major = major;
   s.minor = minor;
   s.smemOptin = smemOptin;
+}
+
+FAKE_API void fakecuda_set_sms(int sms) {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.sms = sms;
+}
+
+FAKE_API void fakecuda_set_occupancy(int blocksPerSm) {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.occupancy = blocksPerSm;
+}
+
+FAKE_API int fakecuda_occupancy_query(int *blockSize, long long *smemBytes) {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.occupancyBlock < 0)
+    return -1;
+  *blockSize = s.occupancyBlock;
+  *smemBytes = s.occupancySmem;
+  return 0;
+}
+
+FAKE_API int fakecuda_find_allocation(unsigned long long ptr,
+                                      unsigned long long *base,
+                                      unsigned long long *bytes) {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (const auto &[b, size] : s.allocations)
+    if (ptr >= b && ptr < b + size) {
+      *base = b;
+      *bytes = size;
+      return 0;
+    }
+  return -1;
 }
 
 FAKE_API void fakecuda_set_max_threads(int threads) {

@@ -7,7 +7,8 @@
 |* the launch. Like the real driver it refuses calls without a current       *|
 |* context and launches above 48 KiB of dynamic shared memory without the    *|
 |* function's opt-in. Tests point ATTNRT_LIBCUDA at it and steer it here or, *|
-|* from another process, with FAKECUDA_DEVICES=N, FAKECUDA_CC=X.Y and        *|
+|* from another process, with FAKECUDA_DEVICES=N, FAKECUDA_CC=X.Y,           *|
+|* FAKECUDA_SMS=N, FAKECUDA_OCCUPANCY=N and                                  *|
 |* FAKECUDA_FAIL=call=code[,call=code...].                                   *|
 |*                                                                            *|
 \*===----------------------------------------------------------------------===*/
@@ -33,11 +34,20 @@ typedef struct fakecuda_launch {
 } fakecuda_launch;
 
 /* Back to the state the environment describes (default: one sm_90 device
- * with 227 KiB of opt-in shared memory, 1024 threads per function, no
- * failures), forgetting every record. Live allocations and modules are
- * kept. */
+ * with 132 SMs and 227 KiB of opt-in shared memory, 1024 threads and 4
+ * resident blocks per SM for every function, no failures), forgetting every
+ * record. Live allocations and modules are kept. */
 void fakecuda_reset(void);
 void fakecuda_set_device(int count, int major, int minor, int smem_optin);
+/* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT. */
+void fakecuda_set_sms(int sms);
+/* What cuOccupancyMaxActiveBlocksPerMultiprocessor answers for every
+ * function, unless the dynamic shared memory asked about exceeds the
+ * function's opt-in (48 KiB without one): then 0, as the driver does. */
+void fakecuda_set_occupancy(int blocks_per_sm);
+/* The block size and dynamic shared memory of the last occupancy query
+ * since the reset: 0, or -1 when there was none. */
+int fakecuda_occupancy_query(int *block_size, long long *smem_bytes);
 /* CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK of every function. */
 void fakecuda_set_max_threads(int threads);
 /* Every later call of `call` (the exported name, e.g. "cuMemAlloc_v2")
@@ -57,6 +67,10 @@ const char *fakecuda_loaded_image(int i);
 int fakecuda_func_attribute(const char *entry, int attribute);
 
 int fakecuda_live_allocations(void);
+/* The live allocation (cuMemAlloc: 256-byte aligned) holding device
+ * address ptr: 0 with its base and size, or -1 when none does. */
+int fakecuda_find_allocation(unsigned long long ptr, unsigned long long *base,
+                             unsigned long long *bytes);
 int fakecuda_live_modules(void);
 /* Contexts pushed on the calling thread. */
 int fakecuda_context_depth(void);
