@@ -526,6 +526,31 @@ class CachePool:
 # GPU artifacts (attnrt_cuda.h)
 # ------------------------------------------------------------------------------------------------
 
+class _GpuGridDim(ctypes.Structure):
+    _fields_ = [("symbol", ctypes.c_char_p), ("value", ctypes.c_int64),
+                ("multiply", ctypes.c_int64), ("divide", ctypes.c_int64)]
+
+
+class _GpuKernelInfo(ctypes.Structure):
+    _fields_ = [("entry", ctypes.c_char_p), ("image", ctypes.c_char_p),
+                ("image_arch", ctypes.c_char_p), ("image_is_ptx", ctypes.c_int),
+                ("ptx", ctypes.c_char_p), ("ptx_arch", ctypes.c_char_p),
+                ("block", ctypes.c_int64 * 3), ("grid", _GpuGridDim * 3),
+                ("smem_bytes", ctypes.c_int64), ("num_params", ctypes.c_int),
+                ("ptxas", ctypes.c_void_p), ("max_splits", ctypes.c_int),
+                ("split_symbol", ctypes.c_char_p), ("merge_entry", ctypes.c_char_p),
+                ("merge_block", ctypes.c_int64 * 3), ("merge_grid", _GpuGridDim * 3),
+                ("merge_smem_bytes", ctypes.c_int64), ("merge_num_params", ctypes.c_int),
+                ("merge_ptxas", ctypes.c_void_p)]
+
+
+class _GpuLaunch(ctypes.Structure):
+    _fields_ = [("grid", ctypes.c_uint32 * 3), ("block", ctypes.c_uint32 * 3),
+                ("smem_bytes", ctypes.c_uint32), ("num_splits", ctypes.c_uint32),
+                ("scratch_bytes", ctypes.c_uint64), ("merge_grid", ctypes.c_uint32 * 3),
+                ("merge_block", ctypes.c_uint32 * 3), ("merge_smem_bytes", ctypes.c_uint32)]
+
+
 def _load_cuda() -> ctypes.CDLL:
     lib = _load()
     if getattr(lib, "_cuda_ready", False):
@@ -536,7 +561,12 @@ def _load_cuda() -> ctypes.CDLL:
             ("attnrt_gpu_open", c_int, [ctypes.c_char_p, ctypes.POINTER(P)]),
             ("attnrt_gpu_close", None, [P]),
             ("attnrt_gpu_find_kernel", c_int, [P, ctypes.c_char_p, ctypes.POINTER(P)]),
+            ("attnrt_kernel_gpu", ctypes.POINTER(_GpuKernelInfo), [P]),
+            ("attnrt_gpu_launch_config", c_int, [P, ctypes.POINTER(_Tensor), c_int,
+                                                 ctypes.POINTER(_GpuLaunch)]),
             ("attnrt_gpu_run", c_int, [P, P, ctypes.POINTER(_Tensor), c_int, P]),
+            ("attnrt_gpu_set_num_splits", c_int, [P, P, c_int]),
+            ("attnrt_gpu_set_scratch", c_int, [P, P, c_size]),
             ("attnrt_gpu_synchronize", c_int, [P, P]),
             ("attnrt_gpu_alloc", c_int, [P, c_size, ctypes.POINTER(P)]),
             ("attnrt_gpu_free", c_int, [P, P]),
@@ -546,6 +576,24 @@ def _load_cuda() -> ctypes.CDLL:
         fn.restype, fn.argtypes = res, args
     lib._cuda_ready = True
     return lib
+
+
+def _device_tensors(args):
+    """attnrt_tensor views of args, in manifest order: (device pointer, dtype name, shape)
+    triples, or NumPy arrays (their host address stands in for a device pointer: for
+    launch_config, which reads no data). Returns the array and what keeps it alive."""
+    tensors = (_Tensor * max(1, len(args)))()
+    sizes = []
+    for i, a in enumerate(args):
+        if isinstance(a, np.ndarray):
+            ptr, dtype, shape = a.ctypes.data, next(n for n, t in NP_DTYPES.items()
+                                                    if t == a.dtype), a.shape
+        else:
+            ptr, dtype, shape = a
+        sizes.append((ctypes.c_int64 * max(1, len(shape)))(*shape))
+        tensors[i].data, tensors[i].dtype = ptr, DTYPES.index(dtype)
+        tensors[i].rank, tensors[i].sizes, tensors[i].strides = len(shape), sizes[-1], None
+    return tensors, sizes
 
 
 def cuda_available() -> tuple[bool, str]:
@@ -577,25 +625,60 @@ class GpuModule:
     def __exit__(self, *exc):
         self.close()
 
+    def _kernel(self, name: str) -> ctypes.c_void_p:
+        k = ctypes.c_void_p()
+        _check(self._lib.attnrt_gpu_find_kernel(self._handle, name.encode(), ctypes.byref(k)))
+        return k
+
+    def gpu_info(self, name: str) -> dict:
+        """Kernel `name`'s gpu object as loaded (attnrt_kernel_gpu): entry, image, block,
+        smem_bytes, and for split-KV kernels max_splits (0 otherwise), split_symbol and
+        merge_entry (None otherwise)."""
+        g = self._lib.attnrt_kernel_gpu(self._kernel(name)).contents
+        text = lambda b: b.decode() if b else None  # noqa: E731
+        return {"entry": text(g.entry), "image": text(g.image), "block": list(g.block),
+                "smem_bytes": g.smem_bytes, "max_splits": g.max_splits,
+                "split_symbol": text(g.split_symbol), "merge_entry": text(g.merge_entry)}
+
+    def set_num_splits(self, name: str, num_splits: int) -> None:
+        """num_splits of every later launch of split-KV kernel `name`: 0 chooses it per call
+        (the default), 1 to max_splits fixes it (attnrt_gpu_set_num_splits)."""
+        _check(self._lib.attnrt_gpu_set_num_splits(self._handle, self._kernel(name),
+                                                   num_splits))
+
+    def set_scratch(self, ptr, nbytes: int) -> None:
+        """Split-KV scratch: nbytes of device memory at ptr (256-byte aligned) for every later
+        launch; ptr None: back to attnrt's own (attnrt_gpu_set_scratch)."""
+        _check(self._lib.attnrt_gpu_set_scratch(self._handle, ptr, nbytes if ptr else 0))
+
+    def launch_config(self, name: str, args) -> dict:
+        """The launches running kernel `name` on `args` would make (attnrt_gpu_launch_config;
+        touches no device): grid, block, smem_bytes, num_splits, scratch_bytes, merge_grid
+        (all 0 when the merge does not run), merge_block, merge_smem_bytes. args: as for bind,
+        or NumPy arrays of the arguments' shapes."""
+        tensors, _ = _device_tensors(args)
+        out = _GpuLaunch()
+        _check(self._lib.attnrt_gpu_launch_config(self._kernel(name), tensors, len(args),
+                                                  ctypes.byref(out)))
+        return {"grid": list(out.grid), "block": list(out.block),
+                "smem_bytes": out.smem_bytes, "num_splits": out.num_splits,
+                "scratch_bytes": out.scratch_bytes, "merge_grid": list(out.merge_grid),
+                "merge_block": list(out.merge_block),
+                "merge_smem_bytes": out.merge_smem_bytes}
+
     def bind(self, name: str, args):
         """The launch of kernel `name` on `args`, ready to repeat: a function of the stream (a
         CUstream as an int; None: the default stream) that launches without waiting. The kernel
         and the argument array are looked up and built once, here, so that timed repetitions
         pay only for attnrt_gpu_run. args, in manifest order: (device pointer, dtype name,
         shape) triples."""
-        k = ctypes.c_void_p()
-        _check(self._lib.attnrt_gpu_find_kernel(self._handle, name.encode(), ctypes.byref(k)))
-        tensors = (_Tensor * max(1, len(args)))()
-        sizes = []  # kept alive with the closure
-        for i, (ptr, dtype, shape) in enumerate(args):
-            sizes.append((ctypes.c_int64 * max(1, len(shape)))(*shape))
-            tensors[i].data, tensors[i].dtype = ptr, DTYPES.index(dtype)
-            tensors[i].rank, tensors[i].sizes, tensors[i].strides = len(shape), sizes[-1], None
+        k = self._kernel(name)
+        tensors, sizes = _device_tensors(args)
         run, handle, count = self._lib.attnrt_gpu_run, self._handle, len(args)
 
         def launch(stream=None) -> None:
             _check(run(handle, k, tensors, count, stream))
-        launch.sizes = sizes
+        launch.sizes = sizes  # kept alive with the closure
         return launch
 
     def launch(self, name: str, args, stream=None) -> None:

@@ -1,4 +1,6 @@
-"""attnrt_ctypes against the hand-written fixture library (test/unit/fixture/testkernels.c).
+"""attnrt_ctypes against the hand-written fixture library (test/unit/fixture/testkernels.c),
+and its GPU wrapper against the split-KV fixture (test/unit/fixture/cuda-split) on the unit
+tests' fake CUDA driver.
 
 The fixture directory is $ATTNRT_FIXTURE_DIR (ctest sets it, with $ATTNRT_LIB), else
 <repo>/build/test/unit/fixture. The tests skip only when that variable is unset and the default
@@ -6,6 +8,7 @@ directory does not exist.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from pathlib import Path
@@ -275,3 +278,70 @@ def test_sparsity_info_of_plain_kernels(module):
     assert not paged["tile_stats"]
     from attnrt_ctypes import ROLES, _load
     assert [_load().attnrt_role_name(i).decode() for i in range(len(ROLES))] == ROLES
+
+
+@pytest.fixture
+def fake_cuda(fixture_dir, monkeypatch):
+    """attnrt's GPU path on the unit tests' fake driver (test/unit/fakecuda, built beside the
+    fixture): it records launches instead of running them. The handle is the instance attnrt
+    loads (same path), to inspect it."""
+    fake = fixture_dir.parent / "fakecuda" / "libattnrt_fakecuda.so"
+    if not fake.exists():
+        pytest.skip(f"{fake} does not exist (build the unit tests)")
+    monkeypatch.setenv("ATTNRT_LIBCUDA", str(fake))
+    lib = ctypes.CDLL(str(fake))
+    lib.fakecuda_reset()
+    return lib
+
+
+def decode_arrays(batch):
+    """Arguments of the split-KV fixture's decode kernel (test/unit/fixture/cuda-split)."""
+    f16, i32 = np.float16, np.int32
+    return [np.zeros((batch, 8, 128), f16), np.zeros((4, 16, 2, 128), f16),
+            np.zeros((4, 16, 2, 128), f16), np.zeros(batch + 1, i32), np.zeros(4, i32),
+            np.zeros(batch, i32), np.zeros((batch, 8, 128), f16),
+            np.zeros((8, batch), np.float32)]
+
+
+def test_gpu_split_kv_wrapper(fake_cuda):
+    from attnrt_ctypes import GpuModule
+    with GpuModule(REPO / "test" / "unit" / "fixture" / "cuda-split") as m:
+        assert m.gpu_info("decode") == {
+            "entry": "decode", "image": "decode.ptx", "block": [128, 1, 1], "smem_bytes": 0,
+            "max_splits": 32, "split_symbol": "num_splits", "merge_entry": "decode_merge"}
+        # The fake: 132 SMs x 4 blocks; the grid has 2 x batch blocks besides the splits.
+        cfg = m.launch_config("decode", decode_arrays(3))
+        # partial_o [32, 3, 8, 128] and partial_lse [32, 8, 3] f32, each at 256-byte offsets.
+        scratch = 32 * 3 * 8 * 128 * 4 + (32 * 8 * 3 * 4 + 255) // 256 * 256
+        assert cfg == {"grid": [2, 3, 32], "block": [128, 1, 1], "smem_bytes": 0,
+                       "num_splits": 32, "scratch_bytes": scratch,
+                       "merge_grid": [3, 8, 1], "merge_block": [128, 1, 1],
+                       "merge_smem_bytes": 0}
+        cfg = m.launch_config("decode", decode_arrays(400))
+        assert (cfg["num_splits"], cfg["scratch_bytes"], cfg["merge_grid"]) == (1, 0, [0, 0, 0])
+        m.set_num_splits("decode", 3)
+        assert m.launch_config("decode", decode_arrays(400))["num_splits"] == 3
+        with pytest.raises(AttnrtError, match="num_splits is 33 but kernel 'decode' takes 1 "
+                                              "to 32") as e:
+            m.set_num_splits("decode", 33)
+        assert e.value.status == 7
+        m.set_num_splits("decode", 0)
+        # Through device memory: the main kernel, then the merge.
+        m.run_arrays("decode", decode_arrays(3))
+        assert fake_cuda.fakecuda_num_launches() == 2
+        # The caller's scratch, too small.
+        lib = m._lib
+        ptr = ctypes.c_void_p()
+        assert lib.attnrt_gpu_alloc(m._handle, 4096, ctypes.byref(ptr)) == 0
+        try:
+            m.set_scratch(ptr, 4096)
+            with pytest.raises(AttnrtError, match=f"needs {scratch} bytes of scratch "
+                                                  "but the buffer given to "
+                                                  "attnrt_gpu_set_scratch has 4096") as e:
+                m.run_arrays("decode", decode_arrays(3))
+            assert e.value.status == 7
+            m.set_scratch(None, 0)
+            m.run_arrays("decode", decode_arrays(3))
+            assert fake_cuda.fakecuda_num_launches() == 4
+        finally:
+            lib.attnrt_gpu_free(m._handle, ptr)

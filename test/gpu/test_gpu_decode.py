@@ -5,7 +5,9 @@ float64 reference (test/e2e/reference.py) over the keys each sequence's pages ho
 Every decode kernel the GPU target has: f16, bf16, int8, fp8 e4m3fn and e5m2 pages, head_dim
 64 and 128, NHD and HND, 4 and 8 query heads per KV head (4 with 1-byte pages), with and without
 a window with sinks, LSE and softcap; over batches with empty, one-token and page-straddling
-sequences and shuffled pages.
+sequences and shuffled pages. Split-KV kernels (gpu.split_kv) run every batch with num_splits
+chosen by attnrt, 1, 3 and max_splits (attnrt_gpu_set_num_splits), and also over long sequences
+(LONG_SEQ_LENS), whose splits hold many keys each; in short ones the later splits are empty.
 Without a CUDA driver or device the module exits 77, which ctest reports as skipped.
 
     ATTNC_BIN_DIR=build/bin ATTNRT_LIB=build/lib/libattnrt.so \\
@@ -31,6 +33,9 @@ from reference import Mask, attention  # noqa: E402
 PAGE = 16
 K_GROUP = 8  # int8: tokens sharing one per-channel K scale
 SEQ_LENS = [[1], [0, 37, 16, 1000], [4097, 3], [300] * 5]
+# GPU only (their float64 references would slow test/e2e/test_gpu_cases_on_host.py down, which
+# runs SEQ_LENS on the host): long sequences beside empty and one-token ones.
+LONG_SEQ_LENS = [[700, 0, 1500, 1, 3000], [3000]]
 
 
 def kernel_mlir(name, dtype, d, layout, hq, window, lse, storage, softcap=0.0):
@@ -145,12 +150,34 @@ def random_case(rng, kernel, lens):
     return args, (o, lse_out), (o_ref, lse_ref if lse else None)
 
 
+def split_settings(max_splits):
+    """attnrt_gpu_set_num_splits values a split-KV kernel runs with: 0 (attnrt chooses), 1,
+    3 and max_splits; [0] for other kernels."""
+    if max_splits == 0:
+        return [0]
+    return sorted({0, 1, min(3, max_splits), max_splits})
+
+
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k[0])
 def test_decode_against_float64(kernel, gpu_module):
     seed = int(os.environ.get("ATTNC_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
     rng = np.random.default_rng(seed)
-    for lens in SEQ_LENS:
-        args, (o, lse), (o_ref, lse_ref) = random_case(rng, kernel, lens)
-        gpu_module.run_arrays(kernel[0], args)
-        bad = compare(kernel[1], o, o_ref, lse, lse_ref)
-        assert not bad, f"{kernel[0]} lens={lens} seed={seed}: " + "; ".join(bad)
+    name = kernel[0]
+    max_splits = gpu_module.gpu_info(name)["max_splits"]
+    try:
+        for lens in SEQ_LENS + (LONG_SEQ_LENS if max_splits else []):
+            args, outs, (o_ref, lse_ref) = random_case(rng, kernel, lens)
+            for n in split_settings(max_splits):
+                gpu_module.set_num_splits(name, n)
+                # Fresh NaN-poisoned outputs for each run.
+                for a in outs:
+                    if a is not None:
+                        a.fill(np.nan)
+                splits = gpu_module.launch_config(name, args)["num_splits"]
+                gpu_module.run_arrays(name, args)
+                o, lse = outs
+                bad = compare(kernel[1], o, o_ref, lse, lse_ref)
+                assert not bad, (f"{name} lens={lens} num_splits={splits} (set {n}) "
+                                 f"seed={seed}: " + "; ".join(bad))
+    finally:
+        gpu_module.set_num_splits(name, 0)
