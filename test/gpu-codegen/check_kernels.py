@@ -3,8 +3,9 @@
 
 Compiles the default configurations of the GPU kernels with
 `attnc --target=sm_80,sm_90`: prefill (f16 and bf16, head_dim 64 and 128,
-every structured mask, with and without LSE, and causal with softcap) and
-paged decode (f16, bf16, int8 and fp8
+every structured mask, with and without LSE, and causal with softcap), the
+prefill over ragged batches (cu_seqlens) and over pages (qo_indptr, NHD and
+HND; causal and window with sinks, with and without LSE), and paged decode (f16, bf16, int8 and fp8
 pages under f16 and bf16 queries, head_dim 64 and 128, NHD and HND pages of 16
 tokens, with and without a window with sinks, with and without LSE), 32
 query heads over 8 KV heads,
@@ -70,6 +71,38 @@ def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None, soft
             f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
 
 
+def ragged_kernel(name, dtype, head_dim, mask, lse):
+    q = f"tensor<?x32x{head_dim}x{dtype}>"
+    kv = f"tensor<?x8x{head_dim}x{dtype}>"
+    idx = "tensor<?xi32>"
+    lse_type = "tensor<32x?xf32>"
+    attrs = f" {{mask = {mask}}}" if mask else ""
+    results = f"({q}, {lse_type})" if lse else q
+    outs = "%o, %lse" if lse else "%o"
+    return (f"func.func @{name}(%q: {q}, %k: {kv}, %v: {kv}, %cu_q: {idx}, %cu_k: {idx})\n"
+            f"    -> {results} {{\n"
+            f"  {outs} = attn.attention %q, %k, %v cu_seqlens(%cu_q, %cu_k){attrs}\n"
+            f"      : ({q}, {kv}, {kv}, {idx}, {idx}) -> {results}\n"
+            f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
+
+
+def append_kernel(name, dtype, head_dim, layout, mask, lse):
+    cache = (f"!attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = {head_dim}, "
+             f"layout = {layout}, storage = {dtype}>")
+    q = f"tensor<?x32x{head_dim}x{dtype}>"
+    idx = "tensor<?xi32>"
+    lse_type = "tensor<32x?xf32>"
+    attrs = f" {{mask = {mask}}}" if mask else ""
+    results = f"({q}, {lse_type})" if lse else q
+    outs = "%o, %lse" if lse else "%o"
+    return (f"func.func @{name}(%q: {q}, %cache: {cache}, %indptr: {idx}, %indices: {idx},\n"
+            f"    %last: {idx}, %qo: {idx}) -> {results} {{\n"
+            f"  {outs} = attn.paged_attention %q, %cache, %indptr, %indices, %last qo_indptr(%qo)"
+            f"{attrs}\n"
+            f"      : ({q}, {cache}, {idx}, {idx}, {idx}, {idx}) -> {results}\n"
+            f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attnc", required=True)
@@ -86,6 +119,21 @@ def main():
             # softcap (Gemma 2's 50) on the causal kernels
             source.append(kernel(f"{dtype}_d{head_dim}_causal_softcap", dtype, head_dim,
                                  MASKS["causal"], True, 50.0))
+    # Ragged (cu_seqlens) prefill and paged append/prefill (qo_indptr).
+    for dtype in ("f16", "bf16"):
+        for head_dim in (64, 128):
+            for mask_name in ("none", "causal", "window_sinks"):
+                for lse in (False, True):
+                    suffix = f"{dtype}_d{head_dim}_{mask_name}{'_lse' if lse else ''}"
+                    source.append(ragged_kernel(f"ragged_{suffix}", dtype, head_dim,
+                                                MASKS[mask_name], lse))
+            for layout in ("nhd", "hnd"):
+                for mask_name in ("causal", "window_sinks"):
+                    for lse in (False, True):
+                        name = (f"append_{dtype}_d{head_dim}_{layout}_{mask_name}"
+                                f"{'_lse' if lse else ''}")
+                        source.append(append_kernel(name, dtype, head_dim, layout,
+                                                    MASKS[mask_name], lse))
     for dtype in ("f16", "bf16"):
         for head_dim in (64, 128):
             for layout in ("nhd", "hnd"):

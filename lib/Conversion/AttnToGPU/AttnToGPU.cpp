@@ -35,7 +35,7 @@ namespace {
 
 // The prefill kernel's tiles (PrefillKernel.cpp) and the decode kernel's
 // block.
-constexpr int64_t kBlockQ = 64, kBlockKV = 64, kWarps = 4, kThreads = 128;
+constexpr int64_t kBlockQ = 64, kWarps = 4, kThreads = 128;
 // Split-KV decode: at most this many splits per sequence (the runtime picks
 // the count per call, docs/gpu-artifacts.md), each of at least
 // kMinSplitKeys keys, so short sequences are not cut into slivers whose
@@ -57,8 +57,6 @@ std::optional<std::string> unsupportedScoreRules(OpT op) {
 
 /// Why `op` has no GPU kernel yet, or nullopt when it has.
 std::optional<std::string> unsupported(AttentionOp op) {
-  if (op.isRagged())
-    return "ragged (cu_seqlens) attention";
   if (std::optional<std::string> why = unsupportedScoreRules(op))
     return why;
   Type elem = op.getElementType();
@@ -73,8 +71,6 @@ std::optional<std::string> unsupported(AttentionOp op) {
 
 std::optional<std::string> unsupported(PagedAttentionOp op) {
   KVCacheType cache = op.getCacheType();
-  if (op.isRagged())
-    return "paged append/prefill (qo_indptr)";
   if (cache.hasResidual())
     return "caches with a residual window";
   if (std::optional<std::string> why = unsupportedScoreRules(op))
@@ -93,6 +89,13 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
   int64_t d = op.getHeadDim();
   if (d != 64 && d != 128)
     return "head_dim " + std::to_string(d) + " (64 and 128 have kernels)";
+  if (op.isRagged()) {
+    // The prefill kernel's tensor cores read the pages as they are.
+    if (oneByte)
+      return "paged append/prefill (qo_indptr) over " + typeName(storage) +
+             " pages (f16 and bf16 pages have a kernel)";
+    return std::nullopt;
+  }
   // One lane holds 16 bytes of a key and its query heads' elements as f32:
   // more heads than this overflow the registers or the shared memory of
   // the final merge.
@@ -228,29 +231,122 @@ private:
   OpBuilder b;
 };
 
+/// The prefill kernel's launch and tiling: one block per 64 query rows of
+/// each head (dense: of each sequence; ragged and paged: the tiles of all
+/// sequences, PrefillKernel.cpp).
+void declarePrefillTiles(KernelDeclarer &k, KernelSignature &sig,
+                         Attribute rows, Attribute batch,
+                         const attnc::gpu_kernels::PrefillSpec &spec) {
+  sig.grid = {rows, k.grid(spec.numQHeads, "", 1), batch};
+  // Q, 2 stages of K and V.
+  sig.smemBytes = (kBlockQ + 4 * spec.blockKV) * spec.headDim * 2;
+  sig.tile = k.dict({{"block_q", kBlockQ},
+                     {"block_kv", spec.blockKV},
+                     {"warps", kWarps},
+                     {"stages", 2}});
+}
+
+/// Keys per K/V tile: 64, but the ragged and paged kernels' sequence and
+/// page lookups leave no room for 64-key tiles at D = 128 (ptxas spills
+/// them), so those take 32.
+int64_t narrowTiles(const attnc::gpu_kernels::PrefillSpec &spec) {
+  return spec.headDim == 128 ? 32 : 64;
+}
+
+attnc::gpu_kernels::PrefillSpec prefillSpec(MaskAttr mask, double scale,
+                                            std::optional<APFloat> softcap,
+                                            Value lse, int64_t hq, int64_t hkv,
+                                            int64_t d) {
+  attnc::gpu_kernels::PrefillSpec spec;
+  spec.numQHeads = hq;
+  spec.numKVHeads = hkv;
+  spec.headDim = d;
+  spec.mask = mask;
+  spec.scale = scale;
+  spec.softcap = softcap ? softcap->convertToDouble() : 0;
+  spec.hasLse = lse != nullptr;
+  return spec;
+}
+
 void lowerPrefill(AttentionOp op, func::FuncOp func) {
+  using Layout = attnc::gpu_kernels::PrefillSpec::Layout;
   KernelDeclarer k(func.getContext());
   KernelSignature sig;
   ArrayRef<int64_t> qs =
       cast<RankedTensorType>(op.getQuery().getType()).getShape();
   ArrayRef<int64_t> ks =
       cast<RankedTensorType>(op.getKey().getType()).getShape();
-  bool hasLse = op.getLse() != nullptr;
-  k.pointers({"query", "key", "value", "output"}, sig);
-  if (hasLse)
-    k.pointers({"lse"}, sig);
-  k.size(qs[0], "batch", sig);
-  k.size(qs[1], "seqlen_q", sig);
-  k.size(ks[1], "seqlen_k", sig);
-  sig.grid = {k.grid(qs[1], "seqlen_q", kBlockQ),
-              k.grid(op.getNumQueryHeads(), "", 1), k.grid(qs[0], "batch", 1)};
-  sig.smemBytes = 5 * kBlockQ * op.getHeadDim() * 2; // Q, 2 stages of K, V
-  sig.tile = k.dict({{"block_q", kBlockQ},
-                     {"block_kv", kBlockKV},
-                     {"warps", kWarps},
-                     {"stages", 2}});
+  auto spec = prefillSpec(op.getMaskOrNone(), op.getScaleOrDefault(),
+                          op.getSoftcap(), op.getLse(), op.getNumQueryHeads(),
+                          op.getNumKVHeads(), op.getHeadDim());
+  spec.qShape.assign(qs.begin(), qs.end());
+  spec.kShape.assign(ks.begin(), ks.end());
+  k.pointers({"query", "key", "value"}, sig);
+  if (op.isRagged()) {
+    // q [total_q, Hq, D], k/v [total_k, Hkv, D], cu_seqlens [B + 1].
+    int64_t cu =
+        cast<RankedTensorType>(op.getCuSeqlensQ().getType()).getShape()[0];
+    spec.layout = Layout::Ragged;
+    spec.blockKV = narrowTiles(spec);
+    spec.batch = ShapedType::isDynamic(cu) ? cu : cu - 1;
+    k.pointers({"cu_seqlens_q", "cu_seqlens_k", "output"}, sig);
+    if (spec.hasLse)
+      k.pointers({"lse"}, sig);
+    k.size(qs[0], "total_q", sig);
+    k.size(ks[0], "total_k", sig);
+    k.size(spec.batch, "batch", sig);
+    declarePrefillTiles(k, sig, k.grid(qs[0], "total_q", kBlockQ),
+                        k.grid(1, "", 1), spec);
+  } else {
+    k.pointers({"output"}, sig);
+    if (spec.hasLse)
+      k.pointers({"lse"}, sig);
+    k.size(qs[0], "batch", sig);
+    k.size(qs[1], "seqlen_q", sig);
+    k.size(ks[1], "seqlen_k", sig);
+    declarePrefillTiles(k, sig, k.grid(qs[1], "seqlen_q", kBlockQ),
+                        k.grid(qs[0], "batch", 1), spec);
+  }
   gpu::GPUFuncOp kernel = k.declare(func, sig);
-  attnc::gpu_kernels::buildPrefillKernel(op, kernel, qs, ks, hasLse);
+  attnc::gpu_kernels::buildPrefillKernel(op.getLoc(), op.getElementType(), spec,
+                                         kernel);
+}
+
+/// Paged append/prefill (qo_indptr): the prefill kernel over the pages.
+void lowerPagedPrefill(PagedAttentionOp op, func::FuncOp func) {
+  KernelDeclarer k(func.getContext());
+  KernelSignature sig;
+  KVCacheType cache = op.getCacheType();
+  ArrayRef<int64_t> qs =
+      cast<RankedTensorType>(op.getQuery().getType()).getShape();
+  int64_t refs =
+      cast<RankedTensorType>(op.getKvIndices().getType()).getShape()[0];
+  int64_t indptr =
+      cast<RankedTensorType>(op.getKvIndptr().getType()).getShape()[0];
+  auto spec = prefillSpec(op.getMaskOrNone(), op.getScaleOrDefault(),
+                          op.getSoftcap(), op.getLse(), op.getNumQueryHeads(),
+                          cache.getNumKVHeads(), cache.getHeadDim());
+  spec.layout = attnc::gpu_kernels::PrefillSpec::Layout::Paged;
+  spec.blockKV = narrowTiles(spec);
+  spec.qShape.assign(qs.begin(), qs.end());
+  spec.batch = ShapedType::isDynamic(indptr) ? indptr : indptr - 1;
+  spec.numPageRefs = refs;
+  spec.pageSize = cache.getPageSize();
+  spec.headMajor = cache.getHeadMajor();
+  k.pointers({"query", "k_pages", "v_pages", "kv_indptr", "kv_indices",
+              "kv_last_page_len", "qo_indptr", "output"},
+             sig);
+  if (spec.hasLse)
+    k.pointers({"lse"}, sig);
+  k.size(qs[0], "total_q", sig);
+  k.size(spec.batch, "batch", sig);
+  k.size(ShapedType::kDynamic, "num_pages", sig);
+  k.size(refs, "num_page_refs", sig);
+  declarePrefillTiles(k, sig, k.grid(qs[0], "total_q", kBlockQ),
+                      k.grid(1, "", 1), spec);
+  gpu::GPUFuncOp kernel = k.declare(func, sig);
+  attnc::gpu_kernels::buildPrefillKernel(op.getLoc(), op.getElementType(), spec,
+                                         kernel);
 }
 
 void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
@@ -359,7 +455,10 @@ void AttnLowerToGPUPass::runOnOperation() {
         refuse(op, *why);
         continue;
       }
-      lowerDecode(decode, func);
+      if (decode.isRagged())
+        lowerPagedPrefill(decode, func);
+      else
+        lowerDecode(decode, func);
     }
     func.erase();
   }

@@ -100,11 +100,32 @@ protected:
   Type elem;
 };
 
-/// The kernel builders (PrefillKernel.cpp, DecodeKernel.cpp). Each fills the
-/// body of `func`, whose parameters are the ones attn-lower-to-gpu declared.
-void buildPrefillKernel(attn::AttentionOp op, gpu::GPUFuncOp func,
-                        ArrayRef<int64_t> qShape, ArrayRef<int64_t> kShape,
-                        bool hasLse);
+/// What the prefill kernel computes and where its rows are: a dense or
+/// ragged attn.attention, or a paged attn.paged_attention with qo_indptr.
+struct PrefillSpec {
+  enum class Layout { Dense, Ragged, Paged };
+  Layout layout = Layout::Dense;
+  int64_t numQHeads = 0, numKVHeads = 0, headDim = 0;
+  attn::MaskAttr mask;
+  double scale = 1, softcap = 0;
+  bool hasLse = false;
+  /// Dense: q [B, Lq, Hq, D] and k/v [B, Lk, Hkv, D]; ragged: q [total_q,
+  /// Hq, D] and k/v [total_k, Hkv, D]; paged: q [total_q, Hq, D]. Sizes
+  /// static or dynamic, as `batch` (ragged, paged) and `numPageRefs`.
+  SmallVector<int64_t> qShape, kShape;
+  int64_t batch = 0, numPageRefs = 0;
+  /// Paged: the pages' size and layout (HND when headMajor).
+  int64_t pageSize = 0;
+  bool headMajor = false;
+  /// Keys per K/V tile (64; 32 where the registers need it).
+  int64_t blockKV = 64;
+};
+
+/// The kernel builders (PrefillKernel.cpp, DecodeKernel.cpp, MergeKernel.cpp).
+/// Each fills the body of `func`, whose parameters are the ones
+/// attn-lower-to-gpu declared.
+void buildPrefillKernel(Location loc, Type elem, const PrefillSpec &spec,
+                        gpu::GPUFuncOp func);
 /// The split-KV decode kernel: each block covers one split of at least
 /// `minSplitKeys` keys (MergeKernel.cpp combines the splits).
 void buildDecodeKernel(attn::PagedAttentionOp op, gpu::GPUFuncOp func,

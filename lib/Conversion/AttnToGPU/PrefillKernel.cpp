@@ -1,13 +1,20 @@
 //===- PrefillKernel.cpp - the FlashAttention-2 prefill kernel -----------===//
 //
-// The kernel of a dense `attn.attention`, in the FlashAttention-2 shape for
-// sm_80 and newer:
+// The prefill kernel, in the FlashAttention-2 shape for sm_80 and newer, of
+// a dense or ragged (cu_seqlens) `attn.attention` and of a paged
+// `attn.paged_attention` with qo_indptr (append/prefill over f16/bf16
+// pages):
 //
 //   - one thread block of 4 warps per (query tile of 64 rows, query head,
-//     sequence); each warp owns 16 query rows;
+//     sequence); each warp owns 16 query rows. Dense: grid (tiles, Hq, B).
+//     Ragged and paged: grid (ceil(total_q / 64), Hq), and block x takes
+//     the tiles x, x + gridDim.x, ... of all sequences' tiles in order,
+//     finding each one's sequence with a warp scan of the sequences' tile
+//     counts (at most total_q / 64 + B tiles, so a block rarely takes two);
 //   - Q, then K/V tiles of 64 keys staged in dynamic shared memory with
-//     cp.async (16-byte copies, zero-filled past the sequence's end), K/V
-//     double-buffered so the next tile loads while this one is computed;
+//     cp.async (16-byte copies, zero-filled past the sequence's end; paged
+//     K/V rows found through the page table), K/V double-buffered so the
+//     next tile loads while this one is computed;
 //     rows are XOR-swizzled in 16-byte chunks so ldmatrix is conflict-free;
 //   - S = Q K^T and O += P V on tensor cores (ldmatrix, ldmatrix.trans,
 //     mma.sync m16n8k16, f16/bf16 in, f32 accumulate); P never leaves the
@@ -35,21 +42,44 @@ using namespace attnc::gpu_kernels;
 
 namespace {
 
-constexpr int64_t kBlockQ = 64, kBlockKV = 64, kWarps = 4, kThreads = 128;
+constexpr int64_t kBlockQ = 64, kWarps = 4, kThreads = 128;
 constexpr int64_t kWarpRows = kBlockQ / kWarps; // 16: one mma tile of rows
 constexpr int64_t kChunk = 8;                   // f16/bf16 per 16 bytes
 
+/// One query tile of one sequence and where that sequence's rows are.
+struct SeqTile {
+  Value seq, qTile, lq, lk;
+  /// Ragged and paged: the sequence's first row of q and o.
+  Value qStart;
+  /// Ragged: its first row of k and v. Paged: its first kv_indices entry.
+  Value kStart;
+};
+
 class PrefillKernelBuilder : KernelBuilder {
 public:
-  PrefillKernelBuilder(AttentionOp op, gpu::GPUFuncOp func)
-      : KernelBuilder(op.getLoc(), op.getElementType()), op(op), func(func),
-        hq(op.getNumQueryHeads()), hkv(op.getNumKVHeads()), d(op.getHeadDim()),
-        mask(op.getMaskOrNone()) {}
+  PrefillKernelBuilder(Location loc, Type elem, const PrefillSpec &spec,
+                       gpu::GPUFuncOp func)
+      : KernelBuilder(loc, elem), spec(spec), func(func), hq(spec.numQHeads),
+        hkv(spec.numKVHeads), d(spec.headDim), blockKV(spec.blockKV),
+        mask(spec.mask) {}
 
-  void build(ArrayRef<int64_t> qShape, ArrayRef<int64_t> kShape, bool hasLse);
+  void build();
 
 private:
   using Frag = SmallVector<Value>;
+  using Layout = PrefillSpec::Layout;
+  /// The indices of element `col` of row `row` of a K/V or Q/O view.
+  using RowIndex = llvm::function_ref<SmallVector<Value>(Value row, Value col)>;
+
+  void processTile(const SeqTile &tile);
+  /// The number of 64-row tiles of the sequences before the first one whose
+  /// tiles reach past `t` (its index), and those tiles' count: a warp scan
+  /// over the sequences' query lengths (`ptr`, [B + 1]).
+  std::pair<Value, Value> locateTile(Value ptr, Value batch, Value t);
+  Value loadIndex(Value memref, Value i) {
+    Value v = memref::LoadOp::create(b, memref, ValueRange{i});
+    return arith::IndexCastOp::create(b, b.getIndexType(), v);
+  }
 
   /// The swizzled column of element column `col` (a multiple of 8) in row
   /// `row` of a shared tile: 16-byte chunk index XOR (row % 8).
@@ -58,11 +88,12 @@ private:
     Value x = arith::XOrIOp::create(b, chunk, rem(row, 8));
     return mul(x, idx(kChunk));
   }
-  /// cp.async of rows [row0, row0 + 64) of head `head` of `src` (shape
-  /// [B, L, H, D]) into the shared tile `dst` ([64, D], swizzled); rows at
-  /// or past `len` are zero-filled.
-  void loadTile(Value src, Value batch, Value row0, Value len, Value head,
-                Value dst, ValueRange dstPrefix);
+  /// cp.async of rows [row0, row0 + 64) of each (source, shared tile)
+  /// pair (element `col` of row r of a source at `at(r, col)`, computed
+  /// once for K and V) into its tile ([64, D], swizzled); rows at or past
+  /// `len` are zero-filled.
+  void loadTile(ArrayRef<std::pair<Value, Value>> copies, int64_t rows,
+                RowIndex at, Value row0, Value len, ValueRange dstPrefix);
   Frag ldmatrix(Value tile, ValueRange prefix, Value row, Value col,
                 int numTiles, bool transpose);
   /// D += A * B for one m16n8k16 tile: a = 4, b = 2 registers, c = 4 f32.
@@ -73,18 +104,22 @@ private:
     return arith::TruncFOp::create(b, VectorType::get({2}, elem), v);
   }
 
-  AttentionOp op;
+  const PrefillSpec &spec;
   gpu::GPUFuncOp func;
-  int64_t hq, hkv, d;
+  int64_t hq, hkv, d, blockKV;
   MaskAttr mask;
-  Value tid, lane, warp;
+  Value tid, lane, warp, head, kvHead;
+  /// Global views: q, k (or K pages), v (or V pages), o, lse (or null), and
+  /// the paged kernel's kv_indices; shared: the Q, K and V tiles.
+  Value q, k, v, o, lseView, kvIndices;
+  Value qs, ks, vs;
 };
 
-void PrefillKernelBuilder::loadTile(Value src, Value batch, Value row0,
-                                    Value len, Value head, Value dst,
-                                    ValueRange dstPrefix) {
+void PrefillKernelBuilder::loadTile(ArrayRef<std::pair<Value, Value>> copies,
+                                    int64_t rows, RowIndex at, Value row0,
+                                    Value len, ValueRange dstPrefix) {
   int64_t chunksPerRow = d / kChunk;
-  int64_t perThread = kBlockKV * chunksPerRow / kThreads;
+  int64_t perThread = rows * chunksPerRow / kThreads;
   Value last = maxIdx(sub(len, idx(1)), idx(0));
   for (int64_t i = 0; i < perThread; ++i) {
     Value c = add(tid, idx(i * kThreads));
@@ -97,10 +132,12 @@ void PrefillKernelBuilder::loadTile(Value src, Value batch, Value row0,
     Value srcElems = select(valid, idx(kChunk), idx(0));
     SmallVector<Value> dstIdx(dstPrefix);
     dstIdx.append({row, swizzle(row, col)});
-    nvgpu::DeviceAsyncCopyOp::create(
-        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst, dstIdx, src,
-        ValueRange{batch, srcRow, head, col}, b.getIndexAttr(kChunk), srcElems,
-        /*bypassL1=*/b.getUnitAttr());
+    SmallVector<Value> srcIdx = at(srcRow, col);
+    for (auto [src, dst] : copies)
+      nvgpu::DeviceAsyncCopyOp::create(
+          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst, dstIdx, src,
+          srcIdx, b.getIndexAttr(kChunk), srcElems,
+          /*bypassL1=*/b.getUnitAttr());
   }
 }
 
@@ -150,57 +187,51 @@ PrefillKernelBuilder::Frag PrefillKernelBuilder::mma(ArrayRef<Value> a,
   return out;
 }
 
-void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
-                                 ArrayRef<int64_t> kShape, bool hasLse) {
+void PrefillKernelBuilder::build() {
   MLIRContext *ctx = b.getContext();
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
+  bool dense = spec.layout == Layout::Dense;
+  bool paged = spec.layout == Layout::Paged;
+  int64_t dyn = ShapedType::kDynamic;
 
-  // Parameters: q, k, v, o, [lse], then the dynamic sizes (batch, seqlen_q,
-  // seqlen_k, those that are dynamic) as i32.
+  // Parameters (attn-lower-to-gpu declares them in this order), then the
+  // dynamic sizes as i32:
+  //   dense:  q, k, v, o, [lse]; batch, seqlen_q, seqlen_k where dynamic;
+  //   ragged: q, k, v, cu_seqlens_q, cu_seqlens_k, o, [lse]; total_q,
+  //           total_k, batch;
+  //   paged:  q, k_pages, v_pages, kv_indptr, kv_indices, kv_last_page_len,
+  //           qo_indptr, o, [lse]; total_q, batch, num_pages, num_page_refs.
   unsigned p = 0;
-  Value qPtr = entry.getArgument(p++), kPtr = entry.getArgument(p++),
-        vPtr = entry.getArgument(p++), oPtr = entry.getArgument(p++);
-  Value lsePtr = hasLse ? entry.getArgument(p++) : Value();
+  auto next = [&] { return entry.getArgument(p++); };
+  Value qPtr = next(), kPtr = next(), vPtr = next();
+  Value ptrA, ptrB, lastPtr, qoPtr;
+  if (!dense) {
+    ptrA = next(); // cu_seqlens_q or kv_indptr
+    ptrB = next(); // cu_seqlens_k or kv_indices
+  }
+  if (paged) {
+    lastPtr = next();
+    qoPtr = next();
+  }
+  Value oPtr = next();
+  Value lsePtr = spec.hasLse ? next() : Value();
   auto size = [&](int64_t staticSize) -> Value {
     if (!ShapedType::isDynamic(staticSize))
       return idx(staticSize);
-    return arith::IndexCastOp::create(b, b.getIndexType(),
-                                      entry.getArgument(p++));
+    return arith::IndexCastOp::create(b, b.getIndexType(), next());
   };
-  Value batchN = size(qShape[0]);
-  Value lq = size(qShape[1]);
-  Value lk = size(kShape[1]);
-
-  auto dyn = [&](ArrayRef<int64_t> shape, Value l) {
-    SmallVector<Value> s;
-    if (ShapedType::isDynamic(shape[0]))
-      s.push_back(batchN);
-    if (ShapedType::isDynamic(shape[1]))
-      s.push_back(l);
-    return s;
-  };
-  Value q = globalView(qPtr, elem, qShape, dyn(qShape, lq));
-  Value k = globalView(kPtr, elem, kShape, dyn(kShape, lk));
-  Value v = globalView(vPtr, elem, kShape, dyn(kShape, lk));
-  Value o = globalView(oPtr, elem, qShape, dyn(qShape, lq));
-  Value lseView;
-  if (lsePtr)
-    lseView = globalView(lsePtr, b.getF32Type(), {qShape[0], hq, qShape[1]},
-                         dyn(qShape, lq));
 
   tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   lane = rem(tid, 32);
   warp = div(tid, 32);
-  Value qTile = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value head = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  Value seq = gpu::BlockIdOp::create(b, gpu::Dimension::z);
-  Value kvHead = div(head, hq / hkv);
-  Value q0 = mul(qTile, idx(kBlockQ));
+  head = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  kvHead = div(head, hq / hkv);
+  Type i32Type = b.getI32Type(), f32Type = b.getF32Type();
 
-  // Shared memory: Q [64, D], K [2, 64, D], V [2, 64, D].
+  // Shared memory: Q [64, D], K [2, block_kv, D], V [2, block_kv, D].
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  int64_t tileBytes = kBlockQ * d * 2;
+  int64_t qBytes = kBlockQ * d * 2, kvBytes = blockKV * d * 2;
   Value smem = gpu::DynamicSharedMemoryOp::create(
       b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
                          MemRefLayoutAttrInterface(), wg));
@@ -209,27 +240,189 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
         b, MemRefType::get(shape, elem, MemRefLayoutAttrInterface(), wg), smem,
         idx(offset), ValueRange{});
   };
-  Value qs = view(0, {kBlockQ, d});
-  Value ks = view(tileBytes, {2, kBlockKV, d});
-  Value vs = view(3 * tileBytes, {2, kBlockKV, d});
+  qs = view(0, {kBlockQ, d});
+  ks = view(qBytes, {2, blockKV, d});
+  vs = view(qBytes + 2 * kvBytes, {2, blockKV, d});
+
+  if (dense) {
+    ArrayRef<int64_t> qShape = spec.qShape, kShape = spec.kShape;
+    Value batchN = size(qShape[0]);
+    Value lq = size(qShape[1]);
+    Value lk = size(kShape[1]);
+    auto sizes = [&](ArrayRef<int64_t> shape, Value l) {
+      SmallVector<Value> s;
+      if (ShapedType::isDynamic(shape[0]))
+        s.push_back(batchN);
+      if (ShapedType::isDynamic(shape[1]))
+        s.push_back(l);
+      return s;
+    };
+    q = globalView(qPtr, elem, qShape, sizes(qShape, lq));
+    k = globalView(kPtr, elem, kShape, sizes(kShape, lk));
+    v = globalView(vPtr, elem, kShape, sizes(kShape, lk));
+    o = globalView(oPtr, elem, qShape, sizes(qShape, lq));
+    if (lsePtr)
+      lseView = globalView(lsePtr, f32Type, {qShape[0], hq, qShape[1]},
+                           sizes(qShape, lq));
+    processTile({gpu::BlockIdOp::create(b, gpu::Dimension::z),
+                 gpu::BlockIdOp::create(b, gpu::Dimension::x), lq, lk, Value(),
+                 Value()});
+    gpu::ReturnOp::create(b);
+    return;
+  }
+
+  Value totalQ = size(spec.qShape[0]);
+  Value totalK = paged ? Value() : size(spec.kShape[0]);
+  Value batch = size(spec.batch);
+  q = globalView(qPtr, elem, {dyn, hq, d}, {totalQ});
+  o = globalView(oPtr, elem, {dyn, hq, d}, {totalQ});
+  if (lsePtr)
+    lseView = globalView(lsePtr, f32Type, {hq, dyn}, {totalQ});
+  Value bounds = globalView(ptrA, i32Type, {dyn}, {add(batch, idx(1))});
+  Value qBounds = bounds, lastLen;
+  if (paged) {
+    Value numPages = size(dyn), numRefs = size(spec.numPageRefs);
+    int64_t ps = spec.pageSize;
+    SmallVector<int64_t> pageShape =
+        spec.headMajor ? SmallVector<int64_t>{dyn, hkv, ps, d}
+                       : SmallVector<int64_t>{dyn, ps, hkv, d};
+    k = globalView(kPtr, elem, pageShape, {numPages});
+    v = globalView(vPtr, elem, pageShape, {numPages});
+    kvIndices = globalView(ptrB, i32Type, {dyn}, {numRefs});
+    lastLen = globalView(lastPtr, i32Type, {dyn}, {batch});
+    qBounds = globalView(qoPtr, i32Type, {dyn}, {add(batch, idx(1))});
+  } else {
+    k = globalView(kPtr, elem, {dyn, hkv, d}, {totalK});
+    v = globalView(vPtr, elem, {dyn, hkv, d}, {totalK});
+  }
+  Value kBounds =
+      paged ? Value() : globalView(ptrB, i32Type, {dyn}, {add(batch, idx(1))});
+
+  // This block's tiles: x, x + gridDim.x, ... below the sequences' total.
+  Value numTiles = locateTile(qBounds, batch, idx(INT32_MAX)).second;
+  Value first = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value stride = gpu::GridDimOp::create(b, gpu::Dimension::x);
+  auto tiles = scf::ForOp::create(b, first, numTiles, stride);
+  b.setInsertionPointToStart(tiles.getBody());
+  auto [seq, before] = locateTile(qBounds, batch, tiles.getInductionVar());
+  SeqTile tile;
+  tile.seq = seq;
+  tile.qTile = sub(tiles.getInductionVar(), before);
+  tile.qStart = loadIndex(qBounds, seq);
+  tile.lq = sub(loadIndex(qBounds, add(seq, idx(1))), tile.qStart);
+  if (paged) {
+    // The sequence's pages and length, as the decode kernel reads them.
+    tile.kStart = loadIndex(bounds, seq);
+    Value pages = sub(loadIndex(bounds, add(seq, idx(1))), tile.kStart);
+    Value last = loadIndex(lastLen, seq);
+    Value hasPages = cmp(arith::CmpIPredicate::sgt, pages, idx(0));
+    tile.lk =
+        select(hasPages, add(mul(sub(pages, idx(1)), idx(spec.pageSize)), last),
+               idx(0));
+  } else {
+    tile.kStart = loadIndex(kBounds, seq);
+    tile.lk = sub(loadIndex(kBounds, add(seq, idx(1))), tile.kStart);
+  }
+  processTile(tile);
+  b.setInsertionPointAfter(tiles);
+  gpu::ReturnOp::create(b);
+}
+
+std::pair<Value, Value> PrefillKernelBuilder::locateTile(Value ptr, Value batch,
+                                                         Value t) {
+  // Lane l of each warp takes sequence base + l of each chunk of 32: its
+  // tile count, the inclusive scan of the chunk's counts, then over the
+  // warp the sequences and tiles wholly at or before t.
+  auto toI32 = [&](Value x) {
+    return arith::IndexCastOp::create(b, b.getI32Type(), x).getResult();
+  };
+  Value laneI = toI32(lane), t32 = toI32(minIdx(t, idx(INT32_MAX)));
+  auto sum = [&](Value x) {
+    for (int64_t off = 16; off >= 1; off /= 2)
+      x = arith::AddIOp::create(b, x, shuffleXor(x, off));
+    return x;
+  };
+  Value zero = i32(0);
+  auto chunks = scf::ForOp::create(b, idx(0), batch, idx(32),
+                                   ValueRange{zero, zero, zero});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(chunks.getBody());
+    ValueRange acc = chunks.getRegionIterArgs(); // sequences, tiles, scanned
+    Value i = add(chunks.getInductionVar(), lane);
+    Value inBatch = cmp(arith::CmpIPredicate::slt, i, batch);
+    Value ic = minIdx(i, sub(batch, idx(1)));
+    Value len = sub(loadIndex(ptr, add(ic, idx(1))), loadIndex(ptr, ic));
+    Value tilesHere = toI32(select(inBatch, ceilDiv(len, kBlockQ), idx(0)));
+    Value incl = tilesHere;
+    for (int64_t off = 1; off < 32; off *= 2) {
+      Value up = gpu::ShuffleOp::create(b, incl, i32(off), i32(32),
+                                        gpu::ShuffleMode::UP)
+                     .getShuffleResult();
+      Value has =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::sge, laneI, i32(off));
+      incl = select(has, arith::AddIOp::create(b, incl, up), incl);
+    }
+    Value chunkTiles =
+        gpu::ShuffleOp::create(b, incl, i32(31), i32(32), gpu::ShuffleMode::IDX)
+            .getShuffleResult();
+    Value below =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sle,
+                              arith::AddIOp::create(b, acc[2], incl), t32);
+    Value seqs = sum(select(below, i32(1), zero));
+    Value tilesBelow = sum(select(below, tilesHere, zero));
+    scf::YieldOp::create(
+        b, ValueRange{arith::AddIOp::create(b, acc[0], seqs),
+                      arith::AddIOp::create(b, acc[1], tilesBelow),
+                      arith::AddIOp::create(b, acc[2], chunkTiles)});
+  }
+  auto toIndex = [&](Value x) {
+    return arith::IndexCastOp::create(b, b.getIndexType(), x).getResult();
+  };
+  return {toIndex(chunks.getResult(0)), toIndex(chunks.getResult(1))};
+}
+
+void PrefillKernelBuilder::processTile(const SeqTile &tile) {
+  bool dense = spec.layout == Layout::Dense;
+  bool paged = spec.layout == Layout::Paged;
+  Value seq = tile.seq, lq = tile.lq, lk = tile.lk;
+  Value q0 = mul(tile.qTile, idx(kBlockQ));
+  // Element `col` of query row `row` (q, o) and of key row `key` (k, v).
+  auto qAt = [&](Value row, Value col) -> SmallVector<Value> {
+    if (dense)
+      return {seq, row, head, col};
+    return {add(tile.qStart, row), head, col};
+  };
+  auto kvAt = [&](Value key, Value col) -> SmallVector<Value> {
+    if (dense)
+      return {seq, key, kvHead, col};
+    if (!paged)
+      return {add(tile.kStart, key), kvHead, col};
+    Value page =
+        loadIndex(kvIndices, add(tile.kStart, div(key, spec.pageSize)));
+    Value slot = rem(key, spec.pageSize);
+    if (spec.headMajor)
+      return {page, kvHead, slot, col};
+    return {page, slot, kvHead, col};
+  };
 
   // The block predicate. pos(i) = i + (Lk - Lq) (bottom-right) or i.
   Value offset = mask.getTopLeft() ? idx(0) : sub(lk, lq);
   Value lastRow = minIdx(add(q0, idx(kBlockQ - 1)), sub(lq, idx(1)));
   Value firstPos = add(q0, offset), lastPos = add(lastRow, offset);
-  Value numTiles = ceilDiv(lk, kBlockKV);
+  Value numTiles = ceilDiv(lk, blockKV);
   Value kvEnd = numTiles;
   if (mask.hasUpperBound()) {
     Value visible = maxIdx(minIdx(add(lastPos, idx(1)), lk), idx(0));
-    kvEnd = ceilDiv(visible, kBlockKV);
+    kvEnd = ceilDiv(visible, blockKV);
   }
   Value kvBegin = idx(0), sinkTiles = idx(0);
   if (mask.hasWindow()) {
     Value lo = maxIdx(sub(firstPos, idx(mask.getWindow())), idx(0));
-    kvBegin = minIdx(div(lo, kBlockKV), kvEnd);
+    kvBegin = minIdx(div(lo, blockKV), kvEnd);
     if (mask.getSinks() > 0)
       sinkTiles =
-          minIdx(ceilDiv(minIdx(idx(mask.getSinks()), lk), kBlockKV), kvBegin);
+          minIdx(ceilDiv(minIdx(idx(mask.getSinks()), lk), blockKV), kvBegin);
   }
   // Iterations: the sink tiles [0, sinkTiles), then [kvBegin, kvEnd).
   Value iters = add(sinkTiles, sub(kvEnd, kvBegin));
@@ -239,25 +432,30 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
   };
 
   // Q and the first K/V tile, one cp.async group.
-  Value qHead = head;
-  loadTile(q, seq, q0, lq, qHead, qs, {});
+  loadTile({{q, qs}}, kBlockQ, qAt, q0, lq, {});
   Value haveTiles = cmp(arith::CmpIPredicate::sgt, iters, idx(0));
   emitIf(haveTiles, [&] {
-    Value r0 = mul(tileOf(idx(0)), idx(kBlockKV));
-    loadTile(k, seq, r0, lk, kvHead, ks, {idx(0)});
-    loadTile(v, seq, r0, lk, kvHead, vs, {idx(0)});
+    Value r0 = mul(tileOf(idx(0)), idx(blockKV));
+    loadTile({{k, ks}, {v, vs}}, blockKV, kvAt, r0, lk, {idx(0)});
   });
   NVVM::CpAsyncCommitGroupOp::create(b);
   NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(0));
   gpu::BarrierOp::create(b);
 
-  // This warp's Q fragments, one per 16 columns of D.
+  // This warp's Q fragments, one per 16 columns of D: held in registers,
+  // except in the paged kernel at D = 128, where the page lookups leave no
+  // room for their 32 registers and each KV tile re-reads them from shared
+  // memory (Q stays there until the next query tile).
   Value warpRow = mul(warp, idx(kWarpRows));
+  auto qFragment = [&](int64_t kk) {
+    return ldmatrix(qs, {}, add(warpRow, rem(lane, 16)),
+                    add(idx(kk * 16), mul(div(lane, 16), idx(8))), 4, false);
+  };
+  bool reloadQ = false;
   SmallVector<Frag> qFrag;
-  for (int64_t kk = 0; kk < d / 16; ++kk)
-    qFrag.push_back(ldmatrix(qs, {}, add(warpRow, rem(lane, 16)),
-                             add(idx(kk * 16), mul(div(lane, 16), idx(8))), 4,
-                             false));
+  if (!reloadQ)
+    for (int64_t kk = 0; kk < d / 16; ++kk)
+      qFrag.push_back(qFragment(kk));
 
   // Loop state: row max and sum for rows g and g + 8 (g = lane / 4), and
   // the O accumulator, D / 8 tiles of 4 f32.
@@ -265,8 +463,8 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
   SmallVector<Value> init = {negInf, negInf, f32(0), f32(0)};
   for (int64_t i = 0; i < d / 8 * 4; ++i)
     init.push_back(f32(0));
-  double scale = op.getScaleOrDefault(), scaleLog2 = scale * M_LOG2E;
-  double softcap = op.getSoftcap() ? op.getSoftcap()->convertToDouble() : 0;
+  double scale = spec.scale, scaleLog2 = scale * M_LOG2E;
+  double softcap = spec.softcap;
   Value group = div(lane, 4), quad = rem(lane, 4);
   Value rowA = add(add(q0, warpRow), group); // rows rowA and rowA + 8
 
@@ -281,37 +479,38 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
     // Prefetch the next tile into the other stage.
     Value next = add(i, idx(1));
     emitIf(cmp(arith::CmpIPredicate::ult, next, iters), [&] {
-      Value r0 = mul(tileOf(next), idx(kBlockKV));
+      Value r0 = mul(tileOf(next), idx(blockKV));
       Value other = sub(idx(1), stage);
-      loadTile(k, seq, r0, lk, kvHead, ks, {other});
-      loadTile(v, seq, r0, lk, kvHead, vs, {other});
+      loadTile({{k, ks}, {v, vs}}, blockKV, kvAt, r0, lk, {other});
     });
     // An empty group when nothing was prefetched keeps the count uniform.
     NVVM::CpAsyncCommitGroupOp::create(b);
     NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(1)); // all but the prefetch
     gpu::BarrierOp::create(b);
 
-    // S = Q K^T: 8 tiles of 8 keys, each 4 f32 per lane.
-    SmallVector<Frag> s(kBlockKV / 8);
-    for (int64_t n = 0; n < kBlockKV / 8; ++n) {
-      Frag acc = {f32(0), f32(0), f32(0), f32(0)};
-      for (int64_t kk = 0; kk < d / 16; kk += 2) {
+    // S = Q K^T: 8 tiles of 8 keys, each 4 f32 per lane; 32 columns of D
+    // (two Q fragments) at a time, so re-read Q fragments are read once.
+    SmallVector<Frag> s(blockKV / 8, Frag{f32(0), f32(0), f32(0), f32(0)});
+    for (int64_t kk = 0; kk < d / 16; kk += 2) {
+      Frag qa = reloadQ ? qFragment(kk) : qFrag[kk];
+      Frag qb = reloadQ ? qFragment(kk + 1) : qFrag[kk + 1];
+      for (int64_t n = 0; n < blockKV / 8; ++n) {
         Frag kb =
             ldmatrix(ks, {stage}, add(idx(n * 8), rem(lane, 8)),
                      add(idx(kk * 16), mul(div(lane, 8), idx(8))), 4, false);
-        acc = mma(qFrag[kk], {kb[0], kb[1]}, acc);
-        acc = mma(qFrag[kk + 1], {kb[2], kb[3]}, acc);
+        s[n] = mma(qa, {kb[0], kb[1]}, s[n]);
+        s[n] = mma(qb, {kb[2], kb[3]}, s[n]);
       }
+    }
+    for (Frag &acc : s)
       for (Value &x : acc)
         x = softcap > 0
                 ? softcapLog2(arith::MulFOp::create(b, x, f32(scale)), softcap)
                 : arith::MulFOp::create(b, x, f32(scaleLog2));
-      s[n] = acc;
-    }
 
     // The element predicate, on partial tiles only.
-    Value tileStart = mul(t, idx(kBlockKV));
-    Value tileEnd = add(tileStart, idx(kBlockKV));
+    Value tileStart = mul(t, idx(blockKV));
+    Value tileEnd = add(tileStart, idx(blockKV));
     Value full = cmp(arith::CmpIPredicate::sle, tileEnd, lk);
     if (mask.hasUpperBound())
       full = andI(
@@ -335,7 +534,7 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
       scf::YieldOp::create(b, flat);
       b.setInsertionPointToStart(masked.elseBlock());
       SmallVector<Value> out;
-      for (int64_t n = 0; n < kBlockKV / 8; ++n)
+      for (int64_t n = 0; n < blockKV / 8; ++n)
         for (int64_t e = 0; e < 4; ++e) {
           Value key =
               add(add(tileStart, idx(n * 8 + (e % 2))), mul(quad, idx(2)));
@@ -356,7 +555,7 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
         }
       scf::YieldOp::create(b, out);
     }
-    for (int64_t n = 0; n < kBlockKV / 8; ++n)
+    for (int64_t n = 0; n < blockKV / 8; ++n)
       for (int64_t e = 0; e < 4; ++e)
         s[n][e] = masked.getResult(n * 4 + e);
 
@@ -365,7 +564,7 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
     SmallVector<Value> alpha(2);
     for (int h = 0; h < 2; ++h) {
       Value mx = state[h];
-      for (int64_t n = 0; n < kBlockKV / 8; ++n)
+      for (int64_t n = 0; n < blockKV / 8; ++n)
         for (int e = 0; e < 2; ++e)
           mx = arith::MaximumFOp::create(b, mx, s[n][2 * h + e]);
       mx = arith::MaximumFOp::create(b, mx, shuffleXor(mx, 1));
@@ -375,7 +574,7 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
       Value base = select(isInf, f32(0), mx);
       alpha[h] = exp2(arith::SubFOp::create(b, state[h], base));
       Value sum = f32(0);
-      for (int64_t n = 0; n < kBlockKV / 8; ++n)
+      for (int64_t n = 0; n < blockKV / 8; ++n)
         for (int e = 0; e < 2; ++e) {
           Value &x = s[n][2 * h + e];
           x = exp2(arith::SubFOp::create(b, x, base));
@@ -388,7 +587,7 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
 
     // P as A fragments (16 keys each), then O = O * alpha + P V.
     SmallVector<Frag> pFrag;
-    for (int64_t kc = 0; kc < kBlockKV / 16; ++kc)
+    for (int64_t kc = 0; kc < blockKV / 16; ++kc)
       pFrag.push_back({pack(s[2 * kc][0], s[2 * kc][1]),
                        pack(s[2 * kc][2], s[2 * kc][3]),
                        pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
@@ -399,7 +598,7 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
         for (int e = 0; e < 4; ++e)
           acc[j].push_back(arith::MulFOp::create(b, state[4 + (dn + j) * 4 + e],
                                                  alpha[e / 2]));
-      for (int64_t kc = 0; kc < kBlockKV / 16; ++kc) {
+      for (int64_t kc = 0; kc < blockKV / 16; ++kc) {
         Frag vb = ldmatrix(vs, {stage}, add(idx(kc * 16), rem(lane, 16)),
                            mul(add(idx(dn), div(lane, 16)), idx(8)), 4, true);
         acc[0] = mma(pFrag[kc], {vb[0], vb[1]}, acc[0]);
@@ -430,8 +629,7 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
         Value lo = arith::MulFOp::create(b, fin[4 + dn * 4 + 2 * h], inv);
         Value hi = arith::MulFOp::create(b, fin[4 + dn * 4 + 2 * h + 1], inv);
         Value col = add(idx(dn * 8), mul(quad, idx(2)));
-        vector::StoreOp::create(b, pack(lo, hi), o,
-                                ValueRange{seq, row, head, col});
+        vector::StoreOp::create(b, pack(lo, hi), o, qAt(row, col));
       }
       if (lseView) {
         // lse = (m + log2 l) * ln 2, -inf for a row with no visible key.
@@ -440,19 +638,20 @@ void PrefillKernelBuilder::build(ArrayRef<int64_t> qShape,
           Value lse = arith::MulFOp::create(
               b, arith::AddFOp::create(b, fin[h], log2(l)), f32(M_LN2));
           lse = select(empty, negInf, lse);
-          memref::StoreOp::create(b, lse, lseView, ValueRange{seq, head, row});
+          SmallVector<Value> at = {seq, head, row};
+          if (!dense)
+            at = {head, add(tile.qStart, row)};
+          memref::StoreOp::create(b, lse, lseView, at);
         });
       }
     });
   }
-  gpu::ReturnOp::create(b);
 }
 
 } // namespace
 
-void attnc::gpu_kernels::buildPrefillKernel(AttentionOp op, gpu::GPUFuncOp func,
-                                            ArrayRef<int64_t> qShape,
-                                            ArrayRef<int64_t> kShape,
-                                            bool hasLse) {
-  PrefillKernelBuilder(op, func).build(qShape, kShape, hasLse);
+void attnc::gpu_kernels::buildPrefillKernel(Location loc, Type elem,
+                                            const PrefillSpec &spec,
+                                            gpu::GPUFuncOp func) {
+  PrefillKernelBuilder(loc, elem, spec, func).build();
 }

@@ -25,18 +25,6 @@ func.func @head96(%q: tensor<1x16x2x96xf16>, %k: tensor<1x16x2x96xf16>,
 
 // -----
 
-func.func @ragged(%q: tensor<?x2x64xf16>, %k: tensor<?x2x64xf16>,
-                  %v: tensor<?x2x64xf16>, %cq: tensor<?xi32>,
-                  %ck: tensor<?xi32>) -> tensor<?x2x64xf16> {
-  // expected-error @+1 {{the GPU target has no kernel for ragged (cu_seqlens) attention yet; compile it with --target=host}}
-  %o = attn.attention %q, %k, %v cu_seqlens(%cq, %ck)
-      : (tensor<?x2x64xf16>, tensor<?x2x64xf16>, tensor<?x2x64xf16>,
-         tensor<?xi32>, tensor<?xi32>) -> tensor<?x2x64xf16>
-  return %o : tensor<?x2x64xf16>
-}
-
-// -----
-
 !i4cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i4, k_group = 16>
 func.func @int4_decode(%q: tensor<?x4x64xf16>, %cache: !i4cache, %indptr: tensor<?xi32>,
                        %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x4x64xf16> {
@@ -49,11 +37,11 @@ func.func @int4_decode(%q: tensor<?x4x64xf16>, %cache: !i4cache, %indptr: tensor
 
 // -----
 
-!cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = f16>
-func.func @append(%q: tensor<?x4x64xf16>, %cache: !cache, %indptr: tensor<?xi32>,
-                  %indices: tensor<?xi32>, %last: tensor<?xi32>,
-                  %qo: tensor<?xi32>) -> tensor<?x4x64xf16> {
-  // expected-error @+1 {{the GPU target has no kernel for paged append/prefill (qo_indptr) yet; compile it with --target=host}}
+!cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i8, k_group = 16>
+func.func @append_int8(%q: tensor<?x4x64xf16>, %cache: !cache, %indptr: tensor<?xi32>,
+                       %indices: tensor<?xi32>, %last: tensor<?xi32>,
+                       %qo: tensor<?xi32>) -> tensor<?x4x64xf16> {
+  // expected-error @+1 {{the GPU target has no kernel for paged append/prefill (qo_indptr) over i8 pages (f16 and bf16 pages have a kernel) yet; compile it with --target=host}}
   %o = attn.paged_attention %q, %cache, %indptr, %indices, %last qo_indptr(%qo)
       : (tensor<?x4x64xf16>, !cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
       -> tensor<?x4x64xf16>

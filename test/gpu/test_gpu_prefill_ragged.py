@@ -1,0 +1,158 @@
+"""GPU numerics (label gpu): the prefill kernel over ragged batches, run through attnrt's GPU API
+(attnrt_cuda.h, by ctypes) against the float64 reference (test/e2e/reference.py).
+
+Ragged attention (cu_seqlens: sequences of different query and key lengths concatenated) and
+paged append/prefill (qo_indptr: each sequence's queries are the last tokens of its paged KV
+sequence, bottom-right aligned), f16 and bf16, head_dim 64 and 128, GQA 1, 4 and 8, NHD and HND
+pages, causal (both alignments), window with sinks, softcap, with and without LSE; batches with
+empty, one-token, odd and tile-straddling sequences, and more sequences than query tiles (so a
+block takes several tiles). Outputs are NaN-poisoned. Without a CUDA driver or device the module
+exits 77, which ctest reports as skipped; test/e2e/test_gpu_cases_on_host.py runs the same cases
+against the kernels compiled for the host.
+
+    ATTNC_BIN_DIR=build/bin ATTNRT_LIB=build/lib/libattnrt.so \\
+        python -m pytest test/gpu/test_gpu_prefill_ragged.py
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+
+import attnrt_ctypes as rt  # noqa: E402
+from harness import compare, tool_dir  # noqa: E402
+from kv_reference import build_page_table  # noqa: E402
+from reference import Mask, attention  # noqa: E402
+
+PAGE = 16
+MASKS = {
+    "none": ("", Mask()),
+    "causal": ("#attn.mask<causal>", Mask(causal=True)),
+    "causal_top_left": ("#attn.mask<causal, top_left>", Mask(causal=True, align="top_left")),
+    "window_sinks": ("#attn.mask<window = 100, sinks = 4>", Mask(window=100, sinks=4)),
+}
+# (query length, key length) per sequence; paged kernels need query <= key length.
+LENS = [[(1, 1)], [(0, 5), (37, 37), (64, 200), (17, 130)], [(300, 1000), (3, 4097)],
+        [(1, 40)] * 70 + [(65, 65)] * 3]
+
+
+def kernel_mlir(name, layout, dtype, d, hq, hkv, mask, lse, page_layout="nhd", softcap=0.0):
+    """A ragged (`layout` "ragged") or paged append (`layout` "paged") kernel."""
+    q = f"tensor<?x{hq}x{d}x{dtype}>"
+    i = "tensor<?xi32>"
+    res = f"({q}, tensor<{hq}x?xf32>)" if lse else q
+    outs = "%o, %lse" if lse else "%o"
+    items = [f"mask = {MASKS[mask][0]}"] if MASKS[mask][0] else []
+    items += [f"softcap = {softcap} : f32"] if softcap else []
+    attrs = f" {{{', '.join(items)}}}" if items else ""
+    if layout == "ragged":
+        kv = f"tensor<?x{hkv}x{d}x{dtype}>"
+        return (f"func.func @{name}(%q: {q}, %k: {kv}, %v: {kv}, %cu_q: {i}, %cu_k: {i})\n"
+                f"    -> {res} {{\n"
+                f"  {outs} = attn.attention %q, %k, %v cu_seqlens(%cu_q, %cu_k){attrs}\n"
+                f"      : ({q}, {kv}, {kv}, {i}, {i}) -> {res}\n"
+                f"  return {outs} : {res[1:-1] if lse else res}\n}}\n")
+    cache = (f"!attn.kv_cache<page_size = {PAGE}, kv_heads = {hkv}, head_dim = {d}, "
+             f"layout = {page_layout}, storage = {dtype}>")
+    return (f"func.func @{name}(%q: {q}, %cache: {cache}, %indptr: {i}, %indices: {i},\n"
+            f"    %last: {i}, %qo: {i}) -> {res} {{\n"
+            f"  {outs} = attn.paged_attention %q, %cache, %indptr, %indices, %last "
+            f"qo_indptr(%qo){attrs}\n"
+            f"      : ({q}, {cache}, {i}, {i}, {i}, {i}) -> {res}\n"
+            f"  return {outs} : {res[1:-1] if lse else res}\n}}\n")
+
+
+HEADS = [(4, 4), (8, 2), (8, 1)]
+KERNELS = []
+for di, dtype in enumerate(["f16", "bf16"]):
+    for d in (64, 128):
+        for mi, mask in enumerate(MASKS):
+            hq, hkv = HEADS[(di + mi) % 3]
+            KERNELS.append((f"ragged_{dtype}_d{d}_{mask}", "ragged", dtype, d, hq, hkv, mask,
+                            (di + mi) % 2 == 0))
+        for pi, page_layout in enumerate(["nhd", "hnd"]):
+            for mask in ("causal", "window_sinks"):
+                KERNELS.append((f"append_{dtype}_d{d}_{page_layout}_{mask}", "paged", dtype, d,
+                                8, 2, mask, (di + pi) % 2 == 1, page_layout))
+    KERNELS.append((f"ragged_{dtype}_d128_causal_softcap", "ragged", dtype, 128, 8, 2, "causal",
+                    True, "nhd", 20.0))
+
+
+@pytest.fixture(scope="module")
+def gpu_module(tmp_path_factory):
+    """The kernels compiled for sm_80 and sm_90 and opened; exits 77 without a GPU."""
+    ok, why = rt.cuda_available()
+    if not ok:
+        pytest.exit(f"no GPU: {why}", returncode=77)
+    out = tmp_path_factory.mktemp("gpu_prefill_ragged")
+    src = out / "gpu_prefill_ragged.mlir"
+    src.write_text("\n".join(kernel_mlir(*k) for k in KERNELS))
+    r = subprocess.run([str(tool_dir() / "attnc"), str(src), "--target=sm_80,sm_90", "-o",
+                        str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    with rt.GpuModule(out) as module:
+        yield module
+
+
+def random_case(rng, kernel, lens):
+    """Random inputs for one batch of `kernel`: the arguments in manifest order (outputs
+    NaN-filled), the outputs, and the float64 references."""
+    name, layout, dtype, d, hq, hkv, mask, lse, *rest = kernel
+    page_layout, softcap = (list(rest) + ["nhd", 0.0][len(rest):])
+    t = rt.NP_DTYPES[dtype]
+    lq = [a for a, _ in lens]
+    lk = [b for _, b in lens]
+    cu_q = np.concatenate([[0], np.cumsum(lq)]).astype(np.int32)
+    tq = int(cu_q[-1])
+    scale_q = 3.0 if softcap else 1.0  # so that the cap bites
+    q = (scale_q * rng.standard_normal((tq, hq, d), dtype=np.float32)).astype(t)
+    o = np.full((tq, hq, d), np.nan, dtype=t)
+    lse_out = np.full((hq, tq), np.nan, dtype=np.float32) if lse else None
+    ref_mask = MASKS[mask][1]
+    if layout == "ragged":
+        cu_k = np.concatenate([[0], np.cumsum(lk)]).astype(np.int32)
+        k = rng.standard_normal((int(cu_k[-1]), hkv, d), dtype=np.float32).astype(t)
+        v = rng.standard_normal((int(cu_k[-1]), hkv, d), dtype=np.float32).astype(t)
+        args = [q, k, v, cu_q, cu_k, o] + ([lse_out] if lse else [])
+        o_ref, lse_ref = attention(q, k, v, mask=ref_mask, softcap=softcap, cu_seqlens_q=cu_q,
+                                   cu_seqlens_k=cu_k)
+        return args, (o, lse_out), (o_ref, lse_ref if lse else None)
+
+    table = build_page_table(rng, lk, PAGE, extra_pages=3)
+    shape = ((table.num_pages, PAGE, hkv, d) if page_layout == "nhd"
+             else (table.num_pages, hkv, PAGE, d))
+    k_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
+    v_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
+    args = [q, k_pages, v_pages, table.kv_indptr.astype(np.int32),
+            table.kv_indices.astype(np.int32), table.kv_last_page_len.astype(np.int32), cu_q, o]
+    args += [lse_out] if lse else []
+    # The reference over each sequence's keys gathered from its pages.
+    ks, vs = [], []
+    for s in range(len(lens)):
+        ids = table.kv_indices[table.kv_indptr[s]:table.kv_indptr[s + 1]]
+        kk, vv = k_pages[ids], v_pages[ids]
+        if page_layout == "hnd":
+            kk, vv = kk.transpose(0, 2, 1, 3), vv.transpose(0, 2, 1, 3)
+        ks.append(kk.reshape(-1, hkv, d)[:lk[s]])
+        vs.append(vv.reshape(-1, hkv, d)[:lk[s]])
+    cu_k = np.concatenate([[0], np.cumsum(lk)])
+    o_ref, lse_ref = attention(q, np.concatenate(ks), np.concatenate(vs), mask=ref_mask,
+                               softcap=softcap, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
+    return args, (o, lse_out), (o_ref, lse_ref if lse else None)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k[0])
+def test_ragged_prefill_against_float64(kernel, gpu_module):
+    seed = int(os.environ.get("ATTNC_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
+    rng = np.random.default_rng(seed)
+    for lens in LENS:
+        args, (o, lse), (o_ref, lse_ref) = random_case(rng, kernel, lens)
+        gpu_module.run_arrays(kernel[0], args)
+        bad = compare(kernel[2], o, o_ref, lse, lse_ref)
+        assert not bad, f"{kernel[0]} lens={lens} seed={seed}: " + "; ".join(bad)
