@@ -5,7 +5,7 @@ Compiles the default configurations of the GPU kernels with
 `attnc --target=sm_80,sm_90`: prefill (f16 and bf16, head_dim 64 and 128,
 every structured mask, with and without LSE, and causal with softcap), the
 prefill over ragged batches (cu_seqlens) and over pages (qo_indptr, NHD and
-HND; causal and window with sinks, with and without LSE), and paged decode (f16, bf16, int8 and fp8
+HND; causal and window with sinks, with and without LSE), and paged decode (f16, bf16, int8, int4 and fp8
 pages under f16 and bf16 queries, head_dim 64 and 128, NHD and HND pages of 16
 tokens, with and without a window with sinks, with and without LSE), 32
 query heads over 8 KV heads,
@@ -53,7 +53,7 @@ def kernel(name, dtype, head_dim, mask, lse, softcap=0.0):
 
 def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None, softcap=0.0):
     storage = storage or dtype
-    group = ", k_group = 16" if storage == "i8" else ""
+    group = ", k_group = 16" if storage in ("i8", "i4") else ""
     cache = (f"!attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = {head_dim}, "
              f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x32x{head_dim}x{dtype}>"
@@ -144,7 +144,7 @@ def main():
                         source.append(decode_kernel(name, dtype, head_dim, layout, window, lse))
                         # int8 and fp8 pages under queries of this type.
                         fp8 = "f8E4M3FN" if dtype == "f16" else "f8E5M2"
-                        for storage in ("i8", fp8):
+                        for storage in ("i8", "i4", fp8):
                             source.append(decode_kernel(
                                 name.replace("decode_", f"decode_{storage.lower()}_"), dtype,
                                 head_dim, layout, window, lse, storage))

@@ -39,7 +39,7 @@ LONG_SEQ_LENS = [[700, 0, 1500, 1, 3000], [3000]]
 
 
 def kernel_mlir(name, dtype, d, layout, hq, window, lse, storage, softcap=0.0):
-    group = f", k_group = {K_GROUP}" if storage == "i8" else ""
+    group = f", k_group = {K_GROUP}" if storage in ("i8", "i4") else ""
     cache = (f"!attn.kv_cache<page_size = {PAGE}, kv_heads = 2, head_dim = {d}, "
              f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x{hq}x{d}x{dtype}>"
@@ -71,6 +71,10 @@ for di, dtype in enumerate(["f16", "bf16"]):
                 fp8 = ["f8E4M3FN", "f8E5M2"][(di + li) % 2]
                 KERNELS.append((f"decode_{fp8.lower()}_{dtype}_d{d}_{layout}_h8{suffix}",
                                 dtype, d, layout, 8, window, lse, fp8))
+        # int4 pages (asymmetric: scales and minima), both layouts
+        for li, layout in enumerate(["nhd", "hnd"]):
+            KERNELS.append((f"decode_i4_{dtype}_d{d}_{layout}_h8", dtype, d, layout, 8,
+                            li == 1, (di + li) % 2 == 0, "i4"))
         # softcap 20 over bf16 and int8 pages
         KERNELS.append((f"decode_{dtype}_d{d}_softcap", dtype, d, "nhd", 8, False, True, dtype,
                         20.0))
@@ -105,7 +109,20 @@ def random_case(rng, kernel, lens):
     pages = table.num_pages
     shape = (pages, PAGE, 2, d) if layout == "nhd" else (pages, 2, PAGE, d)
     scales = []
-    if storage == "i8":
+    k_codes = v_codes = None
+    if storage == "i4":
+        # Codes 0..15, two a byte (channel 2i in the low nibble); f16 scales and minima in the
+        # manifest's order: k_scale, k_min, v_scale, v_min. The reference reads s * q + m.
+        k_codes = rng.integers(0, 16, shape, dtype=np.uint8)
+        v_codes = rng.integers(0, 16, shape, dtype=np.uint8)
+        k_pages = (k_codes[..., 0::2] | (k_codes[..., 1::2] << 4)).astype(np.uint8)
+        v_pages = (v_codes[..., 0::2] | (v_codes[..., 1::2] << 4)).astype(np.uint8)
+        per_channel = (pages, PAGE // K_GROUP, 2, d)
+        scales = [rng.uniform(0.02, 0.2, per_channel).astype(np.float16),
+                  rng.uniform(-1.5, -0.5, per_channel).astype(np.float16),
+                  rng.uniform(0.02, 0.2, (pages, PAGE, 2)).astype(np.float16),
+                  rng.uniform(-1.5, -0.5, (pages, PAGE, 2)).astype(np.float16)]
+    elif storage == "i8":
         # Stored integers and f16 scales; the reference reads scale * q.
         k_pages = rng.integers(-127, 128, shape, dtype=np.int8)
         v_pages = rng.integers(-127, 128, shape, dtype=np.int8)
@@ -134,15 +151,20 @@ def random_case(rng, kernel, lens):
     lse_ref = np.full((hq, b), -np.inf)
     for s in range(b):
         ids = table.kv_indices[table.kv_indptr[s]:table.kv_indptr[s + 1]]
-        kk, vv = k_pages[ids], v_pages[ids]
+        kk, vv = (k_codes[ids], v_codes[ids]) if storage == "i4" else (k_pages[ids], v_pages[ids])
         if layout == "hnd":
             kk, vv = kk.transpose(0, 2, 1, 3), vv.transpose(0, 2, 1, 3)
         kk = kk.reshape(-1, 2, d)[:lens[s]].astype(np.float64)
         vv = vv.reshape(-1, 2, d)[:lens[s]].astype(np.float64)
+        def per_token(x):  # [pages, g or PAGE, 2, ...] -> one row per key
+            x = np.repeat(x[ids], PAGE // x.shape[1], axis=1)
+            return x.reshape(-1, *x.shape[2:])[:lens[s]].astype(np.float64)
         if storage == "i8":
-            ks = np.repeat(scales[0][ids], K_GROUP, axis=1).reshape(-1, 2, d)[:lens[s]]
-            vs = scales[1][ids].reshape(-1, 2)[:lens[s], :, None]
-            kk, vv = kk * ks.astype(np.float64), vv * vs.astype(np.float64)
+            kk = kk * per_token(scales[0])
+            vv = vv * per_token(scales[1])[:, :, None]
+        elif storage == "i4":
+            kk = kk * per_token(scales[0]) + per_token(scales[1])
+            vv = vv * per_token(scales[2])[:, :, None] + per_token(scales[3])[:, :, None]
         elif storage.startswith("f8"):
             kk, vv = kk * scales[0][None, :, None], vv * scales[1][None, :, None]
         os_, ls = attention(q[s][None, None], kk[None], vv[None], mask=mask, softcap=softcap)

@@ -76,22 +76,23 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
   if (std::optional<std::string> why = unsupportedScoreRules(op))
     return why;
   Type storage = cache.getStorage(), query = op.getElementType();
-  bool oneByte =
-      storage.isInteger(8) || isa<Float8E4M3FNType, Float8E5M2Type>(storage);
-  if (!storage.isF16() && !storage.isBF16() && !oneByte)
+  // Quantized pages (int8, int4, fp8): dequantized in registers.
+  bool quantized = storage.isInteger(8) || storage.isInteger(4) ||
+                   isa<Float8E4M3FNType, Float8E5M2Type>(storage);
+  if (!storage.isF16() && !storage.isBF16() && !quantized)
     return typeName(storage) +
-           " cache storage (f16, bf16, i8 and fp8 have kernels)";
-  if (oneByte ? !query.isF16() && !query.isBF16() : query != storage)
+           " cache storage (f16, bf16, i8, i4 and fp8 have kernels)";
+  if (quantized ? !query.isF16() && !query.isBF16() : query != storage)
     return typeName(query) + " queries over " + typeName(storage) + " pages (" +
-           (oneByte ? typeName(storage) + " pages take f16 or bf16 queries"
-                    : "the queries and the pages must have one type") +
+           (quantized ? typeName(storage) + " pages take f16 or bf16 queries"
+                      : "the queries and the pages must have one type") +
            ")";
   int64_t d = op.getHeadDim();
   if (d != 64 && d != 128)
     return "head_dim " + std::to_string(d) + " (64 and 128 have kernels)";
   if (op.isRagged()) {
     // The prefill kernel's tensor cores read the pages as they are.
-    if (oneByte)
+    if (quantized)
       return "paged append/prefill (qo_indptr) over " + typeName(storage) +
              " pages (f16 and bf16 pages have a kernel)";
     return std::nullopt;
@@ -99,7 +100,7 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
   // One lane holds 16 bytes of a key and its query heads' elements as f32:
   // more heads than this overflow the registers or the shared memory of
   // the final merge.
-  int64_t maxGroup = oneByte ? 4 : 8;
+  int64_t maxGroup = quantized ? 4 : 8;
   if (op.getGroupSize() > maxGroup)
     return std::to_string(op.getGroupSize()) +
            " query heads per KV head (at most " + std::to_string(maxGroup) +
@@ -357,13 +358,16 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
   ArrayRef<int64_t> refs =
       cast<RankedTensorType>(op.getKvIndices().getType()).getShape();
   Type storage = op.getCacheType().getStorage();
-  bool oneByte = storage.getIntOrFloatBitWidth() == 8; // i8, fp8: scaled
+  // int8, int4, fp8: scaled; int4 also has minima.
+  bool quantized = storage.getIntOrFloatBitWidth() <= 8;
   bool hasLse = op.getLse() != nullptr;
   int64_t hq = op.getNumQueryHeads(), d = op.getHeadDim();
   int64_t dyn = ShapedType::kDynamic;
   k.pointers({"query", "k_pages", "v_pages"}, sig);
-  if (oneByte)
+  if (quantized)
     k.pointers({"k_scale", "v_scale"}, sig);
+  if (storage.isInteger(4))
+    k.pointers({"k_min", "v_min"}, sig);
   k.pointers({"kv_indptr", "kv_indices", "kv_last_page_len", "output"}, sig);
   if (hasLse)
     k.pointers({"lse"}, sig);
@@ -374,7 +378,8 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
   k.size(dyn, kSplitSymbol, sig);
   sig.grid = {k.grid(op.getNumKVHeads(), "", 1), k.grid(qs[0], "batch", 1),
               k.grid(dyn, kSplitSymbol, 1)};
-  int64_t lanesPerKey = d / (oneByte ? 16 : 8); // 16 bytes each
+  // 16 bytes of pages a lane (8 of int4 pages).
+  int64_t lanesPerKey = d / (quantized ? 16 : 8);
   int64_t keysPerStep = kThreads / lanesPerKey;
   sig.tile = k.dict({{"threads", kThreads},
                      {"lanes_per_key", lanesPerKey},

@@ -1,7 +1,7 @@
 //===- DecodeKernel.cpp - the paged decode kernel -------------------------===//
 //
 // The kernel of a decode `attn.paged_attention` (one query per sequence,
-// f16/bf16, int8 or fp8 pages) for sm_80 and newer, in the shape of
+// f16/bf16, int8, int4 or fp8 pages) for sm_80 and newer, in the shape of
 // FlashInfer's decode:
 //
 //   - one block per (KV head, sequence): the G query heads of the KV head
@@ -50,8 +50,9 @@ public:
       : KernelBuilder(op.getLoc(), op.getElementType()), op(op), func(func),
         threads(threads), minSplitKeys(minSplitKeys),
         storage(op.getCacheType().getStorage()), int8(storage.isInteger(8)),
+        int4(storage.isInteger(4)),
         fp8(isa<Float8E4M3FNType, Float8E5M2Type>(storage)),
-        vec(int8 || fp8 ? 16 : 8) {}
+        vec(int8 || int4 || fp8 ? 16 : 8) {}
 
   void build();
 
@@ -98,6 +99,24 @@ private:
       return f;
     return arith::MulFOp::create(b, f, splat(f32(256.0)));
   }
+  /// `vec` int4 codes (vec / 2 bytes at byte column `indices.back()`, 8-byte
+  /// aligned) as f32 in [0, 15], in channel order.
+  Value loadInt4(Value memref, ValueRange indices) {
+    auto i16Vec = VectorType::get({vec / 2}, b.getI16Type());
+    Value bytes = vector::LoadOp::create(
+        b, VectorType::get({vec / 2}, b.getI8Type()), memref, indices,
+        /*nontemporal=*/false, llvm::MaybeAlign(8));
+    Value wide = arith::ExtUIOp::create(b, i16Vec, bytes);
+    auto constant = [&](int64_t v) {
+      return arith::ConstantOp::create(
+          b, i16Vec, DenseElementsAttr::get(i16Vec, APInt(16, v)));
+    };
+    Value low = arith::AndIOp::create(b, wide, constant(0xf));
+    Value high = arith::ShRUIOp::create(b, wide, constant(4));
+    Value codes = vector::InterleaveOp::create(b, low, high);
+    return arith::UIToFPOp::create(b, VectorType::get({vec}, b.getF32Type()),
+                                   codes);
+  }
   Value loadIndex(Value memref, Value i) {
     Value v = memref::LoadOp::create(b, memref, ValueRange{i});
     return arith::IndexCastOp::create(b, b.getIndexType(), v);
@@ -114,6 +133,9 @@ private:
   Type storage;
   /// int8 pages with per-channel K and per-token V scales (f16).
   bool int8;
+  /// int4 pages (two channels a byte, channel 2i in the low nibble of byte
+  /// i) with per-channel K and per-token V scales and minima (f16).
+  bool int4;
   /// fp8 pages (e4m3fn, e5m2; stored as bytes) with per-head scales (f32).
   bool fp8;
   /// Elements per lane: one 16-byte load of the pages.
@@ -135,15 +157,18 @@ void DecodeKernelBuilder::build() {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
 
-  // Parameters: q, k_pages, v_pages, [k_scale, v_scale], kv_indptr, kv_indices,
+  // Parameters: q, k_pages, v_pages, [k_scale, v_scale, [k_min, v_min]],
+  // kv_indptr, kv_indices,
   // kv_last_page_len, o, [lse], partial_o, partial_lse, then i32 batch /
   // num_pages / num_page_refs where dynamic and num_splits
   // (attn-lower-to-gpu declares them in this order).
   unsigned p = 0;
   Value qPtr = entry.getArgument(p++), kPtr = entry.getArgument(p++),
         vPtr = entry.getArgument(p++);
-  Value kScalePtr = int8 || fp8 ? entry.getArgument(p++) : Value();
-  Value vScalePtr = int8 || fp8 ? entry.getArgument(p++) : Value();
+  Value kScalePtr = int8 || int4 || fp8 ? entry.getArgument(p++) : Value();
+  Value vScalePtr = int8 || int4 || fp8 ? entry.getArgument(p++) : Value();
+  Value kMinPtr = int4 ? entry.getArgument(p++) : Value();
+  Value vMinPtr = int4 ? entry.getArgument(p++) : Value();
   Value indptrPtr = entry.getArgument(p++), indicesPtr = entry.getArgument(p++),
         lastPtr = entry.getArgument(p++), oPtr = entry.getArgument(p++);
   Value lsePtr = hasLse ? entry.getArgument(p++) : Value();
@@ -165,25 +190,31 @@ void DecodeKernelBuilder::build() {
 
   int64_t dyn = ShapedType::kDynamic;
   Value q = globalView(qPtr, elem, {dyn, hq, d}, {batch});
+  // int4 pages hold D / 2 bytes a row.
+  int64_t rowElems = int4 ? d / 2 : d;
   SmallVector<int64_t> pageShape =
-      cache.getHeadMajor() ? SmallVector<int64_t>{dyn, hkv, pageSize, d}
-                           : SmallVector<int64_t>{dyn, pageSize, hkv, d};
-  Type pageType = fp8 ? b.getI8Type() : storage;
+      cache.getHeadMajor() ? SmallVector<int64_t>{dyn, hkv, pageSize, rowElems}
+                           : SmallVector<int64_t>{dyn, pageSize, hkv, rowElems};
+  Type pageType = fp8 || int4 ? b.getI8Type() : storage;
   Value kPages = globalView(kPtr, pageType, pageShape, {numPages});
   Value vPages = globalView(vPtr, pageType, pageShape, {numPages});
-  // int8: K scales [P, page_size / k_group, H, D], V scales [P, S, H];
-  // fp8: one f32 scale per KV head for K and one for V.
+  // int8, int4: K scales (and int4 minima) [P, page_size / k_group, H, D],
+  // V scales (minima) [P, S, H]; fp8: one f32 scale per KV head for K and
+  // one for V.
   Type f16 = b.getF16Type();
-  Value kScale, vScale;
+  Value kScale, vScale, kMin, vMin;
   if (fp8) {
     kScale = globalView(kScalePtr, f32Type, {hkv}, {});
     vScale = globalView(vScalePtr, f32Type, {hkv}, {});
   }
-  if (int8) {
-    kScale =
-        globalView(kScalePtr, f16, {dyn, pageSize / cache.getKGroup(), hkv, d},
-                   {numPages});
+  if (int8 || int4) {
+    SmallVector<int64_t> kShape = {dyn, pageSize / cache.getKGroup(), hkv, d};
+    kScale = globalView(kScalePtr, f16, kShape, {numPages});
     vScale = globalView(vScalePtr, f16, {dyn, pageSize, hkv}, {numPages});
+    if (int4) {
+      kMin = globalView(kMinPtr, f16, kShape, {numPages});
+      vMin = globalView(vMinPtr, f16, {dyn, pageSize, hkv}, {numPages});
+    }
   }
   Type i32 = b.getI32Type();
   Value indptr = globalView(indptrPtr, i32, {dyn}, {add(batch, idx(1))});
@@ -272,24 +303,38 @@ void DecodeKernelBuilder::build() {
     Value key = select(inSinks, ic, add(lo, sub(ic, sinks)));
     Value page = loadIndex(indices, add(first, div(key, pageSize)));
     Value slot = rem(key, pageSize);
-    SmallVector<Value> at = cache.getHeadMajor()
-                                ? SmallVector<Value>{page, kvHead, slot, col}
-                                : SmallVector<Value>{page, slot, kvHead, col};
-    Value kv = fp8 ? loadFp8(kPages, at) : loadVector(kPages, at, storage);
-    Value vv = fp8 ? loadFp8(vPages, at) : loadVector(vPages, at, storage);
+    Value byteCol = int4 ? div(col, 2) : col;
+    SmallVector<Value> at =
+        cache.getHeadMajor() ? SmallVector<Value>{page, kvHead, slot, byteCol}
+                             : SmallVector<Value>{page, slot, kvHead, byteCol};
+    auto load = [&](Value pages) {
+      if (fp8)
+        return loadFp8(pages, at);
+      if (int4)
+        return loadInt4(pages, at);
+      return loadVector(pages, at, storage);
+    };
+    Value kv = load(kPages), vv = load(vPages);
     if (fp8) {
       kv = arith::MulFOp::create(b, kv, splat(kHeadScale));
       vv = arith::MulFOp::create(b, vv, splat(vHeadScale));
     }
-    if (int8) {
-      // Dequantization in registers: x = scale * q.
-      Value ks = loadVector(
-          kScale, {page, div(slot, cache.getKGroup()), kvHead, col}, f16);
-      kv = arith::MulFOp::create(b, kv, ks);
-      Value vs =
-          memref::LoadOp::create(b, vScale, ValueRange{page, slot, kvHead});
-      vv = arith::MulFOp::create(b, vv,
-                                 splat(arith::ExtFOp::create(b, f32Type, vs)));
+    if (int8 || int4) {
+      // Dequantization in registers: x = scale * q (int8), scale * q + min
+      // (int4).
+      SmallVector<Value> kAt = {page, div(slot, cache.getKGroup()), kvHead,
+                                col};
+      kv = arith::MulFOp::create(b, kv, loadVector(kScale, kAt, f16));
+      auto perToken = [&](Value memref) {
+        Value x =
+            memref::LoadOp::create(b, memref, ValueRange{page, slot, kvHead});
+        return splat(arith::ExtFOp::create(b, f32Type, x));
+      };
+      vv = arith::MulFOp::create(b, vv, perToken(vScale));
+      if (int4) {
+        kv = arith::AddFOp::create(b, kv, loadVector(kMin, kAt, f16));
+        vv = arith::AddFOp::create(b, vv, perToken(vMin));
+      }
     }
 
     SmallVector<Value> next(state.begin(), state.end());

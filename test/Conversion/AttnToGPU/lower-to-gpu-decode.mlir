@@ -170,3 +170,35 @@ func.func @fp8_decode(%q: tensor<?x32x128xf16>, %cache: !f8, %indptr: tensor<?xi
       -> tensor<?x32x128xf16>
   return %o : tensor<?x32x128xf16>
 }
+
+// -----
+
+// int4 pages (k_group 8, asymmetric): 8 lanes per key read 8 bytes of K and
+// V each, 16 codes unpacked from the nibbles (low nibble first) and
+// dequantized in registers as scale * q + min, with the key group's
+// per-channel K scales and minima and the token's V scale and minimum.
+// CHECK-LABEL: gpu.module @int4_decode_gpu
+// CHECK: params = ["query", "k_pages", "v_pages", "k_scale", "v_scale", "k_min", "v_min", "kv_indptr", "kv_indices", "kv_last_page_len", "output", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_splits"]
+// CHECK-SAME: tile = {keys_per_step = 16 : i64, lanes_per_key = 8 : i64, min_split_keys = 64 : i64, threads = 128 : i64}
+// CHECK: scf.for
+// CHECK: %[[B:.*]] = vector.load {{.*}} {alignment = 8 : i64} : memref<?x16x8x64xi8, #gpu.address_space<global>>, vector<8xi8>
+// CHECK: %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi16>
+// CHECK: %[[LO:.*]] = arith.andi %[[W]]
+// CHECK: %[[HI:.*]] = arith.shrui %[[W]]
+// CHECK: %[[Q:.*]] = vector.interleave %[[LO]], %[[HI]] : vector<8xi16> -> vector<16xi16>
+// CHECK: arith.uitofp %[[Q]] : vector<16xi16> to vector<16xf32>
+// CHECK: vector.load {{.*}} : memref<?x16x8x64xi8, #gpu.address_space<global>>, vector<8xi8>
+// CHECK: vector.load {{.*}} : memref<?x2x8x128xf16, #gpu.address_space<global>>, vector<16xf16>
+// CHECK: arith.mulf
+// CHECK: vector.load {{.*}} : memref<?x2x8x128xf16, #gpu.address_space<global>>, vector<16xf16>
+// CHECK: arith.addf
+// PTX: gpu.binary @int4_decode_gpu
+// PTX-SAME: ld.global.v2.b32
+!i4 = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i4, k_group = 8>
+func.func @int4_decode(%q: tensor<?x32x128xbf16>, %cache: !i4, %indptr: tensor<?xi32>,
+                       %indices: tensor<?xi32>, %last: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last
+      : (tensor<?x32x128xbf16>, !i4, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
