@@ -9,7 +9,9 @@ Rows:
     and int8 caches: GB/s of the K/V bytes each reads and the fraction of the device's measured
     copy bandwidth. Peers read the same values contiguous in bf16 (they have no paged or int8
     kernel); attnc reads its pages (int8 with per-channel K / per-token V scales) through the
-    page table from shuffled pages.
+    page table from shuffled pages;
+  - paged decode, batch 2 over 64k tokens, bf16: too few sequences to fill the GPU without
+    split-KV (the attnc row names the num_splits attnrt chose).
 
 Ceilings measured in the same run: device-to-device copy (bytes read + written) and a bf16
 8192^3 matrix product. Every output is checked against float64 on a slice (first and last
@@ -131,12 +133,12 @@ def prefill_rows(module, tokens, batch):
              None if ms is None else flops / ms / 1e9, err) for peer, ms, err in rows], flops
 
 
-def decode_rows(module, storage):
+def decode_rows(module, storage, batch=64, tokens=8192):
     import torch
     import torch.nn.functional as F
     from torch.nn.attention.flex_attention import flex_attention
 
-    batch, tokens, hq, hkv, d, page = 64, 8192, 32, 8, 128, 16
+    hq, hkv, d, page = 32, 8, 128, 16
     pages_per_seq = tokens // page
     num_pages = batch * pages_per_seq
     title = f"paged decode {batch}x{tokens}, 32/8 heads, D 128, {storage} cache"
@@ -177,7 +179,8 @@ def decode_rows(module, storage):
     run = lambda: launch(stream)  # noqa: E731
     run()
     torch.cuda.synchronize()
-    rows = [("attnc (paged)", median_ms(run), kv_bytes,
+    splits = module.launch_config(kernel, args)["num_splits"]  # attnrt's split-KV choice
+    rows = [(f"attnc (paged, {splits} splits)", median_ms(run), kv_bytes,
              max(rel_err(o[b], r) for b, r in zip((0, batch - 1), refs)))]
     peer_bytes = 2 * k.numel() * 2  # bf16 K and V
     qt, kt, vt = q[:, :, None], k.transpose(1, 2), v.transpose(1, 2)
@@ -218,6 +221,8 @@ def main():
             results += rows
         for storage in ("bf16", "i8"):
             results += decode_rows(module, storage)
+        # Few sequences over a long context: split-KV's case (B x Hkv = 16 blocks unsplit).
+        results += decode_rows(module, "bf16", batch=2, tokens=65536)
     # peer/attnc: the peer's time over attnc's (above 1: attnc is faster).
     print(f"\n{'row':<58} {'peer':<28} {'ms':>9} {'rate':>10} {'peer/attnc':>10} {'err':>9}")
     base = {}
