@@ -304,6 +304,9 @@ void PrefillKernelBuilder::build() {
   Value stride = gpu::GridDimOp::create(b, gpu::Dimension::x);
   auto tiles = scf::ForOp::create(b, first, numTiles, stride);
   b.setInsertionPointToStart(tiles.getBody());
+  // No warp may still read the shared tiles of the previous tile (a tile
+  // without keys ends without the KV loop's barrier) when its Q is loaded.
+  gpu::BarrierOp::create(b);
   auto [seq, before] = locateTile(qBounds, batch, tiles.getInductionVar());
   SeqTile tile;
   tile.seq = seq;
