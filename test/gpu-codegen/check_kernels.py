@@ -3,7 +3,8 @@
 
 Compiles the default configurations of the GPU kernels with
 `attnc --target=sm_80,sm_90`: prefill (f16 and bf16, head_dim 64 and 128,
-every structured mask, with and without LSE, and causal with softcap), the
+every structured mask, with and without LSE, causal with softcap, and per-KV-head
+masks), the
 prefill over ragged batches (cu_seqlens) and over pages (qo_indptr, NHD and
 HND; causal and window with sinks, with and without LSE), and paged decode (f16, bf16, int8, int4 and fp8
 pages under f16 and bf16 queries, head_dim 64 and 128, NHD and HND pages of 16
@@ -34,13 +35,21 @@ MASKS = {
     "causal_top_left": "#attn.mask<causal, top_left>",
     "window_sinks": "#attn.mask<window = 256, sinks = 4>",
 }
+# Per-KV-head policies over the 8 KV heads: causal retrieval heads and window + sinks
+# streaming heads, alternating.
+HEAD_MASKS = "[" + ", ".join(["#attn.mask<causal>", "#attn.mask<window = 256, sinks = 4>"] * 4) + "]"
+
+
+def mask_attr(mask):
+    """The mask's attribute item: `mask = ...`, or `head_masks = [...]` for HEAD_MASKS."""
+    return f"head_masks = {mask}" if mask.startswith("[") else f"mask = {mask}"
 
 
 def kernel(name, dtype, head_dim, mask, lse, softcap=0.0):
     q = f"tensor<?x?x32x{head_dim}x{dtype}>"
     kv = f"tensor<?x?x8x{head_dim}x{dtype}>"
     lse_type = "tensor<?x32x?xf32>"
-    items = [f"mask = {mask}"] if mask else []
+    items = [mask_attr(mask)] if mask else []
     items += [f"softcap = {softcap} : f32"] if softcap else []
     attrs = f" {{{', '.join(items)}}}" if items else ""
     results = f"({q}, {lse_type})" if lse else q
@@ -58,7 +67,8 @@ def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None, soft
              f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x32x{head_dim}x{dtype}>"
     lse_type = "tensor<32x?xf32>"
-    items = ["mask = #attn.mask<window = 1024, sinks = 4>"] if window else []
+    items = [mask_attr(window if isinstance(window, str) else
+                       "#attn.mask<window = 1024, sinks = 4>")] if window else []
     items += [f"softcap = {softcap} : f32"] if softcap else []
     attrs = f" {{{', '.join(items)}}}" if items else ""
     results = f"({q}, {lse_type})" if lse else q
@@ -76,7 +86,7 @@ def ragged_kernel(name, dtype, head_dim, mask, lse):
     kv = f"tensor<?x8x{head_dim}x{dtype}>"
     idx = "tensor<?xi32>"
     lse_type = "tensor<32x?xf32>"
-    attrs = f" {{mask = {mask}}}" if mask else ""
+    attrs = f" {{{mask_attr(mask)}}}" if mask else ""
     results = f"({q}, {lse_type})" if lse else q
     outs = "%o, %lse" if lse else "%o"
     return (f"func.func @{name}(%q: {q}, %k: {kv}, %v: {kv}, %cu_q: {idx}, %cu_k: {idx})\n"
@@ -92,7 +102,7 @@ def append_kernel(name, dtype, head_dim, layout, mask, lse):
     q = f"tensor<?x32x{head_dim}x{dtype}>"
     idx = "tensor<?xi32>"
     lse_type = "tensor<32x?xf32>"
-    attrs = f" {{mask = {mask}}}" if mask else ""
+    attrs = f" {{{mask_attr(mask)}}}" if mask else ""
     results = f"({q}, {lse_type})" if lse else q
     outs = "%o, %lse" if lse else "%o"
     return (f"func.func @{name}(%q: {q}, %cache: {cache}, %indptr: {idx}, %indices: {idx},\n"
@@ -116,6 +126,14 @@ def main():
                 for lse in (False, True):
                     name = f"{dtype}_d{head_dim}_{mask_name}{'_lse' if lse else ''}"
                     source.append(kernel(name, dtype, head_dim, mask, lse))
+            source.append(kernel(f"{dtype}_d{head_dim}_head_masks", dtype, head_dim, HEAD_MASKS,
+                                 True))
+            source.append(ragged_kernel(f"ragged_{dtype}_d{head_dim}_head_masks", dtype,
+                                        head_dim, HEAD_MASKS, False))
+            source.append(append_kernel(f"append_{dtype}_d{head_dim}_head_masks", dtype,
+                                        head_dim, "nhd", HEAD_MASKS, True))
+            source.append(decode_kernel(f"decode_{dtype}_d{head_dim}_head_masks", dtype,
+                                        head_dim, "nhd", HEAD_MASKS, True))
             # softcap (Gemma 2's 50) on the causal kernels
             source.append(kernel(f"{dtype}_d{head_dim}_causal_softcap", dtype, head_dim,
                                  MASKS["causal"], True, 50.0))

@@ -2,10 +2,10 @@
 attnrt's GPU API (attnrt_cuda.h, by ctypes) on fresh random caches and page tables, against the
 float64 reference (test/e2e/reference.py) over the keys each sequence's pages hold.
 
-Every decode kernel the GPU target has: f16, bf16, int8, fp8 e4m3fn and e5m2 pages, head_dim
-64 and 128, NHD and HND, 4 and 8 query heads per KV head (4 with 1-byte pages), with and without
-a window with sinks, LSE and softcap; over batches with empty, one-token and page-straddling
-sequences and shuffled pages. Split-KV kernels (gpu.split_kv) run every batch with num_splits
+Every decode kernel the GPU target has: f16, bf16, int8, int4, fp8 e4m3fn and e5m2 pages,
+head_dim 64 and 128, NHD and HND, 4 and 8 query heads per KV head (4 with quantized pages), with
+and without a window with sinks, per-KV-head masks, LSE and softcap; over batches with empty,
+one-token and page-straddling sequences and shuffled pages. Split-KV kernels (gpu.split_kv) run every batch with num_splits
 chosen by attnrt, 1, 3 and max_splits (attnrt_gpu_set_num_splits), and also over long sequences
 (LONG_SEQ_LENS), whose splits hold many keys each; in short ones the later splits are empty.
 Without a CUDA driver or device the module exits 77, which ctest reports as skipped.
@@ -45,7 +45,10 @@ def kernel_mlir(name, dtype, d, layout, hq, window, lse, storage, softcap=0.0):
     q = f"tensor<?x{hq}x{d}x{dtype}>"
     res = f"({q}, tensor<{hq}x?xf32>)" if lse else q
     outs = "%o, %lse" if lse else "%o"
-    items = ["mask = #attn.mask<window = 100, sinks = 4>"] if window else []
+    if window == "head_masks":  # KV head 0 sees everything, head 1 a window with sinks
+        items = ["head_masks = [#attn.mask<causal>, #attn.mask<window = 100, sinks = 4>]"]
+    else:
+        items = ["mask = #attn.mask<window = 100, sinks = 4>"] if window else []
     items += [f"softcap = {softcap} : f32"] if softcap else []
     attrs = f" {{{', '.join(items)}}}" if items else ""
     i = "tensor<?xi32>"
@@ -75,6 +78,9 @@ for di, dtype in enumerate(["f16", "bf16"]):
         for li, layout in enumerate(["nhd", "hnd"]):
             KERNELS.append((f"decode_i4_{dtype}_d{d}_{layout}_h8", dtype, d, layout, 8,
                             li == 1, (di + li) % 2 == 0, "i4"))
+        # per-KV-head masks (head_masks)
+        KERNELS.append((f"decode_{dtype}_d{d}_head_masks", dtype, d, "nhd", 8, "head_masks",
+                        True, dtype))
         # softcap 20 over bf16 and int8 pages
         KERNELS.append((f"decode_{dtype}_d{d}_softcap", dtype, d, "nhd", 8, False, True, dtype,
                         20.0))
@@ -146,7 +152,9 @@ def random_case(rng, kernel, lens):
             table.kv_indices.astype(np.int32), table.kv_last_page_len.astype(np.int32), o]
     args += [lse_out] if lse else []
 
-    mask = Mask(window=100, sinks=4) if window else Mask()
+    window_mask = Mask(window=100, sinks=4)
+    mask = window_mask if window else Mask()
+    head_masks = [Mask(causal=True), window_mask] if window == "head_masks" else None
     o_ref = np.zeros((b, hq, d))
     lse_ref = np.full((hq, b), -np.inf)
     for s in range(b):
@@ -167,6 +175,13 @@ def random_case(rng, kernel, lens):
             vv = vv * per_token(scales[2])[:, :, None] + per_token(scales[3])[:, :, None]
         elif storage.startswith("f8"):
             kk, vv = kk * scales[0][None, :, None], vv * scales[1][None, :, None]
+        if head_masks:  # each KV head's query heads under its mask
+            g = hq // 2
+            for h, m in enumerate(head_masks):
+                os_, ls = attention(q[s][None, None, h * g:(h + 1) * g], kk[None, :, h:h + 1],
+                                    vv[None, :, h:h + 1], mask=m, softcap=softcap)
+                o_ref[s, h * g:(h + 1) * g], lse_ref[h * g:(h + 1) * g, s] = os_[0, 0], ls[0, :, 0]
+            continue
         os_, ls = attention(q[s][None, None], kk[None], vv[None], mask=mask, softcap=softcap)
         o_ref[s], lse_ref[:, s] = os_[0, 0], ls[0, :, 0]
     return args, (o, lse_out), (o_ref, lse_ref if lse else None)

@@ -4,7 +4,8 @@
 Ragged attention (cu_seqlens: sequences of different query and key lengths concatenated) and
 paged append/prefill (qo_indptr: each sequence's queries are the last tokens of its paged KV
 sequence, bottom-right aligned), f16 and bf16, head_dim 64 and 128, GQA 1, 4 and 8, NHD and HND
-pages, causal (both alignments), window with sinks, softcap, with and without LSE; batches with
+pages, causal (both alignments), window with sinks, per-KV-head masks (head_masks), softcap,
+with and without LSE; batches with
 empty, one-token, odd and tile-straddling sequences, and more sequences than query tiles (so a
 block takes several tiles). Outputs are NaN-poisoned. Without a CUDA driver or device the module
 exits 77, which ctest reports as skipped; test/e2e/test_gpu_cases_on_host.py runs the same cases
@@ -37,6 +38,9 @@ MASKS = {
     "causal_top_left": ("#attn.mask<causal, top_left>", Mask(causal=True, align="top_left")),
     "window_sinks": ("#attn.mask<window = 100, sinks = 4>", Mask(window=100, sinks=4)),
 }
+# Per-KV-head policies (head_masks, docs/sparsity.md): a retrieval head (causal) beside a
+# streaming head (window and sinks), DuoAttention's split.
+HEAD_MASKS = ["causal", "window_sinks"]
 # (query length, key length) per sequence; paged kernels need query <= key length.
 LENS = [[(1, 1)], [(0, 5), (37, 37), (64, 200), (17, 130)], [(300, 1000), (3, 4097)],
         [(1, 40)] * 70 + [(65, 65)] * 3]
@@ -48,7 +52,10 @@ def kernel_mlir(name, layout, dtype, d, hq, hkv, mask, lse, page_layout="nhd", s
     i = "tensor<?xi32>"
     res = f"({q}, tensor<{hq}x?xf32>)" if lse else q
     outs = "%o, %lse" if lse else "%o"
-    items = [f"mask = {MASKS[mask][0]}"] if MASKS[mask][0] else []
+    if mask == "head_masks":
+        items = [f"head_masks = [{', '.join(MASKS[m][0] for m in HEAD_MASKS)}]"]
+    else:
+        items = [f"mask = {MASKS[mask][0]}"] if MASKS[mask][0] else []
     items += [f"softcap = {softcap} : f32"] if softcap else []
     attrs = f" {{{', '.join(items)}}}" if items else ""
     if layout == "ragged":
@@ -82,6 +89,25 @@ for di, dtype in enumerate(["f16", "bf16"]):
                                 8, 2, mask, (di + pi) % 2 == 1, page_layout))
     KERNELS.append((f"ragged_{dtype}_d128_causal_softcap", "ragged", dtype, 128, 8, 2, "causal",
                     True, "nhd", 20.0))
+    # Per-head masks over the 2 KV heads.
+    KERNELS.append((f"ragged_{dtype}_d64_head_masks", "ragged", dtype, 64, 8, 2, "head_masks",
+                    dtype == "f16"))
+    KERNELS.append((f"append_{dtype}_d128_head_masks", "paged", dtype, 128, 8, 2, "head_masks",
+                    dtype == "bf16", "hnd"))
+
+
+def reference(q, k, v, mask, **kw):
+    """attention() of the reference, with `mask` a MASKS key or "head_masks": then each KV
+    head's query heads under that head's mask."""
+    if mask != "head_masks":
+        return attention(q, k, v, mask=MASKS[mask][1], **kw)
+    hkv = k.shape[-2]
+    group = q.shape[-2] // hkv
+    parts = [attention(q[..., h * group:(h + 1) * group, :], k[..., h:h + 1, :],
+                       v[..., h:h + 1, :], mask=MASKS[HEAD_MASKS[h]][1], **kw)
+             for h in range(hkv)]
+    return (np.concatenate([o for o, _ in parts], axis=-2),
+            np.concatenate([lse for _, lse in parts], axis=-2))
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +140,12 @@ def random_case(rng, kernel, lens):
     q = (scale_q * rng.standard_normal((tq, hq, d), dtype=np.float32)).astype(t)
     o = np.full((tq, hq, d), np.nan, dtype=t)
     lse_out = np.full((hq, tq), np.nan, dtype=np.float32) if lse else None
-    ref_mask = MASKS[mask][1]
     if layout == "ragged":
         cu_k = np.concatenate([[0], np.cumsum(lk)]).astype(np.int32)
         k = rng.standard_normal((int(cu_k[-1]), hkv, d), dtype=np.float32).astype(t)
         v = rng.standard_normal((int(cu_k[-1]), hkv, d), dtype=np.float32).astype(t)
         args = [q, k, v, cu_q, cu_k, o] + ([lse_out] if lse else [])
-        o_ref, lse_ref = attention(q, k, v, mask=ref_mask, softcap=softcap, cu_seqlens_q=cu_q,
+        o_ref, lse_ref = reference(q, k, v, mask, softcap=softcap, cu_seqlens_q=cu_q,
                                    cu_seqlens_k=cu_k)
         return args, (o, lse_out), (o_ref, lse_ref if lse else None)
 
@@ -142,8 +167,8 @@ def random_case(rng, kernel, lens):
         ks.append(kk.reshape(-1, hkv, d)[:lk[s]])
         vs.append(vv.reshape(-1, hkv, d)[:lk[s]])
     cu_k = np.concatenate([[0], np.cumsum(lk)])
-    o_ref, lse_ref = attention(q, np.concatenate(ks), np.concatenate(vs), mask=ref_mask,
-                               softcap=softcap, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
+    o_ref, lse_ref = reference(q, np.concatenate(ks), np.concatenate(vs), mask, softcap=softcap,
+                               cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
     return args, (o, lse_out), (o_ref, lse_ref if lse else None)
 
 

@@ -50,8 +50,6 @@ template <typename OpT>
 std::optional<std::string> unsupportedScoreRules(OpT op) {
   if (op.isBlockSparse())
     return "block-sparse masks";
-  if (op->hasAttr("head_masks"))
-    return "per-head masks (head_masks)";
   return std::nullopt;
 }
 
@@ -254,7 +252,8 @@ int64_t narrowTiles(const attnc::gpu_kernels::PrefillSpec &spec) {
   return spec.headDim == 128 ? 32 : 64;
 }
 
-attnc::gpu_kernels::PrefillSpec prefillSpec(MaskAttr mask, double scale,
+attnc::gpu_kernels::PrefillSpec prefillSpec(ArrayRef<MaskAttr> masks,
+                                            double scale,
                                             std::optional<APFloat> softcap,
                                             Value lse, int64_t hq, int64_t hkv,
                                             int64_t d) {
@@ -262,7 +261,7 @@ attnc::gpu_kernels::PrefillSpec prefillSpec(MaskAttr mask, double scale,
   spec.numQHeads = hq;
   spec.numKVHeads = hkv;
   spec.headDim = d;
-  spec.mask = mask;
+  spec.masks.assign(masks.begin(), masks.end());
   spec.scale = scale;
   spec.softcap = softcap ? softcap->convertToDouble() : 0;
   spec.hasLse = lse != nullptr;
@@ -277,7 +276,7 @@ void lowerPrefill(AttentionOp op, func::FuncOp func) {
       cast<RankedTensorType>(op.getQuery().getType()).getShape();
   ArrayRef<int64_t> ks =
       cast<RankedTensorType>(op.getKey().getType()).getShape();
-  auto spec = prefillSpec(op.getMaskOrNone(), op.getScaleOrDefault(),
+  auto spec = prefillSpec(op.getKVHeadMasks(), op.getScaleOrDefault(),
                           op.getSoftcap(), op.getLse(), op.getNumQueryHeads(),
                           op.getNumKVHeads(), op.getHeadDim());
   spec.qShape.assign(qs.begin(), qs.end());
@@ -324,7 +323,7 @@ void lowerPagedPrefill(PagedAttentionOp op, func::FuncOp func) {
       cast<RankedTensorType>(op.getKvIndices().getType()).getShape()[0];
   int64_t indptr =
       cast<RankedTensorType>(op.getKvIndptr().getType()).getShape()[0];
-  auto spec = prefillSpec(op.getMaskOrNone(), op.getScaleOrDefault(),
+  auto spec = prefillSpec(op.getKVHeadMasks(), op.getScaleOrDefault(),
                           op.getSoftcap(), op.getLse(), op.getNumQueryHeads(),
                           cache.getNumKVHeads(), cache.getHeadDim());
   spec.layout = attnc::gpu_kernels::PrefillSpec::Layout::Paged;

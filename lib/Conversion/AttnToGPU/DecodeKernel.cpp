@@ -149,7 +149,6 @@ void DecodeKernelBuilder::build() {
   int64_t d = cache.getHeadDim(), pageSize = cache.getPageSize();
   int64_t group = hq / hkv;
   int64_t lanesPerKey = d / vec, keysPerStep = threads / lanesPerKey;
-  MaskAttr mask = op.getMaskOrNone();
   bool hasLse = op.getLse() != nullptr;
   Type f32Type = b.getF32Type();
   auto vecF32 = VectorType::get({vec}, f32Type);
@@ -244,10 +243,12 @@ void DecodeKernelBuilder::build() {
   Value lk = select(hasPages, add(mul(sub(pages, idx(1)), idx(pageSize)), last),
                     idx(0));
   Value lo = idx(0), sinks = idx(0);
-  if (mask.hasWindow()) {
-    lo = maxIdx(sub(sub(lk, idx(1)), idx(mask.getWindow())), idx(0));
-    if (mask.getSinks() > 0)
-      sinks = minIdx(idx(mask.getSinks()), lo);
+  HeadMask mask = headMask(op.getKVHeadMasks(), kvHead);
+  if (mask.anyWindow) {
+    Value windowLo = maxIdx(sub(sub(lk, idx(1)), mask.window), idx(0));
+    lo = select(mask.hasWindow, windowLo, idx(0));
+    if (mask.anySinks)
+      sinks = minIdx(mask.sinks, lo);
   }
   Value count = add(sinks, sub(lk, lo));
 

@@ -39,3 +39,36 @@ Value KernelBuilder::globalView(Value ptr, Type elemType,
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Global));
   return UnrealizedConversionCastOp::create(b, type, desc).getResult(0);
 }
+
+HeadMask KernelBuilder::headMask(ArrayRef<attn::MaskAttr> masks, Value kvHead) {
+  HeadMask m;
+  m.topLeft = masks.front().getTopLeft(); // the same for all (verifier)
+  // The field's constant when every head agrees, else a select chain.
+  auto field = [&](Type type, llvm::function_ref<int64_t(attn::MaskAttr)> get) {
+    auto constant = [&](int64_t v) -> Value {
+      if (type.isInteger(1))
+        return arith::ConstantIntOp::create(b, type, v);
+      return idx(v);
+    };
+    Value v = constant(get(masks.front()));
+    for (size_t h = 1; h < masks.size(); ++h)
+      if (get(masks[h]) != get(masks.front()))
+        v = select(cmp(arith::CmpIPredicate::eq, kvHead, idx(h)),
+                   constant(get(masks[h])), v);
+    return v;
+  };
+  Type i1 = b.getI1Type(), index = b.getIndexType();
+  for (attn::MaskAttr mask : masks) {
+    m.anyUpper |= mask.hasUpperBound();
+    m.anyWindow |= mask.hasWindow();
+    m.anySinks |= mask.hasWindow() && mask.getSinks() > 0;
+  }
+  m.upper = field(i1, [](attn::MaskAttr k) { return k.hasUpperBound(); });
+  m.hasWindow = field(i1, [](attn::MaskAttr k) { return k.hasWindow(); });
+  m.window = field(index, [](attn::MaskAttr k) {
+    return k.hasWindow() ? k.getWindow() : 0;
+  });
+  m.sinks = field(
+      index, [](attn::MaskAttr k) { return k.hasWindow() ? k.getSinks() : 0; });
+  return m;
+}

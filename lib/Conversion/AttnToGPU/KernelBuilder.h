@@ -24,6 +24,18 @@ namespace attnc::gpu_kernels {
 
 using namespace mlir;
 
+/// The structured mask of the KV head a block computes, as values: the
+/// constants of one mask, or for per-head policies (head_masks) selects over
+/// the KV head. The flags say whether any head has a feature, so that code
+/// for features no head has is not emitted (and constants fold the rest).
+struct HeadMask {
+  bool anyUpper = false, anyWindow = false, anySinks = false, topLeft = false;
+  /// i1: keys past the query's position are hidden (causal, or a window).
+  Value upper;
+  /// i1, and the window and sinks (index) where it is set.
+  Value hasWindow, window, sinks;
+};
+
 /// Builds into a gpu.func whose first block is the insertion point.
 class KernelBuilder {
 public:
@@ -53,9 +65,18 @@ protected:
   Value select(Value c, Value x, Value y) {
     return arith::SelectOp::create(b, c, x, y);
   }
+  /// `cond` where `when` holds, else true: a rule only some heads apply.
+  Value unless(Value when, Value cond) {
+    Value off = arith::XOrIOp::create(
+        b, when, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+    return orI(off, cond);
+  }
   /// ceil(x / y) for x >= 0.
   Value ceilDiv(Value x, int64_t y) { return div(add(x, idx(y - 1)), y); }
 
+  /// The mask of KV head `kvHead`: `masks` has one entry per KV head (or
+  /// one for all).
+  HeadMask headMask(ArrayRef<attn::MaskAttr> masks, Value kvHead);
   /// A global memref of `shape` (dynamic where `sizes` gives a value) over a
   /// raw kernel pointer: the descriptor is built by hand because the kernel
   /// ABI is bare pointers (docs/gpu-artifacts.md).
@@ -106,7 +127,8 @@ struct PrefillSpec {
   enum class Layout { Dense, Ragged, Paged };
   Layout layout = Layout::Dense;
   int64_t numQHeads = 0, numKVHeads = 0, headDim = 0;
-  attn::MaskAttr mask;
+  /// One mask per KV head (head_masks), or one for every head.
+  SmallVector<attn::MaskAttr> masks;
   double scale = 1, softcap = 0;
   bool hasLse = false;
   /// Dense: q [B, Lq, Hq, D] and k/v [B, Lk, Hkv, D]; ragged: q [total_q,

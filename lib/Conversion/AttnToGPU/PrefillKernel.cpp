@@ -60,8 +60,7 @@ public:
   PrefillKernelBuilder(Location loc, Type elem, const PrefillSpec &spec,
                        gpu::GPUFuncOp func)
       : KernelBuilder(loc, elem), spec(spec), func(func), hq(spec.numQHeads),
-        hkv(spec.numKVHeads), d(spec.headDim), blockKV(spec.blockKV),
-        mask(spec.mask) {}
+        hkv(spec.numKVHeads), d(spec.headDim), blockKV(spec.blockKV) {}
 
   void build();
 
@@ -107,8 +106,9 @@ private:
   const PrefillSpec &spec;
   gpu::GPUFuncOp func;
   int64_t hq, hkv, d, blockKV;
-  MaskAttr mask;
   Value tid, lane, warp, head, kvHead;
+  /// The mask of this block's KV head.
+  HeadMask mask;
   /// Global views: q, k (or K pages), v (or V pages), o, lse (or null), and
   /// the paged kernel's kv_indices; shared: the Q, K and V tiles.
   Value q, k, v, o, lseView, kvIndices;
@@ -227,6 +227,7 @@ void PrefillKernelBuilder::build() {
   warp = div(tid, 32);
   head = gpu::BlockIdOp::create(b, gpu::Dimension::y);
   kvHead = div(head, hq / hkv);
+  mask = headMask(spec.masks, kvHead);
   Type i32Type = b.getI32Type(), f32Type = b.getF32Type();
 
   // Shared memory: Q [64, D], K [2, block_kv, D], V [2, block_kv, D].
@@ -410,22 +411,22 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
   };
 
   // The block predicate. pos(i) = i + (Lk - Lq) (bottom-right) or i.
-  Value offset = mask.getTopLeft() ? idx(0) : sub(lk, lq);
+  // With per-head masks each bound is selected by the head's flags.
+  Value offset = mask.topLeft ? idx(0) : sub(lk, lq);
   Value lastRow = minIdx(add(q0, idx(kBlockQ - 1)), sub(lq, idx(1)));
   Value firstPos = add(q0, offset), lastPos = add(lastRow, offset);
   Value numTiles = ceilDiv(lk, blockKV);
   Value kvEnd = numTiles;
-  if (mask.hasUpperBound()) {
+  if (mask.anyUpper) {
     Value visible = maxIdx(minIdx(add(lastPos, idx(1)), lk), idx(0));
-    kvEnd = ceilDiv(visible, blockKV);
+    kvEnd = select(mask.upper, ceilDiv(visible, blockKV), numTiles);
   }
   Value kvBegin = idx(0), sinkTiles = idx(0);
-  if (mask.hasWindow()) {
-    Value lo = maxIdx(sub(firstPos, idx(mask.getWindow())), idx(0));
-    kvBegin = minIdx(div(lo, blockKV), kvEnd);
-    if (mask.getSinks() > 0)
-      sinkTiles =
-          minIdx(ceilDiv(minIdx(idx(mask.getSinks()), lk), blockKV), kvBegin);
+  if (mask.anyWindow) {
+    Value lo = maxIdx(sub(firstPos, mask.window), idx(0));
+    kvBegin = select(mask.hasWindow, minIdx(div(lo, blockKV), kvEnd), idx(0));
+    if (mask.anySinks)
+      sinkTiles = minIdx(ceilDiv(minIdx(mask.sinks, lk), blockKV), kvBegin);
   }
   // Iterations: the sink tiles [0, sinkTiles), then [kvBegin, kvEnd).
   Value iters = add(sinkTiles, sub(kvEnd, kvBegin));
@@ -515,16 +516,16 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
     Value tileStart = mul(t, idx(blockKV));
     Value tileEnd = add(tileStart, idx(blockKV));
     Value full = cmp(arith::CmpIPredicate::sle, tileEnd, lk);
-    if (mask.hasUpperBound())
-      full = andI(
-          full, cmp(arith::CmpIPredicate::sle, sub(tileEnd, idx(1)), firstPos));
-    if (mask.hasWindow()) {
-      Value lower = cmp(arith::CmpIPredicate::sge, tileStart,
-                        sub(lastPos, idx(mask.getWindow())));
-      if (mask.getSinks() > 0)
-        lower = orI(lower, cmp(arith::CmpIPredicate::sle, tileEnd,
-                               idx(mask.getSinks())));
-      full = andI(full, lower);
+    if (mask.anyUpper)
+      full =
+          andI(full, unless(mask.upper, cmp(arith::CmpIPredicate::sle,
+                                            sub(tileEnd, idx(1)), firstPos)));
+    if (mask.anyWindow) {
+      Value lower =
+          cmp(arith::CmpIPredicate::sge, tileStart, sub(lastPos, mask.window));
+      if (mask.anySinks)
+        lower = orI(lower, cmp(arith::CmpIPredicate::sle, tileEnd, mask.sinks));
+      full = andI(full, unless(mask.hasWindow, lower));
     }
     SmallVector<Value> flat;
     for (Frag &f : s)
@@ -544,15 +545,15 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
           Value row = add(rowA, idx(8 * (e / 2)));
           Value pos = add(row, offset);
           Value ok = cmp(arith::CmpIPredicate::slt, key, lk);
-          if (mask.hasUpperBound())
-            ok = andI(ok, cmp(arith::CmpIPredicate::sle, key, pos));
-          if (mask.hasWindow()) {
-            Value in = cmp(arith::CmpIPredicate::sge, key,
-                           sub(pos, idx(mask.getWindow())));
-            if (mask.getSinks() > 0)
-              in = orI(in, cmp(arith::CmpIPredicate::slt, key,
-                               idx(mask.getSinks())));
-            ok = andI(ok, in);
+          if (mask.anyUpper)
+            ok = andI(ok, unless(mask.upper,
+                                 cmp(arith::CmpIPredicate::sle, key, pos)));
+          if (mask.anyWindow) {
+            Value in =
+                cmp(arith::CmpIPredicate::sge, key, sub(pos, mask.window));
+            if (mask.anySinks)
+              in = orI(in, cmp(arith::CmpIPredicate::slt, key, mask.sinks));
+            ok = andI(ok, unless(mask.hasWindow, in));
           }
           out.push_back(select(ok, s[n][e], negInf));
         }

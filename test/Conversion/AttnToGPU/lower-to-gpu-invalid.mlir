@@ -95,3 +95,16 @@ func.func @append_kv(%k: tensor<?x2x64xf16>, %v: tensor<?x2x64xf16>,
       : tensor<?x2x64xf16>, tensor<?x2x64xf16>, tensor<?xi32>, !cache
   return
 }
+
+// -----
+
+func.func @block_sparse(%q: tensor<1x128x2x64xf16>, %k: tensor<1x128x2x64xf16>,
+                        %v: tensor<1x128x2x64xf16>, %offsets: tensor<1x2x3xi32>,
+                        %indices: tensor<1x2x2xi32>) -> tensor<1x128x2x64xf16> {
+  // expected-error @+1 {{the GPU target has no kernel for block-sparse masks yet; compile it with --target=host}}
+  %o = attn.attention %q, %k, %v block_sparse(%offsets, %indices)
+      {block_size = array<i64: 64, 64>}
+      : (tensor<1x128x2x64xf16>, tensor<1x128x2x64xf16>, tensor<1x128x2x64xf16>,
+         tensor<1x2x3xi32>, tensor<1x2x2xi32>) -> tensor<1x128x2x64xf16>
+  return %o : tensor<1x128x2x64xf16>
+}

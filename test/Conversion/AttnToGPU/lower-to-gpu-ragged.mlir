@@ -99,3 +99,27 @@ func.func @append_hnd(%q: tensor<?x8x64xf16>, %cache: !hnd, %kv_indptr: tensor<?
          tensor<?xi32>) -> tensor<?x8x64xf16>
   return %o : tensor<?x8x64xf16>
 }
+
+// -----
+
+// Per-KV-head masks (head_masks): KV head 0 causal, KV head 1 a window of
+// 252 with 4 sinks. The block's window and sinks are selected by its KV head
+// (query head / 4), and the window's bounds apply only where the head has
+// one.
+// CHECK-LABEL: gpu.module @duo_gpu
+// CHECK: %[[QH:.*]] = gpu.block_id  y
+// CHECK: %[[KVH:.*]] = arith.divui %[[QH]], %c4
+// CHECK: %[[IS1:.*]] = arith.cmpi eq, %[[KVH]], %c1
+// CHECK: %[[HASW:.*]] = arith.select %[[IS1]], %true{{[_0-9]*}}, %false{{[_0-9]*}} : i1
+// CHECK: arith.select %{{.*}}, %c252, %c0
+// CHECK: arith.select %{{.*}}, %c4{{.*}}, %c0
+// CHECK: arith.select %[[HASW]]
+// CHECK: nvvm.mma.sync
+func.func @duo(%q: tensor<?x?x8x128xbf16>, %k: tensor<?x?x2x128xbf16>,
+               %v: tensor<?x?x2x128xbf16>) -> tensor<?x?x8x128xbf16> {
+  %o = attn.attention %q, %k, %v
+      {head_masks = [#attn.mask<causal>, #attn.mask<window = 252, sinks = 4>]}
+      : (tensor<?x?x8x128xbf16>, tensor<?x?x2x128xbf16>, tensor<?x?x2x128xbf16>)
+      -> tensor<?x?x8x128xbf16>
+  return %o : tensor<?x?x8x128xbf16>
+}
