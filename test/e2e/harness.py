@@ -119,6 +119,18 @@ def tool_dir() -> Path:
     return Path(os.environ.get("ATTNC_BIN_DIR", "/work/main/build/bin"))
 
 
+def compile_source(source: str, out_dir: Path, stem: str, target: str | None = None) -> Path:
+    """Writes `source` to out_dir/stem.mlir and compiles it with attnc into out_dir (for the
+    host, or for `target`, e.g. sm_80,sm_90); returns out_dir."""
+    src = out_dir / f"{stem}.mlir"
+    src.write_text(source)
+    cmd = [str(tool_dir() / "attnc"), str(src), "-o", str(out_dir)]
+    cmd += [f"--target={target}"] if target else []
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return out_dir
+
+
 def compile_module(attnc: Path, specs, out_dir: Path, stem: str) -> Path:
     """Write specs as STEM.mlir and compile with attnc into out_dir; raises on failure."""
     out_dir.mkdir(parents=True, exist_ok=True)

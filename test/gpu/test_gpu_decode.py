@@ -16,7 +16,6 @@ Without a CUDA driver or device the module exits 77, which ctest reports as skip
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 import attnrt_ctypes as rt  # noqa: E402
-from harness import compare, tool_dir  # noqa: E402
+from harness import compare, compile_source  # noqa: E402
 from kv_reference import build_page_table  # noqa: E402
 from reference import Mask, attention  # noqa: E402
 
@@ -94,12 +93,8 @@ def gpu_module(tmp_path_factory):
     ok, why = rt.cuda_available()
     if not ok:
         pytest.exit(f"no GPU: {why}", returncode=77)
-    out = tmp_path_factory.mktemp("gpu_decode")
-    src = out / "gpu_decode.mlir"
-    src.write_text("\n".join(kernel_mlir(*k) for k in KERNELS))
-    r = subprocess.run([str(tool_dir() / "attnc"), str(src), "--target=sm_80,sm_90", "-o",
-                        str(out)], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-4000:]
+    out = compile_source("\n".join(kernel_mlir(*k) for k in KERNELS),
+                         tmp_path_factory.mktemp("gpu_decode"), "gpu_decode", target="sm_80,sm_90")
     with rt.GpuModule(out) as module:
         yield module
 
