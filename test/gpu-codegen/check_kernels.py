@@ -4,7 +4,7 @@
 Compiles the default configurations of the GPU kernels with
 `attnc --target=sm_80,sm_90`: prefill (f16 and bf16, head_dim 64 and 128,
 every structured mask, with and without LSE, causal with softcap, and per-KV-head
-masks), the
+masks; decode also over int8 and int4 caches with a residual window), the
 prefill over ragged batches (cu_seqlens) and over pages (qo_indptr, NHD and
 HND; causal and window with sinks, with and without LSE), and paged decode (f16, bf16, int8, int4 and fp8
 pages under f16 and bf16 queries, head_dim 64 and 128, NHD and HND pages of 16
@@ -60,9 +60,11 @@ def kernel(name, dtype, head_dim, mask, lse, softcap=0.0):
             f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
 
 
-def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None, softcap=0.0):
+def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None, softcap=0.0,
+                  residual=0):
     storage = storage or dtype
     group = ", k_group = 16" if storage in ("i8", "i4") else ""
+    group += f", residual = {residual}" if residual else ""
     cache = (f"!attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = {head_dim}, "
              f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x32x{head_dim}x{dtype}>"
@@ -74,10 +76,14 @@ def decode_kernel(name, dtype, head_dim, layout, window, lse, storage=None, soft
     results = f"({q}, {lse_type})" if lse else q
     outs = "%o, %lse" if lse else "%o"
     idx = "tensor<?xi32>"
+    rings = f", %rings: {idx}" if residual else ""
+    rings_use = " kv_rings(%rings)" if residual else ""
+    rings_type = f", {idx}" if residual else ""
     return (f"func.func @{name}(%q: {q}, %cache: {cache}, %indptr: {idx}, %indices: {idx},\n"
-            f"    %last: {idx}) -> {results} {{\n"
-            f"  {outs} = attn.paged_attention %q, %cache, %indptr, %indices, %last{attrs}\n"
-            f"      : ({q}, {cache}, {idx}, {idx}, {idx}) -> {results}\n"
+            f"    %last: {idx}{rings}) -> {results} {{\n"
+            f"  {outs} = attn.paged_attention %q, %cache, %indptr, %indices, %last"
+            f"{rings_use}{attrs}\n"
+            f"      : ({q}, {cache}, {idx}, {idx}, {idx}{rings_type}) -> {results}\n"
             f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
 
 
@@ -134,6 +140,11 @@ def main():
                                         head_dim, "nhd", HEAD_MASKS, True))
             source.append(decode_kernel(f"decode_{dtype}_d{head_dim}_head_masks", dtype,
                                         head_dim, "nhd", HEAD_MASKS, True))
+            # quantized caches with a residual window (KIVI) of 128 tokens
+            for storage in ("i8", "i4"):
+                source.append(decode_kernel(f"decode_{storage}_{dtype}_d{head_dim}_residual",
+                                            dtype, head_dim, "hnd", True, True, storage,
+                                            residual=128))
             # softcap (Gemma 2's 50) on the causal kernels
             source.append(kernel(f"{dtype}_d{head_dim}_causal_softcap", dtype, head_dim,
                                  MASKS["causal"], True, 50.0))

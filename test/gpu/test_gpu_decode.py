@@ -4,7 +4,8 @@ float64 reference (test/e2e/reference.py) over the keys each sequence's pages ho
 
 Every decode kernel the GPU target has: f16, bf16, int8, int4, fp8 e4m3fn and e5m2 pages,
 head_dim 64 and 128, NHD and HND, 4 and 8 query heads per KV head (4 with quantized pages), with
-and without a window with sinks, per-KV-head masks, LSE and softcap; over batches with empty,
+and without a window with sinks, per-KV-head masks, int8 and int4 caches with a residual window,
+LSE and softcap; over batches with empty,
 one-token and page-straddling sequences and shuffled pages. Split-KV kernels (gpu.split_kv) run every batch with num_splits
 chosen by attnrt, 1, 3 and max_splits (attnrt_gpu_set_num_splits), and also over long sequences
 (LONG_SEQ_LENS), whose splits hold many keys each; in short ones the later splits are empty.
@@ -35,10 +36,22 @@ SEQ_LENS = [[1], [0, 37, 16, 1000], [4097, 3], [300] * 5]
 # GPU only (their float64 references would slow test/e2e/test_gpu_cases_on_host.py down, which
 # runs SEQ_LENS on the host): long sequences beside empty and one-token ones.
 LONG_SEQ_LENS = [[700, 0, 1500, 1, 3000], [3000]]
+# Quantized caches with a residual window ("<storage>_residual"): each sequence's RESIDUAL latest
+# tokens are read from its f16 ring (docs/kv-cache.md), the rest from the pages.
+RESIDUAL = 32
+
+
+def split_storage(storage):
+    """("i8", 32) for "i8_residual", (storage, 0) otherwise."""
+    if storage.endswith("_residual"):
+        return storage[:-len("_residual")], RESIDUAL
+    return storage, 0
 
 
 def kernel_mlir(name, dtype, d, layout, hq, window, lse, storage, softcap=0.0):
+    storage, residual = split_storage(storage)
     group = f", k_group = {K_GROUP}" if storage in ("i8", "i4") else ""
+    group += f", residual = {residual}" if residual else ""
     cache = (f"!attn.kv_cache<page_size = {PAGE}, kv_heads = 2, head_dim = {d}, "
              f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x{hq}x{d}x{dtype}>"
@@ -51,10 +64,14 @@ def kernel_mlir(name, dtype, d, layout, hq, window, lse, storage, softcap=0.0):
     items += [f"softcap = {softcap} : f32"] if softcap else []
     attrs = f" {{{', '.join(items)}}}" if items else ""
     i = "tensor<?xi32>"
+    rings = f", %rings: {i}" if residual else ""
+    rings_use = " kv_rings(%rings)" if residual else ""
+    rings_type = f", {i}" if residual else ""
     return (f"func.func @{name}(%q: {q}, %cache: {cache}, %indptr: {i}, %indices: {i},\n"
-            f"    %last: {i}) -> {res} {{\n"
-            f"  {outs} = attn.paged_attention %q, %cache, %indptr, %indices, %last{attrs}\n"
-            f"      : ({q}, {cache}, {i}, {i}, {i}) -> {res}\n"
+            f"    %last: {i}{rings}) -> {res} {{\n"
+            f"  {outs} = attn.paged_attention %q, %cache, %indptr, %indices, %last{rings_use}"
+            f"{attrs}\n"
+            f"      : ({q}, {cache}, {i}, {i}, {i}{rings_type}) -> {res}\n"
             f"  return {outs} : {res[1:-1] if lse else res}\n}}\n")
 
 
@@ -77,6 +94,10 @@ for di, dtype in enumerate(["f16", "bf16"]):
         for li, layout in enumerate(["nhd", "hnd"]):
             KERNELS.append((f"decode_i4_{dtype}_d{d}_{layout}_h8", dtype, d, layout, 8,
                             li == 1, (di + li) % 2 == 0, "i4"))
+        # int8 and int4 caches with a residual window
+        for storage in ("i8_residual", "i4_residual"):
+            KERNELS.append((f"decode_{storage}_{dtype}_d{d}", dtype, d, ["nhd", "hnd"][di], 8,
+                            False, True, storage))
         # per-KV-head masks (head_masks)
         KERNELS.append((f"decode_{dtype}_d{d}_head_masks", dtype, d, "nhd", 8, "head_masks",
                         True, dtype))
@@ -105,6 +126,7 @@ def random_case(rng, kernel, lens):
     over the values the pages hold (dequantized)."""
     name, dtype, d, layout, hq, window, lse, storage, *rest = kernel
     softcap = rest[0] if rest else 0.0
+    storage, residual = split_storage(storage)
     t = rt.NP_DTYPES[dtype]
     table = build_page_table(rng, lens, PAGE, extra_pages=3)
     pages = table.num_pages
@@ -143,9 +165,18 @@ def random_case(rng, kernel, lens):
     q = ((3.0 if softcap else 1.0) * rng.standard_normal((b, hq, d), dtype=np.float32)).astype(t)
     o = np.full((b, hq, d), np.nan, dtype=t)
     lse_out = np.full((hq, b), np.nan, dtype=np.float32) if lse else None
-    args = [q, k_pages, v_pages, *scales, table.kv_indptr.astype(np.int32),
-            table.kv_indices.astype(np.int32), table.kv_last_page_len.astype(np.int32), o]
-    args += [lse_out] if lse else []
+    rings = []
+    if residual:
+        # One f16 ring per sequence, in shuffled order (plus an unused one).
+        ring_of = rng.permutation(b + 1)[:b].astype(np.int32)
+        ring_shape = (b + 1, residual, 2, d)
+        k_recent = rng.standard_normal(ring_shape, dtype=np.float32).astype(np.float16)
+        v_recent = rng.standard_normal(ring_shape, dtype=np.float32).astype(np.float16)
+        rings = [k_recent, v_recent]
+    args = [q, k_pages, v_pages, *scales, *rings, table.kv_indptr.astype(np.int32),
+            table.kv_indices.astype(np.int32), table.kv_last_page_len.astype(np.int32)]
+    args += [ring_of] if residual else []
+    args += [o] + ([lse_out] if lse else [])
 
     window_mask = Mask(window=100, sinks=4)
     mask = window_mask if window else Mask()
@@ -170,6 +201,10 @@ def random_case(rng, kernel, lens):
             vv = vv * per_token(scales[2])[:, :, None] + per_token(scales[3])[:, :, None]
         elif storage.startswith("f8"):
             kk, vv = kk * scales[0][None, :, None], vv * scales[1][None, :, None]
+        if residual:  # the latest keys from the ring, unquantized
+            for j in range(max(0, lens[s] - residual), lens[s]):
+                kk[j] = k_recent[ring_of[s], j % residual]
+                vv[j] = v_recent[ring_of[s], j % residual]
         if head_masks:  # each KV head's query heads under its mask
             g = hq // 2
             for h, m in enumerate(head_masks):

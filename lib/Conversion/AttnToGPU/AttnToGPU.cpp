@@ -69,8 +69,9 @@ std::optional<std::string> unsupported(AttentionOp op) {
 
 std::optional<std::string> unsupported(PagedAttentionOp op) {
   KVCacheType cache = op.getCacheType();
-  if (cache.hasResidual())
-    return "caches with a residual window";
+  if (cache.hasResidual() && op.isRagged())
+    return "paged append/prefill (qo_indptr) over a cache with a residual "
+           "window";
   if (std::optional<std::string> why = unsupportedScoreRules(op))
     return why;
   Type storage = cache.getStorage(), query = op.getElementType();
@@ -367,13 +368,21 @@ void lowerDecode(PagedAttentionOp op, func::FuncOp func) {
     k.pointers({"k_scale", "v_scale"}, sig);
   if (storage.isInteger(4))
     k.pointers({"k_min", "v_min"}, sig);
-  k.pointers({"kv_indptr", "kv_indices", "kv_last_page_len", "output"}, sig);
+  bool residual = op.getCacheType().hasResidual();
+  if (residual)
+    k.pointers({"k_recent", "v_recent"}, sig);
+  k.pointers({"kv_indptr", "kv_indices", "kv_last_page_len"}, sig);
+  if (residual)
+    k.pointers({"kv_rings"}, sig);
+  k.pointers({"output"}, sig);
   if (hasLse)
     k.pointers({"lse"}, sig);
   k.scratch({"partial_o", "partial_lse"}, sig);
   k.size(qs[0], "batch", sig);
   k.size(dyn, "num_pages", sig);
   k.size(refs[0], "num_page_refs", sig);
+  if (residual)
+    k.size(dyn, "num_rings", sig);
   k.size(dyn, kSplitSymbol, sig);
   sig.grid = {k.grid(op.getNumKVHeads(), "", 1), k.grid(qs[0], "batch", 1),
               k.grid(dyn, kSplitSymbol, 1)};

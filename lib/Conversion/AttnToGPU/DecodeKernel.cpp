@@ -36,6 +36,7 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 using namespace mlir;
 using namespace attnc::attn;
@@ -157,7 +158,7 @@ void DecodeKernelBuilder::build() {
   b.setInsertionPointToStart(&entry);
 
   // Parameters: q, k_pages, v_pages, [k_scale, v_scale, [k_min, v_min]],
-  // kv_indptr, kv_indices,
+  // [k_recent, v_recent], kv_indptr, kv_indices, kv_last_page_len, [kv_rings],
   // kv_last_page_len, o, [lse], partial_o, partial_lse, then i32 batch /
   // num_pages / num_page_refs where dynamic and num_splits
   // (attn-lower-to-gpu declares them in this order).
@@ -168,8 +169,15 @@ void DecodeKernelBuilder::build() {
   Value vScalePtr = int8 || int4 || fp8 ? entry.getArgument(p++) : Value();
   Value kMinPtr = int4 ? entry.getArgument(p++) : Value();
   Value vMinPtr = int4 ? entry.getArgument(p++) : Value();
+  // A residual window of R tokens: each sequence's ring of its R latest
+  // tokens in f16, and the sequences' rings.
+  int64_t residual = cache.getResidual();
+  Value kRecentPtr = residual ? entry.getArgument(p++) : Value();
+  Value vRecentPtr = residual ? entry.getArgument(p++) : Value();
   Value indptrPtr = entry.getArgument(p++), indicesPtr = entry.getArgument(p++),
-        lastPtr = entry.getArgument(p++), oPtr = entry.getArgument(p++);
+        lastPtr = entry.getArgument(p++);
+  Value ringsPtr = residual ? entry.getArgument(p++) : Value();
+  Value oPtr = entry.getArgument(p++);
   Value lsePtr = hasLse ? entry.getArgument(p++) : Value();
   Value partialOPtr = entry.getArgument(p++),
         partialLsePtr = entry.getArgument(p++);
@@ -185,6 +193,7 @@ void DecodeKernelBuilder::build() {
   Value batch = param(qShape[0]);
   Value numPages = param(ShapedType::kDynamic);
   Value numRefs = param(refsShape[0]);
+  Value numRings = residual ? param(ShapedType::kDynamic) : Value();
   Value numSplits = param(ShapedType::kDynamic);
 
   int64_t dyn = ShapedType::kDynamic;
@@ -219,6 +228,12 @@ void DecodeKernelBuilder::build() {
   Value indptr = globalView(indptrPtr, i32, {dyn}, {add(batch, idx(1))});
   Value indices = globalView(indicesPtr, i32, {dyn}, {numRefs});
   Value lastLen = globalView(lastPtr, i32, {dyn}, {batch});
+  Value kRecent, vRecent, rings;
+  if (residual) {
+    kRecent = globalView(kRecentPtr, f16, {dyn, residual, hkv, d}, {numRings});
+    vRecent = globalView(vRecentPtr, f16, {dyn, residual, hkv, d}, {numRings});
+    rings = globalView(ringsPtr, i32, {dyn}, {batch});
+  }
   Value o = globalView(oPtr, elem, {dyn, hq, d}, {batch});
   Value lse =
       hasLse ? globalView(lsePtr, f32Type, {hq, dyn}, {batch}) : Value();
@@ -251,6 +266,7 @@ void DecodeKernelBuilder::build() {
       sinks = minIdx(mask.sinks, lo);
   }
   Value count = add(sinks, sub(lk, lo));
+  Value ring = residual ? loadIndex(rings, seq) : Value();
 
   // This split's share [begin, end) of the count visible keys: whole steps,
   // at least minSplitKeys, so later splits of a short sequence are empty.
@@ -315,27 +331,51 @@ void DecodeKernelBuilder::build() {
         return loadInt4(pages, at);
       return loadVector(pages, at, storage);
     };
-    Value kv = load(kPages), vv = load(vPages);
-    if (fp8) {
-      kv = arith::MulFOp::create(b, kv, splat(kHeadScale));
-      vv = arith::MulFOp::create(b, vv, splat(vHeadScale));
-    }
-    if (int8 || int4) {
-      // Dequantization in registers: x = scale * q (int8), scale * q + min
-      // (int4).
-      SmallVector<Value> kAt = {page, div(slot, cache.getKGroup()), kvHead,
-                                col};
-      kv = arith::MulFOp::create(b, kv, loadVector(kScale, kAt, f16));
-      auto perToken = [&](Value memref) {
-        Value x =
-            memref::LoadOp::create(b, memref, ValueRange{page, slot, kvHead});
-        return splat(arith::ExtFOp::create(b, f32Type, x));
-      };
-      vv = arith::MulFOp::create(b, vv, perToken(vScale));
-      if (int4) {
-        kv = arith::AddFOp::create(b, kv, loadVector(kMin, kAt, f16));
-        vv = arith::AddFOp::create(b, vv, perToken(vMin));
+    // K and V of the key as f32: from the pages, dequantized in registers,
+    // or, for the residual window's keys, from the sequence's f16 ring.
+    auto fromPages = [&]() -> std::pair<Value, Value> {
+      Value kv = load(kPages), vv = load(vPages);
+      if (fp8) {
+        kv = arith::MulFOp::create(b, kv, splat(kHeadScale));
+        vv = arith::MulFOp::create(b, vv, splat(vHeadScale));
       }
+      if (int8 || int4) {
+        // Dequantization in registers: x = scale * q (int8), scale * q + min
+        // (int4).
+        SmallVector<Value> kAt = {page, div(slot, cache.getKGroup()), kvHead,
+                                  col};
+        kv = arith::MulFOp::create(b, kv, loadVector(kScale, kAt, f16));
+        auto perToken = [&](Value memref) {
+          Value x =
+              memref::LoadOp::create(b, memref, ValueRange{page, slot, kvHead});
+          return splat(arith::ExtFOp::create(b, f32Type, x));
+        };
+        vv = arith::MulFOp::create(b, vv, perToken(vScale));
+        if (int4) {
+          kv = arith::AddFOp::create(b, kv, loadVector(kMin, kAt, f16));
+          vv = arith::AddFOp::create(b, vv, perToken(vMin));
+        }
+      }
+      return {kv, vv};
+    };
+    Value kv, vv;
+    if (!residual) {
+      std::tie(kv, vv) = fromPages();
+    } else {
+      Value fromRing =
+          cmp(arith::CmpIPredicate::sge, key, sub(lk, idx(residual)));
+      auto pick = scf::IfOp::create(b, TypeRange{vecF32, vecF32}, fromRing,
+                                    /*withElseRegion=*/true);
+      OpBuilder::InsertionGuard ifGuard(b);
+      b.setInsertionPointToStart(pick.thenBlock());
+      SmallVector<Value> ringAt = {ring, rem(key, residual), kvHead, col};
+      scf::YieldOp::create(b, ValueRange{loadVector(kRecent, ringAt, f16),
+                                         loadVector(vRecent, ringAt, f16)});
+      b.setInsertionPointToStart(pick.elseBlock());
+      auto [pk, pv] = fromPages();
+      scf::YieldOp::create(b, ValueRange{pk, pv});
+      kv = pick.getResult(0);
+      vv = pick.getResult(1);
     }
 
     SmallVector<Value> next(state.begin(), state.end());

@@ -202,3 +202,28 @@ func.func @int4_decode(%q: tensor<?x32x128xbf16>, %cache: !i4, %indptr: tensor<?
       -> tensor<?x32x128xbf16>
   return %o : tensor<?x32x128xbf16>
 }
+
+// -----
+
+// An int8 cache with a residual window of 64 tokens: a key among the
+// sequence's 64 latest is read, unquantized, from the sequence's f16 ring
+// (kv_rings), the others from the pages.
+// CHECK-LABEL: gpu.module @residual_decode_gpu
+// CHECK: params = ["query", "k_pages", "v_pages", "k_scale", "v_scale", "k_recent", "v_recent", "kv_indptr", "kv_indices", "kv_last_page_len", "kv_rings", "output", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_rings", "$num_splits"]
+// CHECK: scf.for
+// CHECK: %[[RING:.*]] = arith.cmpi sge, %[[KEY:.*]], %{{.*}} : index
+// CHECK: scf.if %[[RING]] -> (vector<16xf32>, vector<16xf32>)
+// CHECK: arith.remui %[[KEY]], %c64
+// CHECK: vector.load {{.*}} {alignment = 16 : i64} : memref<?x64x8x128xf16, #gpu.address_space<global>>, vector<16xf16>
+// CHECK: vector.load {{.*}} {alignment = 16 : i64} : memref<?x64x8x128xf16, #gpu.address_space<global>>, vector<16xf16>
+// CHECK: } else {
+// CHECK: vector.load {{.*}} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>
+!res = !attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = 128, layout = nhd, storage = i8, k_group = 16, residual = 64>
+func.func @residual_decode(%q: tensor<?x32x128xf16>, %cache: !res, %indptr: tensor<?xi32>,
+                           %indices: tensor<?xi32>, %last: tensor<?xi32>,
+                           %rings: tensor<?xi32>) -> tensor<?x32x128xf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last kv_rings(%rings)
+      : (tensor<?x32x128xf16>, !res, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x32x128xf16>
+  return %o : tensor<?x32x128xf16>
+}

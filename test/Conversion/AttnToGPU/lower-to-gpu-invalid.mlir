@@ -108,3 +108,16 @@ func.func @block_sparse(%q: tensor<1x128x2x64xf16>, %k: tensor<1x128x2x64xf16>,
          tensor<1x2x3xi32>, tensor<1x2x2xi32>) -> tensor<1x128x2x64xf16>
   return %o : tensor<1x128x2x64xf16>
 }
+
+// -----
+
+!res = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i8, k_group = 16, residual = 32>
+func.func @residual_append(%q: tensor<?x4x64xf16>, %cache: !res, %indptr: tensor<?xi32>,
+                           %indices: tensor<?xi32>, %last: tensor<?xi32>, %qo: tensor<?xi32>,
+                           %rings: tensor<?xi32>) -> tensor<?x4x64xf16> {
+  // expected-error @+1 {{the GPU target has no kernel for paged append/prefill (qo_indptr) over a cache with a residual window yet; compile it with --target=host}}
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last qo_indptr(%qo) kv_rings(%rings)
+      : (tensor<?x4x64xf16>, !res, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>,
+         tensor<?xi32>) -> tensor<?x4x64xf16>
+  return %o : tensor<?x4x64xf16>
+}
