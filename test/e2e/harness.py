@@ -131,6 +131,21 @@ def compile_source(source: str, out_dir: Path, stem: str, target: str | None = N
     return out_dir
 
 
+def gpu_kernels(tmp_path_factory, stem: str, source: str):
+    """For a module-scoped fixture: `source` compiled for sm_80 and sm_90 and opened by
+    attnrt's GPU API (yields the attnrt_ctypes.GpuModule); without a CUDA driver or device the
+    test module exits 77, which ctest reports as skipped."""
+    import attnrt_ctypes as rt
+    import pytest
+
+    ok, why = rt.cuda_available()
+    if not ok:
+        pytest.exit(f"no GPU: {why}", returncode=77)
+    out = compile_source(source, tmp_path_factory.mktemp(stem), stem, target="sm_80,sm_90")
+    with rt.GpuModule(out) as module:
+        yield module
+
+
 def compile_module(attnc: Path, specs, out_dir: Path, stem: str) -> Path:
     """Write specs as STEM.mlir and compile with attnc into out_dir; raises on failure."""
     out_dir.mkdir(parents=True, exist_ok=True)

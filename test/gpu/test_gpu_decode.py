@@ -26,7 +26,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 import attnrt_ctypes as rt  # noqa: E402
-from harness import compare, compile_source  # noqa: E402
+from harness import compare, gpu_kernels  # noqa: E402
 from kv_reference import build_page_table  # noqa: E402
 from reference import Mask, attention  # noqa: E402
 
@@ -111,13 +111,8 @@ for di, dtype in enumerate(["f16", "bf16"]):
 @pytest.fixture(scope="module")
 def gpu_module(tmp_path_factory):
     """The kernels compiled for sm_80 and sm_90 and opened; exits 77 without a GPU."""
-    ok, why = rt.cuda_available()
-    if not ok:
-        pytest.exit(f"no GPU: {why}", returncode=77)
-    out = compile_source("\n".join(kernel_mlir(*k) for k in KERNELS),
-                         tmp_path_factory.mktemp("gpu_decode"), "gpu_decode", target="sm_80,sm_90")
-    with rt.GpuModule(out) as module:
-        yield module
+    yield from gpu_kernels(tmp_path_factory, "gpu_decode",
+                           "\n".join(kernel_mlir(*k) for k in KERNELS))
 
 
 def random_case(rng, kernel, lens):

@@ -158,9 +158,9 @@ void DecodeKernelBuilder::build() {
   b.setInsertionPointToStart(&entry);
 
   // Parameters: q, k_pages, v_pages, [k_scale, v_scale, [k_min, v_min]],
-  // [k_recent, v_recent], kv_indptr, kv_indices, kv_last_page_len, [kv_rings],
-  // kv_last_page_len, o, [lse], partial_o, partial_lse, then i32 batch /
-  // num_pages / num_page_refs where dynamic and num_splits
+  // [k_recent, v_recent], kv_indptr, kv_indices, kv_last_page_len,
+  // [kv_rings], o, [lse], partial_o, partial_lse, then i32 batch /
+  // num_pages / num_page_refs where dynamic, [num_rings] and num_splits
   // (attn-lower-to-gpu declares them in this order).
   unsigned p = 0;
   Value qPtr = entry.getArgument(p++), kPtr = entry.getArgument(p++),
