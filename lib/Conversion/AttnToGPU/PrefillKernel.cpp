@@ -446,20 +446,13 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
   NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(0));
   gpu::BarrierOp::create(b);
 
-  // This warp's Q fragments, one per 16 columns of D: held in registers,
-  // except in the paged kernel at D = 128, where the page lookups leave no
-  // room for their 32 registers and each KV tile re-reads them from shared
-  // memory (Q stays there until the next query tile).
+  // This warp's Q fragments, one per 16 columns of D, held in registers.
   Value warpRow = mul(warp, idx(kWarpRows));
-  auto qFragment = [&](int64_t kk) {
-    return ldmatrix(qs, {}, add(warpRow, rem(lane, 16)),
-                    add(idx(kk * 16), mul(div(lane, 16), idx(8))), 4, false);
-  };
-  bool reloadQ = false;
   SmallVector<Frag> qFrag;
-  if (!reloadQ)
-    for (int64_t kk = 0; kk < d / 16; ++kk)
-      qFrag.push_back(qFragment(kk));
+  for (int64_t kk = 0; kk < d / 16; ++kk)
+    qFrag.push_back(ldmatrix(qs, {}, add(warpRow, rem(lane, 16)),
+                             add(idx(kk * 16), mul(div(lane, 16), idx(8))), 4,
+                             false));
 
   // Loop state: row max and sum for rows g and g + 8 (g = lane / 4), and
   // the O accumulator, D / 8 tiles of 4 f32.
@@ -492,12 +485,11 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
     NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(1)); // all but the prefetch
     gpu::BarrierOp::create(b);
 
-    // S = Q K^T: 8 tiles of 8 keys, each 4 f32 per lane; 32 columns of D
-    // (two Q fragments) at a time, so re-read Q fragments are read once.
+    // S = Q K^T: block_kv / 8 tiles of 8 keys, each 4 f32 per lane, over
+    // 32 columns of D (two Q fragments) at a time.
     SmallVector<Frag> s(blockKV / 8, Frag{f32(0), f32(0), f32(0), f32(0)});
     for (int64_t kk = 0; kk < d / 16; kk += 2) {
-      Frag qa = reloadQ ? qFragment(kk) : qFrag[kk];
-      Frag qb = reloadQ ? qFragment(kk + 1) : qFrag[kk + 1];
+      const Frag &qa = qFrag[kk], &qb = qFrag[kk + 1];
       for (int64_t n = 0; n < blockKV / 8; ++n) {
         Frag kb =
             ldmatrix(ks, {stage}, add(idx(n * 8), rem(lane, 8)),
