@@ -39,7 +39,7 @@ struct attnrt_gpu_module {
   std::string arch, deviceName;
   attnrt_gpu_device_info info{};
   std::vector<CUmodule> images;
-  std::vector<std::unique_ptr<attnrt_kernel>> kernels;
+  attnrt::KernelList kernels;
   // Split-KV scratch: the caller's (attnrt_gpu_set_scratch) when set, else
   // attnrt's own, grown on demand and freed at close.
   std::mutex scratchMutex;
@@ -545,12 +545,7 @@ attnrt_gpu_kernel_at(const attnrt_gpu_module *module, int index) {
   const attnrt_kernel *result = nullptr;
   guard([&] {
     requireModule(module, "attnrt_gpu_kernel_at");
-    if (index < 0 || static_cast<size_t>(index) >= module->kernels.size())
-      fail(ATTNRT_ERR_INVALID_ARGUMENT,
-           "attnrt_gpu_kernel_at: index " + str(index) +
-               " is out of range; the artifact has " +
-               str(module->kernels.size()) + " kernels");
-    result = module->kernels[index].get();
+    result = kernelAt(module->kernels, index, "attnrt_gpu_kernel_at");
   });
   return result;
 }
@@ -562,18 +557,8 @@ extern "C" attnrt_status attnrt_gpu_find_kernel(const attnrt_gpu_module *module,
     if (!module || !name || !out)
       fail(ATTNRT_ERR_INVALID_ARGUMENT,
            "attnrt_gpu_find_kernel: module, name and out must be non-NULL");
-    *out = nullptr;
-    std::string names;
-    for (const auto &k : module->kernels) {
-      if (k->desc.name == name) {
-        *out = k.get();
-        return;
-      }
-      names += (names.empty() ? "" : ", ") + k->desc.name;
-    }
-    fail(ATTNRT_ERR_NOT_FOUND, std::string("no kernel named '") + name +
-                                   "' in " + module->dir +
-                                   "; available: " + names);
+    *out = nullptr; // on failure too
+    *out = findKernel(module->kernels, module->dir, name);
   });
 }
 

@@ -54,6 +54,17 @@ void runKernel(attnrt_module &module, const attnrt_kernel &kernel,
                const attnrt_tensor *args, int numArgs, unsigned threads,
                const ScratchPlacement *scratch);
 
+/// The kernels of a host or CUDA module, in manifest order.
+using KernelList = std::vector<std::unique_ptr<attnrt_kernel>>;
+
+/// Kernel `index`, or ATTNRT_ERR_INVALID_ARGUMENT naming `fn` and the count.
+const attnrt_kernel *kernelAt(const KernelList &kernels, int index,
+                              const char *fn);
+
+/// The kernel named `name`, or ATTNRT_ERR_NOT_FOUND listing those of `dir`.
+const attnrt_kernel *findKernel(const KernelList &kernels,
+                                const std::string &dir, const char *name);
+
 } // namespace attnrt
 
 struct attnrt_kernel {
@@ -82,7 +93,7 @@ struct attnrt_kernel {
 struct attnrt_module {
   std::string dir;
   std::unique_ptr<attnrt::Library> library;
-  std::vector<std::unique_ptr<attnrt_kernel>> kernels;
+  attnrt::KernelList kernels;
   // Memory plans; StepOp::kernel indexes `kernels` (same order).
   std::vector<attnrt::StepDesc> steps;
   std::unique_ptr<attnrt::ThreadPool> pool;

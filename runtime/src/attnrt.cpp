@@ -142,12 +142,7 @@ extern "C" const attnrt_kernel *attnrt_kernel_at(const attnrt_module *module,
   guard([&] {
     if (!module)
       fail(ATTNRT_ERR_INVALID_ARGUMENT, "attnrt_kernel_at: module is NULL");
-    if (index < 0 || static_cast<size_t>(index) >= module->kernels.size())
-      fail(ATTNRT_ERR_INVALID_ARGUMENT,
-           "attnrt_kernel_at: index " + std::to_string(index) +
-               " is out of range; the artifact has " +
-               std::to_string(module->kernels.size()) + " kernels");
-    result = module->kernels[index].get();
+    result = kernelAt(module->kernels, index, "attnrt_kernel_at");
   });
   return result;
 }
@@ -159,19 +154,32 @@ extern "C" attnrt_status attnrt_find_kernel(const attnrt_module *module,
     if (!module || !name || !out)
       fail(ATTNRT_ERR_INVALID_ARGUMENT,
            "attnrt_find_kernel: module, name and out must be non-NULL");
-    *out = nullptr;
-    std::string names;
-    for (const auto &k : module->kernels) {
-      if (k->desc.name == name) {
-        *out = k.get();
-        return;
-      }
-      names += (names.empty() ? "" : ", ") + k->desc.name;
-    }
-    fail(ATTNRT_ERR_NOT_FOUND, std::string("no kernel named '") + name +
-                                   "' in " + module->dir +
-                                   "; available: " + names);
+    *out = nullptr; // on failure too
+    *out = findKernel(module->kernels, module->dir, name);
   });
+}
+
+const attnrt_kernel *attnrt::kernelAt(const KernelList &kernels, int index,
+                                      const char *fn) {
+  if (index < 0 || static_cast<size_t>(index) >= kernels.size())
+    fail(ATTNRT_ERR_INVALID_ARGUMENT,
+         std::string(fn) + ": index " + std::to_string(index) +
+             " is out of range; the artifact has " +
+             std::to_string(kernels.size()) + " kernels");
+  return kernels[index].get();
+}
+
+const attnrt_kernel *attnrt::findKernel(const KernelList &kernels,
+                                        const std::string &dir,
+                                        const char *name) {
+  std::string names;
+  for (const auto &k : kernels) {
+    if (k->desc.name == name)
+      return k.get();
+    names += (names.empty() ? "" : ", ") + k->desc.name;
+  }
+  fail(ATTNRT_ERR_NOT_FOUND, std::string("no kernel named '") + name + "' in " +
+                                 dir + "; available: " + names);
 }
 
 extern "C" const char *attnrt_kernel_name(const attnrt_kernel *kernel) {
