@@ -8,6 +8,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/JSON.h"
@@ -1070,9 +1071,11 @@ void attnc::writeGPUHeader(llvm::raw_ostream &os,
                           [&](const std::string &s) { os << "int64_t " << s; });
     os << ") {\n  size_t bytes = 0;\n";
     for (const ScratchBuffer &s : k.scratch) {
-      // The GPU kernels' scratch is f32 (the split-KV partials).
-      assert(s.dtype == "f32" && "GPU scratch is f32");
-      os << "  bytes += ((size_t)4";
+      int64_t elementBytes = llvm::StringSwitch<int64_t>(s.dtype)
+                                 .Cases("f32", "i32", 4)
+                                 .Cases("f16", "bf16", 2)
+                                 .Default(1);
+      os << "  bytes += ((size_t)" << elementBytes;
       for (const ShapeDim &d : s.shape) {
         os << " * (size_t)";
         if (auto *symbol = std::get_if<std::string>(&d))
