@@ -30,8 +30,11 @@ struct CUctx_st {
   int device = 0;
 };
 
+struct CUmod_st;
+
 struct CUfunc_st {
   std::string name;
+  const CUmod_st *module = nullptr;
   std::vector<int> paramSizes;
   std::map<int, int> attributes; // set with cuFuncSetAttribute
 };
@@ -107,6 +110,8 @@ struct State {
   std::map<std::string, CUresult> failures;
   std::map<std::string, int> calls;
   std::vector<fakecuda_launch> launches;
+  fakecuda_launch_hook launchHook = nullptr;
+  void *launchHookUser = nullptr;
   std::vector<std::string> loads;
   std::map<uintptr_t, size_t> allocations;
   std::set<CUmod_st *> modules;
@@ -457,6 +462,7 @@ FAKE_API CUresult cuModuleGetFunction(CUfunc_st **function, CUmod_st *module,
     return kNotFound;
   auto f = std::make_unique<CUfunc_st>();
   f->name = name;
+  f->module = module;
   f->paramSizes = sizes;
   *function = f.get();
   module->functions.push_back(std::move(f));
@@ -509,17 +515,21 @@ FAKE_API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(
   return kSuccess;
 }
 
-FAKE_API CUresult cuLaunchKernel(CUfunc_st *f, unsigned gx, unsigned gy,
-                                 unsigned gz, unsigned bx, unsigned by,
-                                 unsigned bz, unsigned smem,
-                                 CUstream_st *stream, void **params,
-                                 void **extra) {
+namespace {
+
+/// cuLaunchKernel's checks and record; the launch hook, if any, is returned
+/// to be called without the lock (it may call back into the fake).
+CUresult recordLaunch(CUfunc_st *f, const unsigned grid[3],
+                      const unsigned block[3], unsigned smem, void **params,
+                      void **extra, fakecuda_launch &l, std::string &image,
+                      fakecuda_launch_hook &hook, void *&hookUser) {
   FAKE_ENTER("cuLaunchKernel");
   FAKE_NEED_CONTEXT();
   if (!f)
     return kInvalidHandle;
-  if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 ||
-      static_cast<long>(bx) * by * bz > s.maxThreads || extra)
+  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0 || block[0] == 0 ||
+      block[1] == 0 || block[2] == 0 ||
+      static_cast<long>(block[0]) * block[1] * block[2] > s.maxThreads || extra)
     return kInvalidValue;
   auto optIn = f->attributes.find(8);
   if (smem > 48 * 1024 &&
@@ -527,13 +537,10 @@ FAKE_API CUresult cuLaunchKernel(CUfunc_st *f, unsigned gx, unsigned gy,
     return kInvalidValue;
   if (!f->paramSizes.empty() && !params)
     return kInvalidValue;
-  fakecuda_launch l{};
   std::snprintf(l.name, sizeof l.name, "%s", f->name.c_str());
-  unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
-  std::memcpy(l.grid, grid, sizeof grid);
-  std::memcpy(l.block, block, sizeof block);
+  std::memcpy(l.grid, grid, sizeof l.grid);
+  std::memcpy(l.block, block, sizeof l.block);
   l.smem_bytes = smem;
-  l.stream = stream;
   l.num_params = static_cast<int>(f->paramSizes.size());
   for (int i = 0; i < l.num_params && i < FAKECUDA_MAX_PARAMS; ++i) {
     l.param_size[i] = f->paramSizes[i];
@@ -541,7 +548,30 @@ FAKE_API CUresult cuLaunchKernel(CUfunc_st *f, unsigned gx, unsigned gy,
   }
   s.launches.push_back(l);
   s.clock += s.launchMs;
+  hook = s.launchHook;
+  hookUser = s.launchHookUser;
+  if (hook && f->module)
+    image = f->module->image;
   return kSuccess;
+}
+
+} // namespace
+
+FAKE_API CUresult cuLaunchKernel(CUfunc_st *f, unsigned gx, unsigned gy,
+                                 unsigned gz, unsigned bx, unsigned by,
+                                 unsigned bz, unsigned smem,
+                                 CUstream_st *stream, void **params,
+                                 void **extra) {
+  const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
+  fakecuda_launch l{};
+  l.stream = stream;
+  std::string image;
+  fakecuda_launch_hook hook = nullptr;
+  void *hookUser = nullptr;
+  if (CUresult r = recordLaunch(f, grid, block, smem, params, extra, l, image,
+                                hook, hookUser))
+    return r;
+  return hook ? hook(&l, image.c_str(), hookUser) : kSuccess;
 }
 
 FAKE_API CUresult cuStreamSynchronize(CUstream_st *) {
@@ -641,6 +671,28 @@ FAKE_API int fakecuda_find_allocation(unsigned long long ptr,
       return 0;
     }
   return -1;
+}
+
+FAKE_API int fakecuda_allocations(unsigned long long *bases,
+                                  unsigned long long *bytes, int max) {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  int n = 0;
+  for (const auto &[b, size] : s.allocations) {
+    if (n < max) {
+      bases[n] = b;
+      bytes[n] = size;
+    }
+    ++n;
+  }
+  return n;
+}
+
+FAKE_API void fakecuda_set_launch_hook(fakecuda_launch_hook hook, void *user) {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.launchHook = hook;
+  s.launchHookUser = user;
 }
 
 FAKE_API void fakecuda_set_max_threads(int threads) {

@@ -3,8 +3,9 @@
 |* libattnrt_fakecuda.so implements the subset of the CUDA driver API attnrt *|
 |* uses, on the host: device memory is malloc'ed, modules are text whose     *|
 |* ".entry NAME(.param .u64 ..., .param .u32 ...)" declarations give each    *|
-|* function's parameter sizes, and cuLaunchKernel runs nothing but records   *|
-|* the launch. Like the real driver it refuses calls without a current       *|
+|* function's parameter sizes, and cuLaunchKernel records the launch and     *|
+|* runs nothing, unless a launch hook runs it (the PTX emulator, test/gpu/   *|
+|* emulator). Like the real driver it refuses calls without a current       *|
 |* context and launches above 48 KiB of dynamic shared memory without the    *|
 |* function's opt-in. Tests point ATTNRT_LIBCUDA at it and steer it here or, *|
 |* from another process, with FAKECUDA_DEVICES=N, FAKECUDA_CC=X.Y,           *|
@@ -71,6 +72,17 @@ int fakecuda_live_allocations(void);
  * address ptr: 0 with its base and size, or -1 when none does. */
 int fakecuda_find_allocation(unsigned long long ptr, unsigned long long *base,
                              unsigned long long *bytes);
+/* The live allocations' bases and sizes, up to `max` of them; returns how
+ * many there are. */
+int fakecuda_allocations(unsigned long long *bases, unsigned long long *bytes,
+                         int max);
+/* Called by every cuLaunchKernel that passes the driver's checks, after it is
+ * recorded and outside the fake's lock, with the launch and the text of its
+ * function's module; its result is the launch's (0: success). NULL removes
+ * it. The PTX emulator runs launches through it (test/gpu/emulator). */
+typedef int (*fakecuda_launch_hook)(const fakecuda_launch *launch,
+                                    const char *image, void *user);
+void fakecuda_set_launch_hook(fakecuda_launch_hook hook, void *user);
 int fakecuda_live_modules(void);
 /* Contexts pushed on the calling thread. */
 int fakecuda_context_depth(void);
