@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -131,17 +132,32 @@ def compile_source(source: str, out_dir: Path, stem: str, target: str | None = N
     return out_dir
 
 
+def gpu_emulator():
+    """The PTX emulator (test/gpu/emulator/emulated_cuda.py) when ATTNC_GPU_EMULATOR names the
+    fake CUDA driver (libattnrt_fakecuda.so): attnrt then runs the GPU tests' kernels on it
+    instead of a device (the gpu_emulated ctest entries, docs/testing.md). None otherwise."""
+    path = os.environ.get("ATTNC_GPU_EMULATOR")
+    if not path:
+        return None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu" / "emulator"))
+    from emulated_cuda import EmulatedCuda
+    return EmulatedCuda.enable(path)
+
+
 def gpu_kernels(tmp_path_factory, stem: str, source: str):
     """For a module-scoped fixture: `source` compiled for sm_80 and sm_90 and opened by
     attnrt's GPU API (yields the attnrt_ctypes.GpuModule); without a CUDA driver or device the
-    test module exits 77, which ctest reports as skipped."""
+    test module exits 77, which ctest reports as skipped. Under ATTNC_GPU_EMULATOR the
+    kernels run on the PTX emulator (gpu_emulator)."""
     import attnrt_ctypes as rt
     import pytest
 
+    # The emulator runs the PTX: one architecture's cubin suffices (ptxas still checks it).
+    target = "sm_80" if gpu_emulator() else "sm_80,sm_90"
     ok, why = rt.cuda_available()
     if not ok:
         pytest.exit(f"no GPU: {why}", returncode=77)
-    out = compile_source(source, tmp_path_factory.mktemp(stem), stem, target="sm_80,sm_90")
+    out = compile_source(source, tmp_path_factory.mktemp(stem), stem, target=target)
     with rt.GpuModule(out) as module:
         yield module
 

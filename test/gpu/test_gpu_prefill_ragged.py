@@ -43,6 +43,10 @@ HEAD_MASKS = ["causal", "window_sinks"]
 # (query length, key length) per sequence; paged kernels need query <= key length.
 LENS = [[(1, 1)], [(0, 5), (37, 37), (64, 200), (17, 130)], [(300, 1000), (3, 4097)],
         [(1, 40)] * 70 + [(65, 65)] * 3]
+# On the PTX emulator (ATTNC_GPU_EMULATOR, thousands of times slower than a device): shorter
+# keys, still many sequences, partial tiles and blocks that take several tiles.
+if os.environ.get("ATTNC_GPU_EMULATOR"):
+    LENS = [[(1, 1)], [(0, 5), (37, 37), (64, 200), (17, 130)], [(1, 40)] * 20 + [(65, 65)] * 2]
 
 
 def kernel_mlir(name, layout, dtype, d, hq, hkv, mask, lse, page_layout="nhd", softcap=0.0):

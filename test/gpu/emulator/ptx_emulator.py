@@ -85,7 +85,8 @@ def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
 def to_raw(v, t: str, n: int) -> np.ndarray:
     """Numbers of PTX type t as raw bits (uint64 lanes, zero-extended from t's width)."""
     w = WIDTH[t]
-    v = np.broadcast_to(np.asarray(v), (n,))
+    if not (isinstance(v, np.ndarray) and v.shape == (n,)):
+        v = np.broadcast_to(np.asarray(v), (n,))
     if t == "pred":
         return v.astype(bool).astype(np.uint64)
     if t == "bf16":
@@ -420,6 +421,7 @@ class Machine:
                 raise EmulationError(f"parameter {pname} is {size} bytes, got {len(value)}")
             self.params[pname] = int.from_bytes(value, "little")
         self.regs: dict[str, np.ndarray] = {}
+        self.widths: dict[str, int] = {}
         self.live = np.ones(n, bool)  # lanes not exited
         # cp.async: per-lane committed group counts and the copies not yet landed.
         self.groups = np.zeros(n, dtype=np.int64)
@@ -429,10 +431,13 @@ class Machine:
     # -- operands -----------------------------------------------------------------------------
 
     def width_of(self, reg: str) -> int:
-        prefix = reg.rstrip("0123456789")
-        if prefix not in self.k.reg_width:
-            raise EmulationError(f"undeclared register {reg}")
-        return self.k.reg_width[prefix]
+        w = self.widths.get(reg)
+        if w is None:
+            prefix = reg.rstrip("0123456789")
+            if prefix not in self.k.reg_width:
+                raise EmulationError(f"undeclared register {reg}")
+            w = self.widths[reg] = self.k.reg_width[prefix]
+        return w
 
     def read(self, op: Operand, idx: np.ndarray) -> np.ndarray:
         """Raw bits (uint64) of the operand for lanes idx."""
@@ -461,7 +466,9 @@ class Machine:
             raise EmulationError(f"cannot write {op}")
         r = self.regs.get(op.name)
         if r is None:
-            r = self.regs[op.name] = np.zeros(self.n, dtype=np.uint64)
+            # Uninitialized, as on the device (a lane reading a register it never wrote
+            # reads garbage): only the writing lanes' elements are set.
+            r = self.regs[op.name] = np.empty(self.n, dtype=np.uint64)
         r[idx] = raw & MASK[self.width_of(op.name)]
 
     def put(self, op: Operand, idx, v, t: str):
@@ -514,12 +521,17 @@ class Machine:
         sides, one after the other, up to the branch's immediate post-dominator."""
         prog = self.k.instructions
         ipdom = self.k.reconvergence()
-        stack = [[0, np.ones(self.n, bool), EXITED]]
+        # Entries: [pc, lanes mask, rejoin pc, the mask's live lanes as indices (cached until
+        # a lane exits)].
+        stack = [[0, np.ones(self.n, bool), EXITED, None]]
+        exits = 0
         with np.errstate(all="ignore"):
             while stack:
                 top = stack[-1]
-                pc, mask, rpc = top
-                idx = np.flatnonzero(mask & self.live)
+                pc, mask, rpc, cached = top
+                if cached is None or cached[0] != exits:
+                    cached = top[3] = (exits, np.flatnonzero(mask & self.live))
+                idx = cached[1]
                 if pc == rpc or len(idx) == 0:
                     stack.pop()
                     continue
@@ -544,6 +556,7 @@ class Machine:
                     top[0] = pc + 1
                 elif target == EXITED:
                     self.live[run] = False
+                    exits += 1
                     top[0] = pc + 1
                 elif len(run) == len(idx):
                     top[0] = target
@@ -557,8 +570,8 @@ class Machine:
                         stack.pop()
                     else:
                         top[0] = r
-                    stack.append([pc + 1, mask & ~taken, r])
-                    stack.append([target, taken, r])
+                    stack.append([pc + 1, mask & ~taken, r, None])
+                    stack.append([target, taken, r, None])
 
     def whole_warps(self, idx, what):
         if len(idx) % 32 or np.any(idx.reshape(-1, 32)[:, 0] % 32) or np.any(
