@@ -273,13 +273,15 @@ def parse_module(text: str) -> dict[str, Kernel]:
             i += 1
             continue
         name = m.group(1)
+        header = lines[i]
+        while ")" not in header:
+            i += 1
+            header += " " + lines[i]
         params = []
-        i += 1
-        while not lines[i].strip().startswith(")"):
-            pm = re.match(r"^\.param\s+\.(\w+)\b.*?([\w$]+),?$", lines[i].strip())
+        for decl in header[header.index("(") + 1:header.index(")")].split(","):
+            pm = re.match(r"^\s*\.param\s+\.(\w+)\b.*?([\w$]+)\s*$", decl)
             if pm:
                 params.append((pm.group(2), WIDTH[pm.group(1)] // 8))
-            i += 1
         while lines[i].strip() != "{":
             i += 1
         body_start, depth = i + 1, 0
