@@ -424,6 +424,12 @@ class Machine:
             self.params[pname] = int.from_bytes(value, "little")
         self.regs: dict[str, np.ndarray] = {}
         self.widths: dict[str, int] = {}
+        # Looked up once per launch, not per step: each opcode's handler (None where there
+        # is none: refused when executed) and each guard predicate's operand.
+        self.handlers = {i.parts[0]: getattr(self, "op_" + i.parts[0], None)
+                         for i in kernel.instructions}
+        self.guards = {i.guard: Operand("reg", name=i.guard)
+                       for i in kernel.instructions if i.guard}
         self.live = np.ones(n, bool)  # lanes not exited
         # cp.async: per-lane committed group counts and the copies not yet landed.
         self.groups = np.zeros(n, dtype=np.int64)
@@ -545,7 +551,7 @@ class Machine:
                     raise EmulationError(f"{self.k.name}: more than {max_steps} steps")
                 run = idx
                 if ins.guard:
-                    g = self.read(Operand("reg", name=ins.guard), idx) != 0
+                    g = self.read(self.guards[ins.guard], idx) != 0
                     if ins.guard_negated:
                         g = ~g
                     run = idx[g]
@@ -582,13 +588,10 @@ class Machine:
         return idx.reshape(-1, 32)
 
     def execute(self, ins: Instruction, idx, all_idx):
-        p = ins.parts
-        op = p[0]
-        ops = ins.operands
-        handler = getattr(self, "op_" + op.replace(";", ""), None)
+        handler = self.handlers[ins.parts[0]]
         if handler is None:
             raise EmulationError(f"unsupported instruction {ins.opcode}")
-        return handler(ins, p, ops, idx, all_idx)
+        return handler(ins, ins.parts, ins.operands, idx, all_idx)
 
     # control flow
     def op_bra(self, ins, p, ops, idx, all_idx):
@@ -761,12 +764,14 @@ class Machine:
 
     def op_mad(self, ins, p, ops, idx, all_idx):
         t = p[-1]
-        a, b, c = (self.value(o, idx, t) for o in ops[1:])
-        if p[1] == "lo":
-            self.put(ops[0], idx, a * b + c, t)
-        elif p[1] == "wide":
+        a, b = self.value(ops[1], idx, t), self.value(ops[2], idx, t)
+        if p[1] == "wide":  # c has twice the width of a and b
             tw = ("s" if kind(t) == "s" else "u") + str(2 * WIDTH[t])
             self.put(ops[0], idx, a * b + self.value(ops[3], idx, tw), tw)
+            return
+        c = self.value(ops[3], idx, t)
+        if p[1] == "lo":
+            self.put(ops[0], idx, a * b + c, t)
         elif kind(t) == "f":
             self.put(ops[0], idx, (a.astype(np.float64) * b + c).astype(np.float32), t)
         else:
@@ -909,15 +914,13 @@ class Machine:
         b = self.value(ops[2], idx, t)
         if kind(t) == "f":
             nan = np.isnan(a) | np.isnan(b)
-            base = cmpop.rstrip("u") if cmpop not in ("num", "nan") else cmpop
-            r = {"eq": a == b, "ne": a != b, "lt": a < b, "le": a <= b, "gt": a > b,
-                 "ge": a >= b, "num": ~nan, "nan": nan}[base]
             if cmpop in ("num", "nan"):
-                pass
-            elif cmpop.endswith("u"):
-                r = r | nan
-            else:
-                r = r & ~nan
+                r = ~nan if cmpop == "num" else nan
+            else:  # ordered (false with a NaN) or, with a "u" suffix, unordered (true)
+                base = cmpop.rstrip("u")
+                r = {"eq": a == b, "ne": a != b, "lt": a < b, "le": a <= b, "gt": a > b,
+                     "ge": a >= b}[base]
+                r = r | nan if cmpop.endswith("u") else r & ~nan
         else:
             if kind(t) == "b" or cmpop in ("lo", "ls", "hi", "hs"):
                 a = self.read(ops[1], idx) & MASK[WIDTH[t]]

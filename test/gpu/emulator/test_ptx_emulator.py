@@ -27,12 +27,12 @@ PTXAS = shutil.which("ptxas") or (
     "/usr/local/cuda/bin/ptxas" if Path("/usr/local/cuda/bin/ptxas").exists() else None)
 
 
-def run(body: str, entry: str, buffers, grid=(1, 1, 1), block=(32, 1, 1), smem=0,
-        tmp_path=None):
-    """Runs `entry` of HEADER + body with one u64 pointer parameter per buffer (written back
-    in place)."""
+def run(body: str, entry: str, buffers, tmp_path, scalars=(), block=(32, 1, 1)):
+    """Runs `entry` of HEADER + body in one block with one u64 pointer parameter per buffer
+    (written back in place), then one u32 parameter per scalar; with ptxas, assembles it
+    first."""
     ptx = HEADER + body
-    if PTXAS and tmp_path is not None:
+    if PTXAS:
         src = tmp_path / f"{entry}.ptx"
         src.write_text(ptx)
         r = subprocess.run([PTXAS, "-arch=sm_80", str(src), "-o", str(tmp_path / "x.cubin")],
@@ -40,8 +40,8 @@ def run(body: str, entry: str, buffers, grid=(1, 1, 1), block=(32, 1, 1), smem=0
         assert r.returncode == 0, f"ptxas rejects the test's PTX:\n{r.stderr}"
     bases = [0x100000 * (i + 1) for i in range(len(buffers))]
     memory = GlobalMemory([(b, a.view(np.uint8).reshape(-1)) for b, a in zip(bases, buffers)])
-    params = [struct.pack("<Q", b) for b in bases]
-    return launch(parse_module(ptx)[entry], grid, block, smem, params, memory)
+    params = [struct.pack("<Q", b) for b in bases] + [struct.pack("<I", x) for x in scalars]
+    return launch(parse_module(ptx)[entry], (1, 1, 1), block, 0, params, memory)
 
 
 def lanes_i32(rng, lo, hi, n=32):
@@ -70,7 +70,7 @@ SHFL = """
 
 def test_shfl_modes(tmp_path):
     out = np.zeros((64, 4), np.int32)
-    run(SHFL, "shfl", [out], block=(64, 1, 1), tmp_path=tmp_path)
+    run(SHFL, "shfl", [out], tmp_path, block=(64, 1, 1))
     tid = np.arange(64)
     lane, base = tid % 32, tid - tid % 32  # each warp shuffles among its own lanes
     v = tid * 10
@@ -119,7 +119,7 @@ def test_integer_semantics(tmp_path):
     b = lanes_i32(rng, -1000, 1000)
     b[b == 0] = 7
     out = np.zeros((32, 8), np.int32)
-    run(INTEGER, "integer", [a, b, out], tmp_path=tmp_path)
+    run(INTEGER, "integer", [a, b, out], tmp_path)
     a64, b64 = a.astype(np.int64), b.astype(np.int64)
     q = np.trunc(a64 / b64).astype(np.int64)  # C division: toward zero
     assert (out[:, 0] == q).all()
@@ -175,7 +175,7 @@ def test_float_conversions_and_nan(tmp_path):
     x[2] = np.float32(1.0 + 2**-8)  # a bf16 tie: rounds to even (1.0)
     x[3] = np.float32(2.5)  # rni: to even
     out = np.zeros((32, 8), np.uint32)
-    run(FLOATS, "floats", [x, y, out], tmp_path=tmp_path)
+    run(FLOATS, "floats", [x, y, out], tmp_path)
     # bf16x2 / f16x2: the first source in the upper half, rounded to nearest even.
     bf = lambda v: v.astype(ml_dtypes.bfloat16).view(np.uint16).astype(np.uint32)  # noqa: E731
     hf = lambda v: v.astype(np.float16).view(np.uint16).astype(np.uint32)  # noqa: E731
@@ -274,7 +274,7 @@ def test_ldmatrix_and_mma_compute_a_product(tmp_path):
     a = rng.standard_normal((16, 16)).astype(np.float16)
     b = rng.standard_normal((16, 8)).astype(np.float16)
     d = np.full((2, 16, 8), np.nan, np.float32)
-    run(GEMM, "gemm", [a, np.ascontiguousarray(b.T), b, d], tmp_path=tmp_path)
+    run(GEMM, "gemm", [a, np.ascontiguousarray(b.T), b, d], tmp_path)
     ref = a.astype(np.float64) @ b.astype(np.float64)
     assert np.allclose(d[0], ref, rtol=1e-6, atol=1e-6)
     assert np.allclose(d[1], ref, rtol=1e-6, atol=1e-6)
@@ -312,7 +312,7 @@ def test_lanes_reconverge_at_the_post_dominator(tmp_path):
     """The join block lies before both sides in the PTX (as LLVM lays some out): the lanes
     still meet there before the shuffle."""
     out = np.zeros(32, np.int32)
-    run(RECONVERGE, "reconverge", [out], tmp_path=tmp_path)
+    run(RECONVERGE, "reconverge", [out], tmp_path)
     assert (out == np.where(np.arange(32) % 2 == 0, 2, 1)).all()
 
 
@@ -350,17 +350,7 @@ $L_read:
 def run_async(wait: int, tmp_path):
     src = np.arange(128, dtype=np.int32)
     out = np.zeros(128, np.int32)
-    body = ASYNC
-    ptx = HEADER + body
-    bases = [0x100000, 0x200000]
-    memory = GlobalMemory([(bases[0], src.view(np.uint8)), (bases[1], out.view(np.uint8))])
-    params = [struct.pack("<Q", bases[0]), struct.pack("<Q", bases[1]), struct.pack("<I", wait)]
-    if PTXAS:
-        (tmp_path / "a.ptx").write_text(ptx)
-        r = subprocess.run([PTXAS, "-arch=sm_80", str(tmp_path / "a.ptx"), "-o",
-                            str(tmp_path / "a.cubin")], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-    launch(parse_module(ptx)["async_copy"], (1, 1, 1), (32, 1, 1), 0, params, memory)
+    run(ASYNC, "async_copy", [src, out], tmp_path, scalars=[wait])
     return src, out
 
 
@@ -417,11 +407,8 @@ $L_end:
     (4, "reached by part of a block")])
 def test_faults_a_device_would_fail(mode, message, tmp_path):
     buf = np.zeros(64, np.int32)  # 256 bytes: lane 63's load at +64 + 252 is past the end
-    ptx = HEADER + FAULTS
-    memory = GlobalMemory([(0x100000, buf.view(np.uint8))])
-    params = [struct.pack("<Q", 0x100000), struct.pack("<I", mode)]
     with pytest.raises(EmulationError, match=message):
-        launch(parse_module(ptx)["faults"], (1, 1, 1), (64, 1, 1), 0, params, memory)
+        run(FAULTS, "faults", [buf], tmp_path, scalars=[mode], block=(64, 1, 1))
 
 
 def test_unsupported_instructions_are_named():
