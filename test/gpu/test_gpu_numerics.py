@@ -2,7 +2,7 @@
 `attn-run --device=gpu` on fresh random inputs, against the float64 reference (test/e2e).
 
 Every kernel the GPU target has (f16 and bf16, head_dim 64 and 128, every structured mask,
-GQA ratios 1, 4 and 8, with and without LSE and softcap) over the CPU suite's odd shapes.
+GQA ratios 1, 3, 4 and 8, with and without LSE and softcap) over the CPU suite's odd shapes.
 Without a CUDA driver or device the whole module exits 77, which ctest reports as skipped,
 never as passed.
 
@@ -27,8 +27,9 @@ from harness import (KernelSpec, NP_DTYPE, compare, gpu_emulator, load_npy,  # n
 from reference import attention  # noqa: E402
 from test_numerics import MASKS  # noqa: E402  (the CPU suite's 7 masks)
 
-HEADS = [(4, 4), (8, 2), (8, 1), (32, 8)]
-KERNELS = [KernelSpec(dtype=dt, hq=HEADS[(mi + di) % 4][0], hkv=HEADS[(mi + di) % 4][1],
+# GQA 3 packs positions across a tile's row boundaries (64 rows are 21 1/3 positions).
+HEADS = [(4, 4), (8, 2), (8, 1), (32, 8), (6, 2)]
+KERNELS = [KernelSpec(dtype=dt, hq=HEADS[(mi + di) % 5][0], hkv=HEADS[(mi + di) % 5][1],
                       d=[64, 128][(mi + di) % 2], mask=m, lse=(mi + di) % 3 != 2,
                       softcap=[0.0, 0.0, 0.0, 30.0][(mi + di) % 4])
            for di, dt in enumerate(["f16", "bf16"]) for mi, m in enumerate(MASKS)]

@@ -3,7 +3,7 @@
 
 Ragged attention (cu_seqlens: sequences of different query and key lengths concatenated) and
 paged append/prefill (qo_indptr: each sequence's queries are the last tokens of its paged KV
-sequence, bottom-right aligned), f16 and bf16, head_dim 64 and 128, GQA 1, 4 and 8, NHD and HND
+sequence, bottom-right aligned), f16 and bf16, head_dim 64 and 128, GQA 1, 3, 4 and 8, NHD and HND
 pages, causal (both alignments), window with sinks, per-KV-head masks (head_masks), softcap,
 with and without LSE; batches with
 empty, one-token, odd and tile-straddling sequences, and more sequences than query tiles (so a
@@ -78,12 +78,12 @@ def kernel_mlir(name, layout, dtype, d, hq, hkv, mask, lse, page_layout="nhd", s
             f"  return {outs} : {res[1:-1] if lse else res}\n}}\n")
 
 
-HEADS = [(4, 4), (8, 2), (8, 1)]
+HEADS = [(4, 4), (8, 2), (8, 1), (6, 2)]
 KERNELS = []
 for di, dtype in enumerate(["f16", "bf16"]):
     for d in (64, 128):
         for mi, mask in enumerate(MASKS):
-            hq, hkv = HEADS[(di + mi) % 3]
+            hq, hkv = HEADS[(di + mi) % 4]
             KERNELS.append((f"ragged_{dtype}_d{d}_{mask}", "ragged", dtype, d, hq, hkv, mask,
                             (di + mi) % 2 == 0))
         for pi, page_layout in enumerate(["nhd", "hnd"]):

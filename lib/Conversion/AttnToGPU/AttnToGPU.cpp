@@ -161,13 +161,17 @@ public:
          b.getNamedAttr("dtype", b.getStringAttr("f32")),
          b.getNamedAttr("shape", b.getArrayAttr(shape))});
   }
-  /// ceil(dim / divide): a constant, or the symbol's expression.
-  Attribute grid(int64_t dim, StringRef name, int64_t divide) {
+  /// ceil(dim * multiply / divide): a constant, or the symbol's expression.
+  Attribute grid(int64_t dim, StringRef name, int64_t divide,
+                 int64_t multiply = 1) {
     if (!ShapedType::isDynamic(dim))
-      return b.getI64IntegerAttr((dim + divide - 1) / divide);
-    return b.getDictionaryAttr(ArrayRef<NamedAttribute>{
+      return b.getI64IntegerAttr((dim * multiply + divide - 1) / divide);
+    SmallVector<NamedAttribute> expr = {
         b.getNamedAttr("symbol", b.getStringAttr(name)),
-        b.getNamedAttr("divide", b.getI64IntegerAttr(divide))});
+        b.getNamedAttr("divide", b.getI64IntegerAttr(divide))};
+    if (multiply != 1)
+      expr.push_back(b.getNamedAttr("multiply", b.getI64IntegerAttr(multiply)));
+    return b.getDictionaryAttr(expr);
   }
   DictionaryAttr dict(ArrayRef<std::pair<StringRef, int64_t>> fields) {
     return dictWith({}, fields);
@@ -231,13 +235,16 @@ private:
   OpBuilder b;
 };
 
-/// The prefill kernel's launch and tiling: one block per 64 query rows of
-/// each head (dense: of each sequence; ragged and paged: the tiles of all
-/// sequences, PrefillKernel.cpp).
-void declarePrefillTiles(KernelDeclarer &k, KernelSignature &sig,
-                         Attribute rows, Attribute batch,
+/// The prefill kernel's launch and tiling: one block per 64 rows of the
+/// query rows of each KV head's group of query heads, `rows` the number of
+/// query positions (dense: of each sequence; ragged and paged: the tiles of
+/// all sequences, PrefillKernel.cpp).
+void declarePrefillTiles(KernelDeclarer &k, KernelSignature &sig, int64_t rows,
+                         StringRef rowsSymbol, Attribute batch,
                          const attnc::gpu_kernels::PrefillSpec &spec) {
-  sig.grid = {rows, k.grid(spec.numQHeads, "", 1), batch};
+  int64_t group = spec.numQHeads / spec.numKVHeads;
+  sig.grid = {k.grid(rows, rowsSymbol, kBlockQ, group),
+              k.grid(spec.numKVHeads, "", 1), batch};
   // Q, 2 stages of K and V.
   sig.smemBytes = (kBlockQ + 4 * spec.blockKV) * spec.headDim * 2;
   sig.tile = k.dict({{"block_q", kBlockQ},
@@ -296,8 +303,7 @@ void lowerPrefill(AttentionOp op, func::FuncOp func) {
     k.size(qs[0], "total_q", sig);
     k.size(ks[0], "total_k", sig);
     k.size(spec.batch, "batch", sig);
-    declarePrefillTiles(k, sig, k.grid(qs[0], "total_q", kBlockQ),
-                        k.grid(1, "", 1), spec);
+    declarePrefillTiles(k, sig, qs[0], "total_q", k.grid(1, "", 1), spec);
   } else {
     k.pointers({"output"}, sig);
     if (spec.hasLse)
@@ -305,8 +311,8 @@ void lowerPrefill(AttentionOp op, func::FuncOp func) {
     k.size(qs[0], "batch", sig);
     k.size(qs[1], "seqlen_q", sig);
     k.size(ks[1], "seqlen_k", sig);
-    declarePrefillTiles(k, sig, k.grid(qs[1], "seqlen_q", kBlockQ),
-                        k.grid(qs[0], "batch", 1), spec);
+    declarePrefillTiles(k, sig, qs[1], "seqlen_q", k.grid(qs[0], "batch", 1),
+                        spec);
   }
   gpu::GPUFuncOp kernel = k.declare(func, sig);
   attnc::gpu_kernels::buildPrefillKernel(op.getLoc(), op.getElementType(), spec,
@@ -343,8 +349,7 @@ void lowerPagedPrefill(PagedAttentionOp op, func::FuncOp func) {
   k.size(spec.batch, "batch", sig);
   k.size(ShapedType::kDynamic, "num_pages", sig);
   k.size(refs, "num_page_refs", sig);
-  declarePrefillTiles(k, sig, k.grid(qs[0], "total_q", kBlockQ),
-                      k.grid(1, "", 1), spec);
+  declarePrefillTiles(k, sig, qs[0], "total_q", k.grid(1, "", 1), spec);
   gpu::GPUFuncOp kernel = k.declare(func, sig);
   attnc::gpu_kernels::buildPrefillKernel(op.getLoc(), op.getElementType(), spec,
                                          kernel);

@@ -5,12 +5,17 @@
 // `attn.paged_attention` with qo_indptr (append/prefill over f16/bf16
 // pages):
 //
-//   - one thread block of 4 warps per (query tile of 64 rows, query head,
-//     sequence); each warp owns 16 query rows. Dense: grid (tiles, Hq, B).
-//     Ragged and paged: grid (ceil(total_q / 64), Hq), and block x takes
-//     the tiles x, x + gridDim.x, ... of all sequences' tiles in order,
-//     finding each one's sequence with a warp scan of the sequences' tile
-//     counts (at most total_q / 64 + B tiles, so a block rarely takes two);
+//   - one thread block of 4 warps per (query tile of 64 rows, KV head,
+//     sequence): the G = Hq / Hkv query heads sharing a KV head are packed
+//     into the rows (row r is position r / G of query head r % G of the
+//     group, as FlashInfer packs them), so each K/V tile staged serves the
+//     whole group and a short append (G x Lq <= 64) fills one block
+//     instead of G mostly empty ones; each warp owns 16 rows. Dense: grid
+//     (ceil(G Lq / 64), Hkv, B). Ragged and paged: grid (ceil(G total_q /
+//     64), Hkv), and block x takes the tiles x, x + gridDim.x, ... of all
+//     sequences' tiles in order, finding each one's sequence with a warp
+//     scan of the sequences' tile counts (at most G total_q / 64 + B tiles,
+//     so a block rarely takes two);
 //   - Q, then K/V tiles of 64 keys staged in dynamic shared memory with
 //     cp.async (16-byte copies, zero-filled past the sequence's end; paged
 //     K/V rows found through the page table), K/V double-buffered so the
@@ -48,6 +53,8 @@ constexpr int64_t kChunk = 8;                   // f16/bf16 per 16 bytes
 
 /// One query tile of one sequence and where that sequence's rows are.
 struct SeqTile {
+  /// The tile's index among the sequence's tiles of 64 packed rows, and the
+  /// sequence's query and key lengths (positions).
   Value seq, qTile, lq, lk;
   /// Ragged and paged: the sequence's first row of q and o.
   Value qStart;
@@ -60,7 +67,8 @@ public:
   PrefillKernelBuilder(Location loc, Type elem, const PrefillSpec &spec,
                        gpu::GPUFuncOp func)
       : KernelBuilder(loc, elem), spec(spec), func(func), hq(spec.numQHeads),
-        hkv(spec.numKVHeads), d(spec.headDim), blockKV(spec.blockKV) {}
+        hkv(spec.numKVHeads), group(hq / hkv), d(spec.headDim),
+        blockKV(spec.blockKV) {}
 
   void build();
 
@@ -71,9 +79,9 @@ private:
   using RowIndex = llvm::function_ref<SmallVector<Value>(Value row, Value col)>;
 
   void processTile(const SeqTile &tile);
-  /// The number of 64-row tiles of the sequences before the first one whose
-  /// tiles reach past `t` (its index), and those tiles' count: a warp scan
-  /// over the sequences' query lengths (`ptr`, [B + 1]).
+  /// The number of tiles (of 64 packed rows) of the sequences before the
+  /// first one whose tiles reach past `t` (its index), and those tiles'
+  /// count: a warp scan over the sequences' query lengths (`ptr`, [B + 1]).
   std::pair<Value, Value> locateTile(Value ptr, Value batch, Value t);
   Value loadIndex(Value memref, Value i) {
     Value v = memref::LoadOp::create(b, memref, ValueRange{i});
@@ -105,8 +113,9 @@ private:
 
   const PrefillSpec &spec;
   gpu::GPUFuncOp func;
-  int64_t hq, hkv, d, blockKV;
-  Value tid, lane, warp, head, kvHead;
+  /// Query heads per KV head: the rows a query position takes in a tile.
+  int64_t hq, hkv, group, d, blockKV;
+  Value tid, lane, warp, kvHead;
   /// The mask of this block's KV head.
   HeadMask mask;
   /// Global views: q, k (or K pages), v (or V pages), o, lse (or null), and
@@ -225,8 +234,7 @@ void PrefillKernelBuilder::build() {
   tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   lane = rem(tid, 32);
   warp = div(tid, 32);
-  head = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  kvHead = div(head, hq / hkv);
+  kvHead = gpu::BlockIdOp::create(b, gpu::Dimension::y);
   mask = headMask(spec.masks, kvHead);
   Type i32Type = b.getI32Type(), f32Type = b.getF32Type();
 
@@ -357,7 +365,8 @@ std::pair<Value, Value> PrefillKernelBuilder::locateTile(Value ptr, Value batch,
     Value inBatch = cmp(arith::CmpIPredicate::slt, i, batch);
     Value ic = minIdx(i, sub(batch, idx(1)));
     Value len = sub(loadIndex(ptr, add(ic, idx(1))), loadIndex(ptr, ic));
-    Value tilesHere = toI32(select(inBatch, ceilDiv(len, kBlockQ), idx(0)));
+    Value tilesHere =
+        toI32(select(inBatch, ceilDiv(mul(len, idx(group)), kBlockQ), idx(0)));
     Value incl = tilesHere;
     for (int64_t off = 1; off < 32; off *= 2) {
       Value up = gpu::ShuffleOp::create(b, incl, i32(off), i32(32),
@@ -390,12 +399,17 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
   bool dense = spec.layout == Layout::Dense;
   bool paged = spec.layout == Layout::Paged;
   Value seq = tile.seq, lq = tile.lq, lk = tile.lk;
+  // Packed row r: position r / G of the group's query head r % G.
+  Value rows = mul(lq, idx(group));
   Value q0 = mul(tile.qTile, idx(kBlockQ));
-  // Element `col` of query row `row` (q, o) and of key row `key` (k, v).
+  auto qHead = [&](Value row) {
+    return add(mul(kvHead, idx(group)), rem(row, group));
+  };
+  // Element `col` of packed row `row` (q, o) and of key row `key` (k, v).
   auto qAt = [&](Value row, Value col) -> SmallVector<Value> {
     if (dense)
-      return {seq, row, head, col};
-    return {add(tile.qStart, row), head, col};
+      return {seq, div(row, group), qHead(row), col};
+    return {add(tile.qStart, div(row, group)), qHead(row), col};
   };
   auto kvAt = [&](Value key, Value col) -> SmallVector<Value> {
     if (dense)
@@ -410,11 +424,13 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
     return {page, slot, kvHead, col};
   };
 
-  // The block predicate. pos(i) = i + (Lk - Lq) (bottom-right) or i.
-  // With per-head masks each bound is selected by the head's flags.
+  // The block predicate. pos(i) = i + (Lk - Lq) (bottom-right) or i for
+  // query position i = row / G. With per-head masks each bound is selected
+  // by the head's flags.
   Value offset = mask.topLeft ? idx(0) : sub(lk, lq);
-  Value lastRow = minIdx(add(q0, idx(kBlockQ - 1)), sub(lq, idx(1)));
-  Value firstPos = add(q0, offset), lastPos = add(lastRow, offset);
+  Value lastRow = minIdx(add(q0, idx(kBlockQ - 1)), sub(rows, idx(1)));
+  Value firstPos = add(div(q0, group), offset);
+  Value lastPos = add(div(lastRow, group), offset);
   Value numTiles = ceilDiv(lk, blockKV);
   Value kvEnd = numTiles;
   if (mask.anyUpper) {
@@ -436,7 +452,7 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
   };
 
   // Q and the first K/V tile, one cp.async group.
-  loadTile({{q, qs}}, kBlockQ, qAt, q0, lq, {});
+  loadTile({{q, qs}}, kBlockQ, qAt, q0, rows, {});
   Value haveTiles = cmp(arith::CmpIPredicate::sgt, iters, idx(0));
   emitIf(haveTiles, [&] {
     Value r0 = mul(tileOf(idx(0)), idx(blockKV));
@@ -462,8 +478,8 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
     init.push_back(f32(0));
   double scale = spec.scale, scaleLog2 = scale * M_LOG2E;
   double softcap = spec.softcap;
-  Value group = div(lane, 4), quad = rem(lane, 4);
-  Value rowA = add(add(q0, warpRow), group); // rows rowA and rowA + 8
+  Value laneRow = div(lane, 4), quad = rem(lane, 4);
+  Value rowA = add(add(q0, warpRow), laneRow); // rows rowA and rowA + 8
 
   auto loop = scf::ForOp::create(b, idx(0), iters, idx(1), init);
   {
@@ -535,7 +551,7 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
           Value key =
               add(add(tileStart, idx(n * 8 + (e % 2))), mul(quad, idx(2)));
           Value row = add(rowA, idx(8 * (e / 2)));
-          Value pos = add(row, offset);
+          Value pos = add(div(row, group), offset);
           Value ok = cmp(arith::CmpIPredicate::slt, key, lk);
           if (mask.anyUpper)
             ok = andI(ok, unless(mask.upper,
@@ -619,7 +635,7 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
         arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, l, f32(0));
     Value inv = select(empty, f32(0), arith::DivFOp::create(b, f32(1), l));
     Value row = add(rowA, idx(8 * h));
-    Value inRange = cmp(arith::CmpIPredicate::slt, row, lq);
+    Value inRange = cmp(arith::CmpIPredicate::slt, row, rows);
     emitIf(inRange, [&] {
       for (int64_t dn = 0; dn < d / 8; ++dn) {
         Value lo = arith::MulFOp::create(b, fin[4 + dn * 4 + 2 * h], inv);
@@ -634,9 +650,10 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
           Value lse = arith::MulFOp::create(
               b, arith::AddFOp::create(b, fin[h], log2(l)), f32(M_LN2));
           lse = select(empty, negInf, lse);
-          SmallVector<Value> at = {seq, head, row};
+          Value pos = div(row, group);
+          SmallVector<Value> at = {seq, qHead(row), pos};
           if (!dense)
-            at = {head, add(tile.qStart, row)};
+            at = {qHead(row), add(tile.qStart, pos)};
           memref::StoreOp::create(b, lse, lseView, at);
         });
       }

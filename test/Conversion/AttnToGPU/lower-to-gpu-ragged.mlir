@@ -4,7 +4,8 @@
 // RUN:   | FileCheck %s --check-prefix=PTX
 
 // Ragged (cu_seqlens) prefill, causal, GQA 4:1, with the LSE: the prefill
-// kernel over concatenated sequences. The grid is ceil(total_q / 64) x Hq;
+// kernel over concatenated sequences. The 4 query heads of the KV head are
+// packed into a tile's rows, so the grid is ceil(4 total_q / 64) x Hkv;
 // block x takes the query tiles x, x + gridDim.x, ... of all sequences,
 // each located by a warp scan of the sequences' tile counts (5 shuffles up
 // for the scan, the chunk's total from lane 31, two sums of 5 xor
@@ -12,7 +13,7 @@
 
 // CHECK-LABEL: gpu.module @ragged_gpu
 // CHECK: gpu.func @ragged
-// CHECK-SAME: attn.launch = {block = array<i64: 128, 1, 1>, grid = [{divide = 64 : i64, symbol = "total_q"}, 4, 1], params = ["query", "key", "value", "cu_seqlens_q", "cu_seqlens_k", "output", "lse", "$total_q", "$total_k", "$batch"], smem_bytes = 40960 : i64, tile = {block_kv = 64 : i64, block_q = 64 : i64, stages = 2 : i64, warps = 4 : i64}}
+// CHECK-SAME: attn.launch = {block = array<i64: 128, 1, 1>, grid = [{divide = 64 : i64, multiply = 4 : i64, symbol = "total_q"}, 1, 1], params = ["query", "key", "value", "cu_seqlens_q", "cu_seqlens_k", "output", "lse", "$total_q", "$total_k", "$batch"], smem_bytes = 40960 : i64, tile = {block_kv = 64 : i64, block_q = 64 : i64, stages = 2 : i64, warps = 4 : i64}}
 // The number of tiles of all sequences.
 // CHECK: scf.for %{{.*}} step %c32{{.*}} -> (i32, i32, i32)
 // CHECK-COUNT-5: gpu.shuffle  up
@@ -59,11 +60,11 @@ func.func @ragged(%q: tensor<?x4x64xf16>, %k: tensor<?x1x64xf16>, %v: tensor<?x1
 
 // CHECK-LABEL: gpu.module @append_gpu
 // CHECK: gpu.func @append
-// CHECK-SAME: grid = [{divide = 64 : i64, symbol = "total_q"}, 32, 1], params = ["query", "k_pages", "v_pages", "kv_indptr", "kv_indices", "kv_last_page_len", "qo_indptr", "output", "$total_q", "$batch", "$num_pages", "$num_page_refs"], smem_bytes = 49152 : i64, tile = {block_kv = 32 : i64, block_q = 64 : i64, stages = 2 : i64, warps = 4 : i64}
+// CHECK-SAME: grid = [{divide = 64 : i64, multiply = 4 : i64, symbol = "total_q"}, 8, 1], params = ["query", "k_pages", "v_pages", "kv_indptr", "kv_indices", "kv_last_page_len", "qo_indptr", "output", "$total_q", "$batch", "$num_pages", "$num_page_refs"], smem_bytes = 49152 : i64, tile = {block_kv = 32 : i64, block_q = 64 : i64, stages = 2 : i64, warps = 4 : i64}
 // CHECK: gpu.grid_dim  x
 // A key row's page: kv_indices[first + key / 16], then K and V at (page,
 // key % 16, KV head).
-// CHECK: nvgpu.device_async_copy %{{.*}}[%[[PAGE:[0-9]+]], %[[SLOT:[0-9]+]], %[[H:[0-9]+]], %[[C:[0-9]+]]], {{.*}} : memref<?x16x8x128xbf16, #gpu.address_space<global>> to memref<2x32x128xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_copy %{{.*}}[%[[PAGE:[0-9]+]], %[[SLOT:[0-9]+]], %[[H:[a-z_0-9]+]], %[[C:[0-9]+]]], {{.*}} : memref<?x16x8x128xbf16, #gpu.address_space<global>> to memref<2x32x128xbf16, #gpu.address_space<workgroup>>
 // CHECK-NEXT: nvgpu.device_async_copy %{{.*}}[%[[PAGE]], %[[SLOT]], %[[H]], %[[C]]], {{.*}} : memref<?x16x8x128xbf16, #gpu.address_space<global>> to memref<2x32x128xbf16, #gpu.address_space<workgroup>>
 // In the KV loop, the next tile's rows through the page table, then the
 // tensor cores.
@@ -104,11 +105,10 @@ func.func @append_hnd(%q: tensor<?x8x64xf16>, %cache: !hnd, %kv_indptr: tensor<?
 
 // Per-KV-head masks (head_masks): KV head 0 causal, KV head 1 a window of
 // 252 with 4 sinks. The block's window and sinks are selected by its KV head
-// (query head / 4), and the window's bounds apply only where the head has
-// one.
+// (block y: the block's rows are that head's 4 query heads), and the
+// window's bounds apply only where the head has one.
 // CHECK-LABEL: gpu.module @duo_gpu
-// CHECK: %[[QH:.*]] = gpu.block_id  y
-// CHECK: %[[KVH:.*]] = arith.divui %[[QH]], %c4
+// CHECK: %[[KVH:.*]] = gpu.block_id  y
 // CHECK: %[[IS1:.*]] = arith.cmpi eq, %[[KVH]], %c1
 // CHECK: %[[HASW:.*]] = arith.select %[[IS1]], %true{{[_0-9]*}}, %false{{[_0-9]*}} : i1
 // CHECK: arith.select %{{.*}}, %c252, %c0

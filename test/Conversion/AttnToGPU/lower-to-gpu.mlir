@@ -4,20 +4,32 @@
 // RUN:   | FileCheck %s --check-prefix=PTX
 
 // A causal GQA prefill kernel (8 query heads over 2 KV heads, head_dim 128,
-// f16, dynamic batch and lengths) becomes one FlashAttention-2 kernel.
+// f16, dynamic batch and lengths) becomes one FlashAttention-2 kernel. A
+// block covers one KV head's group of 4 query heads: its 64 rows are 16
+// positions x 4 heads, so the grid is ceil(4 seqlen_q / 64) x Hkv x batch.
 
 // CHECK-LABEL: module attributes {gpu.container_module}
 // CHECK: gpu.module @prefill_gpu
 // The ABI: bare global pointers, then the dynamic sizes as i32.
 // CHECK: gpu.func @prefill(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32) kernel
-// CHECK-SAME: attn.launch = {block = array<i64: 128, 1, 1>, grid = [{divide = 64 : i64, symbol = "seqlen_q"}, 8, {divide = 1 : i64, symbol = "batch"}], params = ["query", "key", "value", "output", "$batch", "$seqlen_q", "$seqlen_k"], smem_bytes = 81920 : i64, tile = {block_kv = 64 : i64, block_q = 64 : i64, stages = 2 : i64, warps = 4 : i64}}
+// CHECK-SAME: attn.launch = {block = array<i64: 128, 1, 1>, grid = [{divide = 64 : i64, multiply = 4 : i64, symbol = "seqlen_q"}, 2, {divide = 1 : i64, symbol = "batch"}], params = ["query", "key", "value", "output", "$batch", "$seqlen_q", "$seqlen_k"], smem_bytes = 81920 : i64, tile = {block_kv = 64 : i64, block_q = 64 : i64, stages = 2 : i64, warps = 4 : i64}}
 // Q [64, 128], K and V [2, 64, 128] in dynamic shared memory.
+// CHECK: %[[KVHEAD:.*]] = gpu.block_id  y
 // CHECK: gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<64x128xf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x64x128xf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x64x128xf16, #gpu.address_space<workgroup>>
 // Q and the first K/V tile: 16-byte cp.async, zero-filled past the end.
-// CHECK: nvgpu.device_async_copy {{.*}}, 8, %{{.*}} {bypassL1} : memref<?x?x8x128xf16, #gpu.address_space<global>> to memref<64x128xf16, #gpu.address_space<workgroup>>
+// Row r of the Q tile is position r / 4 of query head 4 kv_head + r % 4
+// (after the row's swizzled column in the shared tile).
+// CHECK: arith.xori
+// CHECK: %[[POS:.*]] = arith.divui %[[ROW:.*]], %c4{{.*}} : index
+// CHECK-NEXT: %c4{{.*}} = arith.constant 4 : index
+// CHECK-NEXT: %[[INGROUP:.*]] = arith.remui %[[ROW]], %c4{{.*}} : index
+// CHECK-NEXT: %c4{{.*}} = arith.constant 4 : index
+// CHECK-NEXT: %[[FIRSTHEAD:.*]] = arith.muli %[[KVHEAD]], %c4{{.*}} : index
+// CHECK-NEXT: %[[QHEAD:.*]] = arith.addi %[[FIRSTHEAD]], %[[INGROUP]] : index
+// CHECK-NEXT: nvgpu.device_async_copy %{{.*}}[%{{.*}}, %[[POS]], %[[QHEAD]], %{{.*}}], {{.*}}, 8, %{{.*}} {bypassL1} : memref<?x?x8x128xf16, #gpu.address_space<global>> to memref<64x128xf16, #gpu.address_space<workgroup>>
 // CHECK: nvvm.cp.async.commit.group
 // CHECK-NEXT: nvvm.cp.async.wait.group 0
 // CHECK-NEXT: gpu.barrier
