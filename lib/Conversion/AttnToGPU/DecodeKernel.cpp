@@ -60,63 +60,7 @@ public:
 private:
   /// `vec` elements of `type` at `indices` (16-byte aligned), as f32.
   Value loadVector(Value memref, ValueRange indices, Type type) {
-    Value v =
-        vector::LoadOp::create(b, VectorType::get({vec}, type), memref, indices,
-                               /*nontemporal=*/false, llvm::MaybeAlign(16));
-    auto f32Vec = VectorType::get({vec}, b.getF32Type());
-    if (type.isInteger(8))
-      return arith::SIToFPOp::create(b, f32Vec, v);
-    return arith::ExtFOp::create(b, f32Vec, v);
-  }
-  /// `vec` fp8 values (loaded as i8) as f32, exactly: e5m2 is the high byte
-  /// of an f16; e4m3fn's bits go to f16 bit 7 up (exponent bias 15 instead
-  /// of 7, subnormals included), then times 2^8. (e4m3fn's NaN, 0x7f,
-  /// becomes 480: caches hold no NaN.)
-  Value loadFp8(Value memref, ValueRange indices) {
-    auto i16Vec = VectorType::get({vec}, b.getI16Type());
-    Value bits = vector::LoadOp::create(
-        b, VectorType::get({vec}, b.getI8Type()), memref, indices,
-        /*nontemporal=*/false, llvm::MaybeAlign(16));
-    Value wide = arith::ExtUIOp::create(b, i16Vec, bits);
-    auto constant = [&](int64_t v) {
-      return arith::ConstantOp::create(
-          b, i16Vec, DenseElementsAttr::get(i16Vec, APInt(16, v)));
-    };
-    Value half;
-    if (isa<Float8E5M2Type>(storage)) {
-      half = arith::ShLIOp::create(b, wide, constant(8));
-    } else {
-      Value sign = arith::ShLIOp::create(
-          b, arith::AndIOp::create(b, wide, constant(0x80)), constant(8));
-      Value rest = arith::ShLIOp::create(
-          b, arith::AndIOp::create(b, wide, constant(0x7f)), constant(7));
-      half = arith::OrIOp::create(b, sign, rest);
-    }
-    Value f16s = arith::BitcastOp::create(
-        b, VectorType::get({vec}, b.getF16Type()), half);
-    Value f =
-        arith::ExtFOp::create(b, VectorType::get({vec}, b.getF32Type()), f16s);
-    if (isa<Float8E5M2Type>(storage))
-      return f;
-    return arith::MulFOp::create(b, f, splat(f32(256.0)));
-  }
-  /// `vec` int4 codes (vec / 2 bytes at byte column `indices.back()`, 8-byte
-  /// aligned) as f32 in [0, 15], in channel order.
-  Value loadInt4(Value memref, ValueRange indices) {
-    auto i16Vec = VectorType::get({vec / 2}, b.getI16Type());
-    Value bytes = vector::LoadOp::create(
-        b, VectorType::get({vec / 2}, b.getI8Type()), memref, indices,
-        /*nontemporal=*/false, llvm::MaybeAlign(8));
-    Value wide = arith::ExtUIOp::create(b, i16Vec, bytes);
-    auto constant = [&](int64_t v) {
-      return arith::ConstantOp::create(
-          b, i16Vec, DenseElementsAttr::get(i16Vec, APInt(16, v)));
-    };
-    Value low = arith::AndIOp::create(b, wide, constant(0xf));
-    Value high = arith::ShRUIOp::create(b, wide, constant(4));
-    Value codes = vector::InterleaveOp::create(b, low, high);
-    return arith::UIToFPOp::create(b, VectorType::get({vec}, b.getF32Type()),
-                                   codes);
+    return loadAsF32(memref, indices, type, vec);
   }
   Value loadIndex(Value memref, Value i) {
     Value v = memref::LoadOp::create(b, memref, ValueRange{i});
@@ -132,13 +76,8 @@ private:
   int64_t threads;
   int64_t minSplitKeys;
   Type storage;
-  /// int8 pages with per-channel K and per-token V scales (f16).
-  bool int8;
-  /// int4 pages (two channels a byte, channel 2i in the low nibble of byte
-  /// i) with per-channel K and per-token V scales and minima (f16).
-  bool int4;
-  /// fp8 pages (e4m3fn, e5m2; stored as bytes) with per-head scales (f32).
-  bool fp8;
+  /// The pages' kind, for the parameters (PagedKV.cpp reads them).
+  bool int8, int4, fp8;
   /// Elements per lane: one 16-byte load of the pages.
   int64_t vec;
 };
@@ -198,36 +137,11 @@ void DecodeKernelBuilder::build() {
 
   int64_t dyn = ShapedType::kDynamic;
   Value q = globalView(qPtr, elem, {dyn, hq, d}, {batch});
-  // int4 pages hold D / 2 bytes a row.
-  int64_t rowElems = int4 ? d / 2 : d;
-  SmallVector<int64_t> pageShape =
-      cache.getHeadMajor() ? SmallVector<int64_t>{dyn, hkv, pageSize, rowElems}
-                           : SmallVector<int64_t>{dyn, pageSize, hkv, rowElems};
-  Type pageType = fp8 || int4 ? b.getI8Type() : storage;
-  Value kPages = globalView(kPtr, pageType, pageShape, {numPages});
-  Value vPages = globalView(vPtr, pageType, pageShape, {numPages});
-  // int8, int4: K scales (and int4 minima) [P, page_size / k_group, H, D],
-  // V scales (minima) [P, S, H]; fp8: one f32 scale per KV head for K and
-  // one for V.
-  Type f16 = b.getF16Type();
-  Value kScale, vScale, kMin, vMin;
-  if (fp8) {
-    kScale = globalView(kScalePtr, f32Type, {hkv}, {});
-    vScale = globalView(vScalePtr, f32Type, {hkv}, {});
-  }
-  if (int8 || int4) {
-    SmallVector<int64_t> kShape = {dyn, pageSize / cache.getKGroup(), hkv, d};
-    kScale = globalView(kScalePtr, f16, kShape, {numPages});
-    vScale = globalView(vScalePtr, f16, {dyn, pageSize, hkv}, {numPages});
-    if (int4) {
-      kMin = globalView(kMinPtr, f16, kShape, {numPages});
-      vMin = globalView(vMinPtr, f16, {dyn, pageSize, hkv}, {numPages});
-    }
-  }
   Type i32 = b.getI32Type();
   Value indptr = globalView(indptrPtr, i32, {dyn}, {add(batch, idx(1))});
   Value indices = globalView(indicesPtr, i32, {dyn}, {numRefs});
   Value lastLen = globalView(lastPtr, i32, {dyn}, {batch});
+  Type f16 = b.getF16Type();
   Value kRecent, vRecent, rings;
   if (residual) {
     kRecent = globalView(kRecentPtr, f16, {dyn, residual, hkv, d}, {numRings});
@@ -245,6 +159,8 @@ void DecodeKernelBuilder::build() {
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value lane = rem(tid, lanesPerKey), keyGroup = div(tid, lanesPerKey);
   Value kvHead = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  PagedKV kvPages = pagedKV(cache, kPtr, vPtr, kScalePtr, vScalePtr, kMinPtr,
+                            vMinPtr, numPages, kvHead);
   Value seq = gpu::BlockIdOp::create(b, gpu::Dimension::y);
   Value split = gpu::BlockIdOp::create(b, gpu::Dimension::z);
   Value col = mul(lane, idx(vec));
@@ -297,13 +213,6 @@ void DecodeKernelBuilder::build() {
   for (int64_t g = 0; g < group; ++g)
     init.push_back(zeroVec);
 
-  // fp8: the head's scales, loaded once.
-  Value kHeadScale, vHeadScale;
-  if (fp8) {
-    kHeadScale = memref::LoadOp::create(b, kScale, ValueRange{kvHead});
-    vHeadScale = memref::LoadOp::create(b, vScale, ValueRange{kvHead});
-  }
-
   // Every lane of a warp runs the same number of steps (the shuffles need
   // all of them); a lane past the range reads a valid key and drops it.
   Value steps = ceilDiv(sub(end, begin), keysPerStep);
@@ -320,43 +229,11 @@ void DecodeKernelBuilder::build() {
     Value key = select(inSinks, ic, add(lo, sub(ic, sinks)));
     Value page = loadIndex(indices, add(first, div(key, pageSize)));
     Value slot = rem(key, pageSize);
-    Value byteCol = int4 ? div(col, 2) : col;
-    SmallVector<Value> at =
-        cache.getHeadMajor() ? SmallVector<Value>{page, kvHead, slot, byteCol}
-                             : SmallVector<Value>{page, slot, kvHead, byteCol};
-    auto load = [&](Value pages) {
-      if (fp8)
-        return loadFp8(pages, at);
-      if (int4)
-        return loadInt4(pages, at);
-      return loadVector(pages, at, storage);
-    };
     // K and V of the key as f32: from the pages, dequantized in registers,
     // or, for the residual window's keys, from the sequence's f16 ring.
     auto fromPages = [&]() -> std::pair<Value, Value> {
-      Value kv = load(kPages), vv = load(vPages);
-      if (fp8) {
-        kv = arith::MulFOp::create(b, kv, splat(kHeadScale));
-        vv = arith::MulFOp::create(b, vv, splat(vHeadScale));
-      }
-      if (int8 || int4) {
-        // Dequantization in registers: x = scale * q (int8), scale * q + min
-        // (int4).
-        SmallVector<Value> kAt = {page, div(slot, cache.getKGroup()), kvHead,
-                                  col};
-        kv = arith::MulFOp::create(b, kv, loadVector(kScale, kAt, f16));
-        auto perToken = [&](Value memref) {
-          Value x =
-              memref::LoadOp::create(b, memref, ValueRange{page, slot, kvHead});
-          return splat(arith::ExtFOp::create(b, f32Type, x));
-        };
-        vv = arith::MulFOp::create(b, vv, perToken(vScale));
-        if (int4) {
-          kv = arith::AddFOp::create(b, kv, loadVector(kMin, kAt, f16));
-          vv = arith::AddFOp::create(b, vv, perToken(vMin));
-        }
-      }
-      return {kv, vv};
+      auto [rawK, rawV] = loadRawKV(kvPages, page, slot, kvHead, col);
+      return dequantizeKV(kvPages, rawK, rawV, page, slot, kvHead, col);
     };
     Value kv, vv;
     if (!residual) {

@@ -36,6 +36,22 @@ struct HeadMask {
   Value hasWindow, window, sinks;
 };
 
+/// A paged cache's K and V pages and, when quantized, their scales (and
+/// int4 minima) as global views (PagedKV.cpp): what a chunk of `vec`
+/// channels of one token needs to be read as f32.
+struct PagedKV {
+  Type storage;
+  bool int8 = false, int4 = false, fp8 = false, headMajor = false;
+  int64_t kGroup = 1;
+  /// Channels per 16-byte load of the pages (8 bytes of int4): 8 for
+  /// f16/bf16 pages, 16 for quantized ones.
+  int64_t vec = 8;
+  Value kPages, vPages, kScale, vScale, kMin, vMin;
+  /// fp8: the KV head's scales (f32), loaded once.
+  Value kHeadScale, vHeadScale;
+  bool quantized() const { return int8 || int4 || fp8; }
+};
+
 /// Builds into a gpu.func whose first block is the insertion point.
 class KernelBuilder {
 public:
@@ -82,6 +98,22 @@ protected:
   /// ABI is bare pointers (docs/gpu-artifacts.md).
   Value globalView(Value ptr, Type elemType, ArrayRef<int64_t> shape,
                    ArrayRef<Value> sizes);
+  /// Views over the pages (and scales) of `cache`: the kernel's pointers,
+  /// the scale and minimum ones null where the storage has none.
+  PagedKV pagedKV(attn::KVCacheType cache, Value kPtr, Value vPtr,
+                  Value kScalePtr, Value vScalePtr, Value kMinPtr,
+                  Value vMinPtr, Value numPages, Value kvHead);
+  /// `n` elements of `type` (f16, bf16 or i8) at `indices`, 16-byte
+  /// aligned, as f32.
+  Value loadAsF32(Value memref, ValueRange indices, Type type, int64_t n);
+  /// Channels [col, col + vec) of K and V of token `slot` of `page`, as
+  /// stored (vectors of the storage type, bytes for fp8 and int4).
+  std::pair<Value, Value> loadRawKV(const PagedKV &kv, Value page, Value slot,
+                                    Value kvHead, Value col);
+  /// Those chunks as f32, dequantized.
+  std::pair<Value, Value> dequantizeKV(const PagedKV &kv, Value rawK,
+                                       Value rawV, Value page, Value slot,
+                                       Value kvHead, Value col);
   /// Emits `body` under `scf.if cond` (no results).
   void emitIf(Value cond, llvm::function_ref<void()> body) {
     auto ifOp = scf::IfOp::create(b, TypeRange{}, cond, /*withElse=*/false);
@@ -117,6 +149,12 @@ protected:
     return arith::MulFOp::create(b, t, f32(cap * M_LOG2E));
   }
   ImplicitLocOpBuilder b;
+
+private:
+  Value widenFp8(const PagedKV &kv, Value bytes);
+  Value int4Codes(const PagedKV &kv, Value bytes);
+
+protected:
   /// The kernel's 16-bit element type (f16 or bf16).
   Type elem;
 };

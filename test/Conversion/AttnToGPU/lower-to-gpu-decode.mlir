@@ -125,9 +125,11 @@ func.func @window_decode(%q: tensor<?x8x64xf16>, %cache: !hnd, %indptr: tensor<?
 // CHECK-SAME: params = ["query", "k_pages", "v_pages", "k_scale", "v_scale", "kv_indptr", "kv_indices", "kv_last_page_len", "output", "%partial_o", "%partial_lse", "$batch", "$num_pages", "$num_page_refs", "$num_splits"]
 // CHECK-SAME: tile = {keys_per_step = 16 : i64, lanes_per_key = 8 : i64, min_split_keys = 64 : i64, threads = 128 : i64}
 // CHECK: scf.for
+// K's and V's bytes are loaded before either is converted.
 // CHECK: %[[K:.*]] = vector.load {{.*}} {alignment = 16 : i64} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>
+// CHECK-NEXT: %[[V:.*]] = vector.load {{.*}} {alignment = 16 : i64} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>
 // CHECK: arith.sitofp %[[K]] : vector<16xi8> to vector<16xf32>
-// CHECK: vector.load {{.*}} : memref<?x16x8x128xi8, #gpu.address_space<global>>, vector<16xi8>
+// CHECK: arith.sitofp %[[V]] : vector<16xi8> to vector<16xf32>
 // CHECK: vector.load {{.*}} {alignment = 16 : i64} : memref<?x1x8x128xf16, #gpu.address_space<global>>, vector<16xf16>
 // CHECK: arith.mulf {{.*}} : vector<16xf32>
 // CHECK: memref.load {{.*}} : memref<?x16x8xf16, #gpu.address_space<global>>
@@ -182,12 +184,12 @@ func.func @fp8_decode(%q: tensor<?x32x128xf16>, %cache: !f8, %indptr: tensor<?xi
 // CHECK-SAME: tile = {keys_per_step = 16 : i64, lanes_per_key = 8 : i64, min_split_keys = 64 : i64, threads = 128 : i64}
 // CHECK: scf.for
 // CHECK: %[[B:.*]] = vector.load {{.*}} {alignment = 8 : i64} : memref<?x16x8x64xi8, #gpu.address_space<global>>, vector<8xi8>
+// CHECK-NEXT: vector.load {{.*}} {alignment = 8 : i64} : memref<?x16x8x64xi8, #gpu.address_space<global>>, vector<8xi8>
 // CHECK: %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi16>
 // CHECK: %[[LO:.*]] = arith.andi %[[W]]
 // CHECK: %[[HI:.*]] = arith.shrui %[[W]]
 // CHECK: %[[Q:.*]] = vector.interleave %[[LO]], %[[HI]] : vector<8xi16> -> vector<16xi16>
 // CHECK: arith.uitofp %[[Q]] : vector<16xi16> to vector<16xf32>
-// CHECK: vector.load {{.*}} : memref<?x16x8x64xi8, #gpu.address_space<global>>, vector<8xi8>
 // CHECK: vector.load {{.*}} : memref<?x2x8x128xf16, #gpu.address_space<global>>, vector<16xf16>
 // CHECK: arith.mulf
 // CHECK: vector.load {{.*}} : memref<?x2x8x128xf16, #gpu.address_space<global>>, vector<16xf16>
