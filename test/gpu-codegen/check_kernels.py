@@ -102,9 +102,11 @@ def ragged_kernel(name, dtype, head_dim, mask, lse):
             f"  return {outs} : {results[1:-1] if lse else results}\n}}\n")
 
 
-def append_kernel(name, dtype, head_dim, layout, mask, lse):
+def append_kernel(name, dtype, head_dim, layout, mask, lse, storage=None):
+    storage = storage or dtype
+    group = ", k_group = 16" if storage in ("i8", "i4") else ""
     cache = (f"!attn.kv_cache<page_size = 16, kv_heads = 8, head_dim = {head_dim}, "
-             f"layout = {layout}, storage = {dtype}>")
+             f"layout = {layout}, storage = {storage}{group}>")
     q = f"tensor<?x32x{head_dim}x{dtype}>"
     idx = "tensor<?xi32>"
     lse_type = "tensor<32x?xf32>"
@@ -163,6 +165,12 @@ def main():
                                 f"{'_lse' if lse else ''}")
                         source.append(append_kernel(name, dtype, head_dim, layout,
                                                     MASKS[mask_name], lse))
+            # quantized pages, dequantized into the shared tiles
+            fp8 = "f8E4M3FN" if dtype == "f16" else "f8E5M2"
+            for storage in ("i8", "i4", fp8):
+                source.append(append_kernel(f"append_{storage.lower()}_{dtype}_d{head_dim}",
+                                            dtype, head_dim, "nhd", MASKS["causal"], True,
+                                            storage))
     for dtype in ("f16", "bf16"):
         for head_dim in (64, 128):
             for layout in ("nhd", "hnd"):

@@ -4,7 +4,7 @@
 Ragged attention (cu_seqlens: sequences of different query and key lengths concatenated) and
 paged append/prefill (qo_indptr: each sequence's queries are the last tokens of its paged KV
 sequence, bottom-right aligned), f16 and bf16, head_dim 64 and 128, GQA 1, 3, 4 and 8, NHD and HND
-pages, causal (both alignments), window with sinks, per-KV-head masks (head_masks), softcap,
+pages in f16/bf16, int8, int4 and fp8 e4m3fn/e5m2, causal (both alignments), window with sinks, per-KV-head masks (head_masks), softcap,
 with and without LSE; batches with
 empty, one-token, odd and tile-straddling sequences, and more sequences than query tiles (so a
 block takes several tiles). Outputs are NaN-poisoned. Without a CUDA driver or device the module
@@ -29,8 +29,10 @@ import attnrt_ctypes as rt  # noqa: E402
 from harness import compare, gpu_kernels  # noqa: E402
 from kv_reference import build_page_table  # noqa: E402
 from reference import Mask, attention  # noqa: E402
+from quantized_pages import gather, random_pages  # noqa: E402
 
 PAGE = 16
+K_GROUP = 8  # int8 and int4 pages: tokens sharing one per-channel K scale
 MASKS = {
     "none": ("", Mask()),
     "causal": ("#attn.mask<causal>", Mask(causal=True)),
@@ -49,8 +51,10 @@ if os.environ.get("ATTNC_GPU_EMULATOR"):
     LENS = [[(1, 1)], [(0, 5), (37, 37), (64, 200), (17, 130)], [(1, 40)] * 20 + [(65, 65)] * 2]
 
 
-def kernel_mlir(name, layout, dtype, d, hq, hkv, mask, lse, page_layout="nhd", softcap=0.0):
-    """A ragged (`layout` "ragged") or paged append (`layout` "paged") kernel."""
+def kernel_mlir(name, layout, dtype, d, hq, hkv, mask, lse, page_layout="nhd", softcap=0.0,
+                storage=None):
+    """A ragged (`layout` "ragged") or paged append (`layout` "paged") kernel, the pages in
+    `storage` (default `dtype`)."""
     q = f"tensor<?x{hq}x{d}x{dtype}>"
     i = "tensor<?xi32>"
     res = f"({q}, tensor<{hq}x?xf32>)" if lse else q
@@ -68,8 +72,10 @@ def kernel_mlir(name, layout, dtype, d, hq, hkv, mask, lse, page_layout="nhd", s
                 f"  {outs} = attn.attention %q, %k, %v cu_seqlens(%cu_q, %cu_k){attrs}\n"
                 f"      : ({q}, {kv}, {kv}, {i}, {i}) -> {res}\n"
                 f"  return {outs} : {res[1:-1] if lse else res}\n}}\n")
+    storage = storage or dtype
+    group = f", k_group = {K_GROUP}" if storage in ("i8", "i4") else ""
     cache = (f"!attn.kv_cache<page_size = {PAGE}, kv_heads = {hkv}, head_dim = {d}, "
-             f"layout = {page_layout}, storage = {dtype}>")
+             f"layout = {page_layout}, storage = {storage}{group}>")
     return (f"func.func @{name}(%q: {q}, %cache: {cache}, %indptr: {i}, %indices: {i},\n"
             f"    %last: {i}, %qo: {i}) -> {res} {{\n"
             f"  {outs} = attn.paged_attention %q, %cache, %indptr, %indices, %last "
@@ -97,6 +103,12 @@ for di, dtype in enumerate(["f16", "bf16"]):
                     dtype == "f16"))
     KERNELS.append((f"append_{dtype}_d128_head_masks", "paged", dtype, 128, 8, 2, "head_masks",
                     dtype == "bf16", "hnd"))
+    # Quantized pages, dequantized into the kernel's shared tiles.
+    for si, storage in enumerate(["i8", "i4", "f8E4M3FN", "f8E5M2"]):
+        d, mask = [64, 128][(di + si) % 2], ["causal", "window_sinks"][si // 2]
+        page_layout = ["nhd", "hnd"][(di + si // 2) % 2]
+        KERNELS.append((f"append_{storage.lower()}_{dtype}_d{d}_{page_layout}_{mask}", "paged",
+                        dtype, d, 8, 2, mask, si % 2 == 0, page_layout, 0.0, storage))
 
 
 def reference(q, k, v, mask, **kw):
@@ -120,11 +132,13 @@ def gpu_module(tmp_path_factory):
                            "\n".join(kernel_mlir(*k) for k in KERNELS))
 
 
-def random_case(rng, kernel, lens):
+def random_case(rng, kernel, lens, tile_rounding=False):
     """Random inputs for one batch of `kernel`: the arguments in manifest order (outputs
-    NaN-filled), the outputs, and the float64 references."""
+    NaN-filled), the outputs, and the float64 references. With `tile_rounding` the reference
+    reads quantized pages' values rounded to the query dtype, as the GPU kernel's tensor-core
+    tiles hold them (docs/gpu.md, "Quantized pages in prefill"); the host kernels keep f32."""
     name, layout, dtype, d, hq, hkv, mask, lse, *rest = kernel
-    page_layout, softcap = (list(rest) + ["nhd", 0.0][len(rest):])
+    page_layout, softcap, storage = (list(rest) + ["nhd", 0.0, dtype][len(rest):])
     t = rt.NP_DTYPES[dtype]
     lq = [a for a, _ in lens]
     lk = [b for _, b in lens]
@@ -144,22 +158,20 @@ def random_case(rng, kernel, lens):
         return args, (o, lse_out), (o_ref, lse_ref if lse else None)
 
     table = build_page_table(rng, lk, PAGE, extra_pages=3)
-    shape = ((table.num_pages, PAGE, hkv, d) if page_layout == "nhd"
-             else (table.num_pages, hkv, PAGE, d))
-    k_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
-    v_pages = rng.standard_normal(shape, dtype=np.float32).astype(t)
-    args = [q, k_pages, v_pages, table.kv_indptr.astype(np.int32),
+    head_major = page_layout == "hnd"
+    k_pages, v_pages, scales, k_values, v_values = random_pages(
+        rng, storage, dtype, table.num_pages, PAGE, hkv, d, head_major, K_GROUP)
+    args = [q, k_pages, v_pages, *scales, table.kv_indptr.astype(np.int32),
             table.kv_indices.astype(np.int32), table.kv_last_page_len.astype(np.int32), cu_q, o]
     args += [lse_out] if lse else []
-    # The reference over each sequence's keys gathered from its pages.
+    if tile_rounding and storage != dtype:
+        k_values, v_values = (x.astype(t).astype(np.float64) for x in (k_values, v_values))
+    # The reference over the values of each sequence's keys, gathered from its pages.
     ks, vs = [], []
     for s in range(len(lens)):
         ids = table.kv_indices[table.kv_indptr[s]:table.kv_indptr[s + 1]]
-        kk, vv = k_pages[ids], v_pages[ids]
-        if page_layout == "hnd":
-            kk, vv = kk.transpose(0, 2, 1, 3), vv.transpose(0, 2, 1, 3)
-        ks.append(kk.reshape(-1, hkv, d)[:lk[s]])
-        vs.append(vv.reshape(-1, hkv, d)[:lk[s]])
+        ks.append(gather(k_values, ids, lk[s], head_major))
+        vs.append(gather(v_values, ids, lk[s], head_major))
     cu_k = np.concatenate([[0], np.cumsum(lk)])
     o_ref, lse_ref = reference(q, np.concatenate(ks), np.concatenate(vs), mask, softcap=softcap,
                                cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
@@ -171,7 +183,7 @@ def test_ragged_prefill_against_float64(kernel, gpu_module):
     seed = int(os.environ.get("ATTNC_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
     rng = np.random.default_rng(seed)
     for lens in LENS:
-        args, (o, lse), (o_ref, lse_ref) = random_case(rng, kernel, lens)
+        args, (o, lse), (o_ref, lse_ref) = random_case(rng, kernel, lens, tile_rounding=True)
         gpu_module.run_arrays(kernel[0], args)
         bad = compare(kernel[2], o, o_ref, lse, lse_ref)
         assert not bad, f"{kernel[0]} lens={lens} seed={seed}: " + "; ".join(bad)

@@ -89,13 +89,9 @@ std::optional<std::string> unsupported(PagedAttentionOp op) {
   int64_t d = op.getHeadDim();
   if (d != 64 && d != 128)
     return "head_dim " + std::to_string(d) + " (64 and 128 have kernels)";
-  if (op.isRagged()) {
-    // The prefill kernel's tensor cores read the pages as they are.
-    if (quantized)
-      return "paged append/prefill (qo_indptr) over " + typeName(storage) +
-             " pages (f16 and bf16 pages have a kernel)";
+  // The prefill kernel dequantizes pages into its shared tiles.
+  if (op.isRagged())
     return std::nullopt;
-  }
   // One lane holds 16 bytes of a key and its query heads' elements as f32:
   // more heads than this overflow the registers or the shared memory of
   // the final merge.
@@ -254,8 +250,8 @@ void declarePrefillTiles(KernelDeclarer &k, KernelSignature &sig, int64_t rows,
 }
 
 /// Keys per K/V tile: 64, but the ragged and paged kernels' sequence and
-/// page lookups leave no room for 64-key tiles at D = 128 (ptxas spills
-/// them), so those take 32.
+/// page lookups, and the per-head masks' selects, leave no room for 64-key
+/// tiles at D = 128 (ptxas spills them), so those take 32.
 int64_t narrowTiles(const attnc::gpu_kernels::PrefillSpec &spec) {
   return spec.headDim == 128 ? 32 : 64;
 }
@@ -289,6 +285,8 @@ void lowerPrefill(AttentionOp op, func::FuncOp func) {
                           op.getNumKVHeads(), op.getHeadDim());
   spec.qShape.assign(qs.begin(), qs.end());
   spec.kShape.assign(ks.begin(), ks.end());
+  if (op.getHeadMasksAttr())
+    spec.blockKV = narrowTiles(spec);
   k.pointers({"query", "key", "value"}, sig);
   if (op.isRagged()) {
     // q [total_q, Hq, D], k/v [total_k, Hkv, D], cu_seqlens [B + 1].
@@ -340,9 +338,16 @@ void lowerPagedPrefill(PagedAttentionOp op, func::FuncOp func) {
   spec.numPageRefs = refs;
   spec.pageSize = cache.getPageSize();
   spec.headMajor = cache.getHeadMajor();
-  k.pointers({"query", "k_pages", "v_pages", "kv_indptr", "kv_indices",
-              "kv_last_page_len", "qo_indptr", "output"},
-             sig);
+  spec.cache = cache;
+  k.pointers({"query", "k_pages", "v_pages"}, sig);
+  Type storage = cache.getStorage();
+  if (storage.getIntOrFloatBitWidth() <= 8)
+    k.pointers({"k_scale", "v_scale"}, sig);
+  if (storage.isInteger(4))
+    k.pointers({"k_min", "v_min"}, sig);
+  k.pointers(
+      {"kv_indptr", "kv_indices", "kv_last_page_len", "qo_indptr", "output"},
+      sig);
   if (spec.hasLse)
     k.pointers({"lse"}, sig);
   k.size(qs[0], "total_q", sig);

@@ -174,9 +174,11 @@ struct PrefillSpec {
   /// static or dynamic, as `batch` (ragged, paged) and `numPageRefs`.
   SmallVector<int64_t> qShape, kShape;
   int64_t batch = 0, numPageRefs = 0;
-  /// Paged: the pages' size and layout (HND when headMajor).
+  /// Paged: the pages' size and layout (HND when headMajor), and the cache
+  /// (quantized pages are dequantized into the shared tiles).
   int64_t pageSize = 0;
   bool headMajor = false;
+  attn::KVCacheType cache;
   /// Keys per K/V tile (64; 32 where the registers need it).
   int64_t blockKV = 64;
 };

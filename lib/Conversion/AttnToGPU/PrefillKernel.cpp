@@ -19,7 +19,10 @@
 //   - Q, then K/V tiles of 64 keys staged in dynamic shared memory with
 //     cp.async (16-byte copies, zero-filled past the sequence's end; paged
 //     K/V rows found through the page table), K/V double-buffered so the
-//     next tile loads while this one is computed;
+//     next tile loads while this one is computed; quantized pages (int8,
+//     int4, fp8) are loaded into registers at the top of the iteration
+//     before, dequantized after its tensor-core work and stored into the
+//     other stage as f16/bf16 (PagedKV.cpp);
 //     rows are XOR-swizzled in 16-byte chunks so ldmatrix is conflict-free;
 //   - S = Q K^T and O += P V on tensor cores (ldmatrix, ldmatrix.trans,
 //     mma.sync m16n8k16, f16/bf16 in, f32 accumulate); P never leaves the
@@ -40,6 +43,8 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <tuple>
 
 using namespace mlir;
 using namespace attnc::attn;
@@ -79,6 +84,14 @@ private:
   using RowIndex = llvm::function_ref<SmallVector<Value>(Value row, Value col)>;
 
   void processTile(const SeqTile &tile);
+  /// Quantized pages: this thread's chunks (16 channels of K and V of one
+  /// key) of K/V tile rows [row0, row0 + block_kv) as stored, then stored
+  /// dequantized (zeros past the sequence's end) into a shared stage.
+  struct RawChunk {
+    Value k, v, page, slot, valid, row, col;
+  };
+  SmallVector<RawChunk> fetchQuantizedTile(const SeqTile &tile, Value row0);
+  void storeQuantizedTile(ArrayRef<RawChunk> chunks, Value stage);
   /// The number of tiles (of 64 packed rows) of the sequences before the
   /// first one whose tiles reach past `t` (its index), and those tiles'
   /// count: a warp scan over the sequences' query lengths (`ptr`, [B + 1]).
@@ -121,6 +134,8 @@ private:
   /// Global views: q, k (or K pages), v (or V pages), o, lse (or null), and
   /// the paged kernel's kv_indices; shared: the Q, K and V tiles.
   Value q, k, v, o, lseView, kvIndices;
+  /// Quantized pages and their scales.
+  PagedKV quantizedPages;
   Value qs, ks, vs;
 };
 
@@ -147,6 +162,55 @@ void PrefillKernelBuilder::loadTile(ArrayRef<std::pair<Value, Value>> copies,
           b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst, dstIdx, src,
           srcIdx, b.getIndexAttr(kChunk), srcElems,
           /*bypassL1=*/b.getUnitAttr());
+  }
+}
+
+SmallVector<PrefillKernelBuilder::RawChunk>
+PrefillKernelBuilder::fetchQuantizedTile(const SeqTile &tile, Value row0) {
+  const PagedKV &kv = quantizedPages;
+  int64_t chunksPerRow = d / kv.vec;
+  int64_t perThread = blockKV * chunksPerRow / kThreads;
+  Value last = maxIdx(sub(tile.lk, idx(1)), idx(0));
+  SmallVector<RawChunk> chunks;
+  for (int64_t i = 0; i < perThread; ++i) {
+    RawChunk c;
+    Value n = add(tid, idx(i * kThreads));
+    c.row = div(n, chunksPerRow);
+    c.col = mul(rem(n, chunksPerRow), idx(kv.vec));
+    Value key = add(row0, c.row);
+    c.valid = cmp(arith::CmpIPredicate::slt, key, tile.lk);
+    // Past the end: a key that exists, replaced by zeros when stored.
+    key = minIdx(key, last);
+    c.page = loadIndex(kvIndices, add(tile.kStart, div(key, spec.pageSize)));
+    c.slot = rem(key, spec.pageSize);
+    std::tie(c.k, c.v) = loadRawKV(kv, c.page, c.slot, kvHead, c.col);
+    chunks.push_back(c);
+  }
+  return chunks;
+}
+
+void PrefillKernelBuilder::storeQuantizedTile(ArrayRef<RawChunk> chunks,
+                                              Value stage) {
+  const PagedKV &kv = quantizedPages;
+  auto f32Vec = VectorType::get({kv.vec}, b.getF32Type());
+  Value zeros = arith::ConstantOp::create(
+      b, f32Vec, DenseElementsAttr::get(f32Vec, APFloat(0.0f)));
+  for (const RawChunk &c : chunks) {
+    auto [kf, vf] = dequantizeKV(kv, c.k, c.v, c.page, c.slot, kvHead, c.col);
+    for (auto [x, tileBuf] : {std::pair{kf, ks}, std::pair{vf, vs}}) {
+      Value h = arith::TruncFOp::create(b, VectorType::get({kv.vec}, elem),
+                                        select(c.valid, x, zeros));
+      // 16 bytes at a time: the swizzle permutes 8-element chunks.
+      for (int64_t part = 0; part < kv.vec / kChunk; ++part) {
+        SmallVector<int64_t> lanes(kChunk);
+        std::iota(lanes.begin(), lanes.end(), part * kChunk);
+        Value piece = vector::ShuffleOp::create(b, h, h, lanes);
+        Value col = add(c.col, idx(part * kChunk));
+        vector::StoreOp::create(b, piece, tileBuf,
+                                ValueRange{stage, c.row, swizzle(c.row, col)},
+                                /*nontemporal=*/false, llvm::MaybeAlign(16));
+      }
+    }
   }
 }
 
@@ -209,11 +273,18 @@ void PrefillKernelBuilder::build() {
   //   dense:  q, k, v, o, [lse]; batch, seqlen_q, seqlen_k where dynamic;
   //   ragged: q, k, v, cu_seqlens_q, cu_seqlens_k, o, [lse]; total_q,
   //           total_k, batch;
-  //   paged:  q, k_pages, v_pages, kv_indptr, kv_indices, kv_last_page_len,
-  //           qo_indptr, o, [lse]; total_q, batch, num_pages, num_page_refs.
+  //   paged:  q, k_pages, v_pages, [k_scale, v_scale, [k_min, v_min]],
+  //           kv_indptr, kv_indices, kv_last_page_len, qo_indptr, o,
+  //           [lse]; total_q, batch, num_pages, num_page_refs.
   unsigned p = 0;
   auto next = [&] { return entry.getArgument(p++); };
   Value qPtr = next(), kPtr = next(), vPtr = next();
+  Type storage = paged ? spec.cache.getStorage() : elem;
+  bool quantized = storage.getIntOrFloatBitWidth() <= 8;
+  Value kScalePtr = quantized ? next() : Value();
+  Value vScalePtr = quantized ? next() : Value();
+  Value kMinPtr = storage.isInteger(4) ? next() : Value();
+  Value vMinPtr = storage.isInteger(4) ? next() : Value();
   Value ptrA, ptrB, lastPtr, qoPtr;
   if (!dense) {
     ptrA = next(); // cu_seqlens_q or kv_indptr
@@ -295,8 +366,13 @@ void PrefillKernelBuilder::build() {
     SmallVector<int64_t> pageShape =
         spec.headMajor ? SmallVector<int64_t>{dyn, hkv, ps, d}
                        : SmallVector<int64_t>{dyn, ps, hkv, d};
-    k = globalView(kPtr, elem, pageShape, {numPages});
-    v = globalView(vPtr, elem, pageShape, {numPages});
+    if (quantized)
+      quantizedPages = pagedKV(spec.cache, kPtr, vPtr, kScalePtr, vScalePtr,
+                               kMinPtr, vMinPtr, numPages, kvHead);
+    else {
+      k = globalView(kPtr, elem, pageShape, {numPages});
+      v = globalView(vPtr, elem, pageShape, {numPages});
+    }
     kvIndices = globalView(ptrB, i32Type, {dyn}, {numRefs});
     lastLen = globalView(lastPtr, i32Type, {dyn}, {batch});
     qBounds = globalView(qoPtr, i32Type, {dyn}, {add(batch, idx(1))});
@@ -454,9 +530,13 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
   // Q and the first K/V tile, one cp.async group.
   loadTile({{q, qs}}, kBlockQ, qAt, q0, rows, {});
   Value haveTiles = cmp(arith::CmpIPredicate::sgt, iters, idx(0));
+  bool quantized = bool(quantizedPages.kPages);
   emitIf(haveTiles, [&] {
     Value r0 = mul(tileOf(idx(0)), idx(blockKV));
-    loadTile({{k, ks}, {v, vs}}, blockKV, kvAt, r0, lk, {idx(0)});
+    if (quantized)
+      storeQuantizedTile(fetchQuantizedTile(tile, r0), idx(0));
+    else
+      loadTile({{k, ks}, {v, vs}}, blockKV, kvAt, r0, lk, {idx(0)});
   });
   NVVM::CpAsyncCommitGroupOp::create(b);
   NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(0));
@@ -488,18 +568,34 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
     Value i = loop.getInductionVar();
     ValueRange state = loop.getRegionIterArgs();
     Value t = tileOf(i);
-    Value stage = rem(i, 2);
+    Value stage = rem(i, 2), other = sub(idx(1), stage);
     // Prefetch the next tile into the other stage.
     Value next = add(i, idx(1));
-    emitIf(cmp(arith::CmpIPredicate::ult, next, iters), [&] {
-      Value r0 = mul(tileOf(next), idx(blockKV));
-      Value other = sub(idx(1), stage);
-      loadTile({{k, ks}, {v, vs}}, blockKV, kvAt, r0, lk, {other});
-    });
-    // An empty group when nothing was prefetched keeps the count uniform.
-    NVVM::CpAsyncCommitGroupOp::create(b);
-    NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(1)); // all but the prefetch
-    gpu::BarrierOp::create(b);
+    Value hasNext = cmp(arith::CmpIPredicate::ult, next, iters);
+    SmallVector<RawChunk> nextChunks;
+    // Quantized, at D = 64: the next tile's loads are issued now (the last
+    // iteration loads its own tile again) and land in registers while this
+    // tile is computed (at D = 128 the registers cannot hold them, so they
+    // follow the computation). The stage it goes to was last read before
+    // the previous iteration's final barrier, and this tile's was written
+    // before it.
+    bool fetchEarly = quantized && d == 64;
+    auto fetchNext = [&] {
+      Value fetched = minIdx(next, sub(iters, idx(1)));
+      return fetchQuantizedTile(tile, mul(tileOf(fetched), idx(blockKV)));
+    };
+    if (fetchEarly) {
+      nextChunks = fetchNext();
+    } else if (!quantized) {
+      emitIf(hasNext, [&] {
+        Value r0 = mul(tileOf(next), idx(blockKV));
+        loadTile({{k, ks}, {v, vs}}, blockKV, kvAt, r0, lk, {other});
+      });
+      // An empty group when nothing was prefetched keeps the count uniform.
+      NVVM::CpAsyncCommitGroupOp::create(b);
+      NVVM::CpAsyncWaitGroupOp::create(b, uint32_t(1)); // all but the prefetch
+      gpu::BarrierOp::create(b);
+    }
 
     // S = Q K^T: block_kv / 8 tiles of 8 keys, each 4 f32 per lane, over
     // 32 columns of D (two Q fragments) at a time.
@@ -620,7 +716,12 @@ void PrefillKernelBuilder::processTile(const SeqTile &tile) {
         for (int e = 0; e < 4; ++e)
           newState[4 + (dn + j) * 4 + e] = acc[j][e];
     }
-    // Every warp is done with this stage before the next prefetch into it.
+    if (quantized)
+      emitIf(hasNext, [&] {
+        storeQuantizedTile(fetchEarly ? nextChunks : fetchNext(), other);
+      });
+    // Every warp is done with this stage before the next prefetch into it
+    // (and, quantized, the next tile is in the other stage).
     gpu::BarrierOp::create(b);
     scf::YieldOp::create(b, newState);
   }

@@ -25,28 +25,16 @@ func.func @head96(%q: tensor<1x16x2x96xf16>, %k: tensor<1x16x2x96xf16>,
 
 // -----
 
-!i4cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i4, k_group = 16>
-func.func @int4_append(%q: tensor<?x4x64xf16>, %cache: !i4cache, %indptr: tensor<?xi32>,
-                       %indices: tensor<?xi32>, %last: tensor<?xi32>,
-                       %qo: tensor<?xi32>) -> tensor<?x4x64xf16> {
-  // expected-error @+1 {{the GPU target has no kernel for paged append/prefill (qo_indptr) over i4 pages (f16 and bf16 pages have a kernel) yet; compile it with --target=host}}
-  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last qo_indptr(%qo)
-      : (tensor<?x4x64xf16>, !i4cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
-      -> tensor<?x4x64xf16>
-  return %o : tensor<?x4x64xf16>
-}
-
-// -----
-
+// Quantized pages take f16 or bf16 queries in append/prefill as in decode.
 !cache = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i8, k_group = 16>
-func.func @append_int8(%q: tensor<?x4x64xf16>, %cache: !cache, %indptr: tensor<?xi32>,
-                       %indices: tensor<?xi32>, %last: tensor<?xi32>,
-                       %qo: tensor<?xi32>) -> tensor<?x4x64xf16> {
-  // expected-error @+1 {{the GPU target has no kernel for paged append/prefill (qo_indptr) over i8 pages (f16 and bf16 pages have a kernel) yet; compile it with --target=host}}
+func.func @append_int8_f32(%q: tensor<?x4x64xf32>, %cache: !cache, %indptr: tensor<?xi32>,
+                           %indices: tensor<?xi32>, %last: tensor<?xi32>,
+                           %qo: tensor<?xi32>) -> tensor<?x4x64xf32> {
+  // expected-error @+1 {{the GPU target has no kernel for f32 queries over i8 pages (i8 pages take f16 or bf16 queries) yet; compile it with --target=host}}
   %o = attn.paged_attention %q, %cache, %indptr, %indices, %last qo_indptr(%qo)
-      : (tensor<?x4x64xf16>, !cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
-      -> tensor<?x4x64xf16>
-  return %o : tensor<?x4x64xf16>
+      : (tensor<?x4x64xf32>, !cache, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>)
+      -> tensor<?x4x64xf32>
+  return %o : tensor<?x4x64xf32>
 }
 
 // -----

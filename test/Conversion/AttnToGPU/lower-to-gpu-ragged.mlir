@@ -123,3 +123,44 @@ func.func @duo(%q: tensor<?x?x8x128xbf16>, %k: tensor<?x?x2x128xbf16>,
       -> tensor<?x?x8x128xbf16>
   return %o : tensor<?x?x8x128xbf16>
 }
+
+// -----
+
+// Paged append over int8 pages (bf16 queries, head_dim 64): the scales
+// follow the pages among the parameters. In the KV loop the next tile's
+// bytes are loaded into registers before this tile's tensor-core work (no
+// cp.async for K and V), then dequantized (int8 to f32, times the K
+// channels' and the V token's scales), rounded to bf16 and stored into the
+// other stage, 16 bytes at a time, before the loop's one barrier. (At
+// head_dim 128 the registers cannot hold the bytes over the tensor-core work:
+// the loads follow it.)
+// CHECK-LABEL: gpu.module @append_int8_gpu
+// CHECK: gpu.func @append_int8
+// CHECK-SAME: params = ["query", "k_pages", "v_pages", "k_scale", "v_scale", "kv_indptr", "kv_indices", "kv_last_page_len", "qo_indptr", "output", "$total_q", "$batch", "$num_pages", "$num_page_refs"]
+// CHECK: nvvm.cp.async.wait.group 0
+// CHECK: scf.for
+// CHECK-NOT: nvgpu.device_async_copy
+// CHECK: %[[K:.*]] = vector.load {{.*}} : memref<?x16x2x64xi8, #gpu.address_space<global>>, vector<16xi8>
+// CHECK-NOT: gpu.barrier
+// CHECK: nvvm.mma.sync
+// CHECK-NOT: gpu.barrier
+// CHECK: scf.if
+// CHECK: arith.sitofp %[[K]] : vector<16xi8> to vector<16xf32>
+// CHECK: arith.truncf {{.*}} : vector<16xf32> to vector<16xbf16>
+// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<2x64x64xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
+// CHECK: gpu.barrier
+// CHECK-NEXT: scf.yield
+// PTX: gpu.binary @append_int8_gpu
+// PTX-SAME: ld.global.v4.b32
+// PTX-SAME: st.shared.v4.b32
+// PTX-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+!i8 = !attn.kv_cache<page_size = 16, kv_heads = 2, head_dim = 64, layout = nhd, storage = i8, k_group = 8>
+func.func @append_int8(%q: tensor<?x8x64xbf16>, %cache: !i8, %indptr: tensor<?xi32>,
+                       %indices: tensor<?xi32>, %last: tensor<?xi32>,
+                       %qo: tensor<?xi32>) -> tensor<?x8x64xbf16> {
+  %o = attn.paged_attention %q, %cache, %indptr, %indices, %last qo_indptr(%qo)
+      {mask = #attn.mask<causal>}
+      : (tensor<?x8x64xbf16>, !i8, tensor<?xi32>, tensor<?xi32>, tensor<?xi32>,
+         tensor<?xi32>) -> tensor<?x8x64xbf16>
+  return %o : tensor<?x8x64xbf16>
+}
