@@ -36,6 +36,21 @@ import numpy as np
 EXITED = np.iinfo(np.int64).max
 
 
+def mul_hi_64(a, b, signed: bool):
+    """The high 64 bits of the 128-bit product of 64-bit lanes a and b."""
+    ua, ub = a.astype(np.uint64), b.astype(np.uint64)
+    m32, s32 = np.uint64(0xFFFFFFFF), np.uint64(32)
+    a0, a1, b0, b1 = ua & m32, ua >> s32, ub & m32, ub >> s32
+    p01, p10 = a0 * b1, a1 * b0
+    mid = ((a0 * b0) >> s32) + (p01 & m32) + (p10 & m32)
+    hi = a1 * b1 + (p01 >> s32) + (p10 >> s32) + (mid >> s32)
+    if signed:  # two's complement: subtract b where a < 0 and a where b < 0
+        hi = hi - np.where(a.astype(np.int64) < 0, ub, 0).astype(np.uint64)
+        hi = hi - np.where(b.astype(np.int64) < 0, ua, 0).astype(np.uint64)
+        return hi.astype(np.int64)
+    return hi
+
+
 class EmulationError(RuntimeError):
     """A launch the device would fail (or that this emulator cannot run)."""
 
@@ -755,8 +770,8 @@ class Machine:
         elif p[1] == "lo":
             self.put(ops[0], idx, a * b, t)
         elif p[1] == "hi":
-            if w == 64:
-                raise EmulationError("mul.hi.64 is not supported")
+            if w == 64:  # LLVM's division by a constant: 32-bit limbs
+                return self.put(ops[0], idx, mul_hi_64(a, b, kind(t) == "s"), t)
             self.put(ops[0], idx, (a * b) >> np.int64(w) if kind(t) == "s" else
                      (a * b) >> np.uint64(w), t)
         else:

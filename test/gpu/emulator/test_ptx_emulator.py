@@ -134,6 +134,44 @@ def test_integer_semantics(tmp_path):
     assert (out[:, 6:8].copy().view(np.int64)[:, 0] == a64 * b64).all()
 
 
+MUL_HI = """
+.visible .entry mul_hi(.param .u64 pa, .param .u64 pb, .param .u64 pout)
+{
+  .reg .b32 %r<2>;
+  .reg .b64 %rd<14>;
+  ld.param.u64 %rd1, [pa];
+  ld.param.u64 %rd2, [pb];
+  ld.param.u64 %rd3, [pout];
+  mov.u32 %r1, %tid.x;
+  mul.wide.u32 %rd4, %r1, 8;
+  add.s64 %rd5, %rd1, %rd4;
+  ld.global.u64 %rd6, [%rd5];
+  add.s64 %rd7, %rd2, %rd4;
+  ld.global.u64 %rd8, [%rd7];
+  mul.hi.u64 %rd9, %rd6, %rd8;
+  mul.hi.s64 %rd10, %rd6, %rd8;
+  mul.wide.u32 %rd11, %r1, 16;
+  add.s64 %rd12, %rd3, %rd11;
+  st.global.v2.u64 [%rd12], {%rd9, %rd10};
+  ret;
+}
+"""
+
+
+def test_mul_hi_64(tmp_path):
+    """The high half of 64-bit products (LLVM divides by a constant with it)."""
+    rng = np.random.default_rng()
+    a = rng.integers(0, 2**64, 32, dtype=np.uint64)
+    b = rng.integers(0, 2**64, 32, dtype=np.uint64)
+    a[:3], b[:3] = [0, 2**64 - 1, 2**63], [5, 2**64 - 1, 2**63 + 1]
+    out = np.zeros((32, 2), np.uint64)
+    run(MUL_HI, "mul_hi", [a, b, out], tmp_path)
+    for i in range(32):
+        assert int(out[i, 0]) == (int(a[i]) * int(b[i])) >> 64
+        sa, sb = int(a[i].astype(np.int64)), int(b[i].astype(np.int64))
+        assert int(out[i, 1].astype(np.int64)) == (sa * sb) >> 64
+
+
 FLOATS = """
 .visible .entry floats(.param .u64 px, .param .u64 py, .param .u64 pout)
 {
