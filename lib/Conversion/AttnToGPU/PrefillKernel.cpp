@@ -2,8 +2,8 @@
 //
 // The prefill kernel, in the FlashAttention-2 shape for sm_80 and newer, of
 // a dense or ragged (cu_seqlens) `attn.attention` and of a paged
-// `attn.paged_attention` with qo_indptr (append/prefill over f16/bf16
-// pages):
+// `attn.paged_attention` with qo_indptr (append/prefill over f16, bf16,
+// int8, int4 or fp8 pages):
 //
 //   - one thread block of 4 warps per (query tile of 64 rows, KV head,
 //     sequence): the G = Hq / Hkv query heads sharing a KV head are packed
@@ -20,9 +20,9 @@
 //     cp.async (16-byte copies, zero-filled past the sequence's end; paged
 //     K/V rows found through the page table), K/V double-buffered so the
 //     next tile loads while this one is computed; quantized pages (int8,
-//     int4, fp8) are loaded into registers at the top of the iteration
-//     before, dequantized after its tensor-core work and stored into the
-//     other stage as f16/bf16 (PagedKV.cpp);
+//     int4, fp8) are loaded into registers (at D = 64 before this tile's
+//     tensor-core work, at D = 128 after it), dequantized and stored into
+//     the other stage as f16/bf16 (PagedKV.cpp);
 //     rows are XOR-swizzled in 16-byte chunks so ldmatrix is conflict-free;
 //   - S = Q K^T and O += P V on tensor cores (ldmatrix, ldmatrix.trans,
 //     mma.sync m16n8k16, f16/bf16 in, f32 accumulate); P never leaves the
@@ -366,10 +366,10 @@ void PrefillKernelBuilder::build() {
     SmallVector<int64_t> pageShape =
         spec.headMajor ? SmallVector<int64_t>{dyn, hkv, ps, d}
                        : SmallVector<int64_t>{dyn, ps, hkv, d};
-    if (quantized)
+    if (quantized) {
       quantizedPages = pagedKV(spec.cache, kPtr, vPtr, kScalePtr, vScalePtr,
                                kMinPtr, vMinPtr, numPages, kvHead);
-    else {
+    } else {
       k = globalView(kPtr, elem, pageShape, {numPages});
       v = globalView(vPtr, elem, pageShape, {numPages});
     }
